@@ -1,0 +1,63 @@
+"""Content-addressed blob storage over fsspec: local disk, S3 (s3fs) and memory.
+
+This package knows nothing of artifacts, runs or versions; `artifacts` builds the catalog on top of it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .backend import Root, open_root
+from .blobs import BlobInfo, BlobStore, PutResult
+from .errors import (
+    ArtifactsError,
+    BackendError,
+    ConflictError,
+    IntegrityError,
+    InvalidDigestError,
+    InvalidNameError,
+    InvalidPathError,
+    NotFoundError,
+    PermissionDeniedError,
+    QuotaExceededError,
+)
+from .hashing import check_digest, hash_bytes, hash_file
+from .statcache import StatCache, default_cache_dir
+
+__all__ = [
+    "ArtifactsError",
+    "BackendError",
+    "BlobInfo",
+    "BlobStore",
+    "ConflictError",
+    "IntegrityError",
+    "InvalidDigestError",
+    "InvalidNameError",
+    "InvalidPathError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "PutResult",
+    "QuotaExceededError",
+    "Root",
+    "StatCache",
+    "check_digest",
+    "default_cache_dir",
+    "hash_bytes",
+    "hash_file",
+    "open_blob_store",
+    "open_root",
+]
+
+
+def open_blob_store(
+    url: str,
+    storage_options: dict[str, Any] | None = None,
+    *,
+    stat_cache: StatCache | None = None,
+    check: bool = True,
+) -> BlobStore:
+    """Open the blob store rooted at ``url``; with ``check`` fail fast if the root is unusable."""
+    root = open_root(url, storage_options)
+    if check:
+        root.check_reachable()
+    return BlobStore(root, stat_cache=stat_cache)

@@ -1,0 +1,239 @@
+"""Open a store root from a URL and speak to it in small objects; map backend failures to our errors.
+
+A root is an fsspec filesystem plus a path inside it. Everything above this module sees only our error
+family: a missing bucket, a refused connection or bad credentials become one-line `BackendError`s that say
+what to do, instead of a botocore traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+from fsspec.implementations.memory import MemoryFileSystem
+
+from .errors import ArtifactsError, BackendError, ConflictError, NotFoundError
+
+__all__ = ["Root", "open_root"]
+
+_KNOWN_PROTOCOLS = {"file", "local", "s3", "s3a", "memory"}
+
+
+def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
+    p = fs.protocol
+    return (p,) if isinstance(p, str) else tuple(p)
+
+
+@contextlib.contextmanager
+def backend_errors(what: str, url: str) -> Iterator[None]:
+    """Translate backend exceptions raised while doing ``what`` on ``url`` into our family."""
+    try:
+        yield
+    except ArtifactsError:
+        raise
+    except FileExistsError as e:
+        raise ConflictError(f"{what}: already exists ({url})") from e
+    except FileNotFoundError as e:
+        msg = str(e)
+        if "bucket" in msg.lower():
+            raise BackendError(
+                f"{what}: the bucket of {url} does not exist; create it first "
+                "(for example `aws s3 mb`) or fix the URL"
+            ) from e
+        raise NotFoundError(f"{what}: not found ({url})") from e
+    except PermissionError as e:
+        raise BackendError(
+            f"{what}: access denied by {url} ({_first_line(e)}); check the credentials and bucket policy"
+        ) from e
+    except (OSError, TimeoutError) as e:
+        raise BackendError(
+            f"{what}: cannot reach {url} ({_first_line(e)}); check the endpoint and the network"
+        ) from e
+    except Exception as e:  # botocore/aiohttp errors that s3fs does not translate
+        name = type(e).__name__
+        if any(k in name for k in ("Endpoint", "Connect", "Credential", "ClientError", "Timeout")):
+            raise BackendError(
+                f"{what}: {url} refused the request ({name}: {_first_line(e)}); "
+                "check the endpoint, the credentials and the bucket"
+            ) from e
+        raise
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
+
+
+@dataclass
+class Root:
+    """One store root: a filesystem and a path in it, with the few operations the store needs.
+
+    Paths given to methods are relative to the root and use ``/``.
+    """
+
+    fs: fsspec.AbstractFileSystem
+    path: str
+    url: str
+
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self.fs, LocalFileSystem)
+
+    @property
+    def is_memory(self) -> bool:
+        return isinstance(self.fs, MemoryFileSystem)
+
+    def full(self, rel: str) -> str:
+        return f"{self.path}/{rel}" if self.path else rel
+
+    def local(self, rel: str) -> str:
+        """OS path of ``rel``; only meaningful on a local root."""
+        return self.full(rel)
+
+    # -- small objects -------------------------------------------------------------------------
+    def create_exclusive(self, rel: str, data: bytes) -> None:
+        """Create ``rel`` holding ``data`` only if it does not exist yet; all or nothing.
+
+        Local: a temp file, fsync, then ``os.link`` (which fails if the name exists), so a reader never sees a
+        partial object. S3: ``PutObject`` with ``If-None-Match: *`` (HTTP 412 -> `ConflictError`).
+        """
+        target = self.full(rel)
+        with backend_errors(f"create {rel}", self.url):
+            if self.is_local:
+                self._create_exclusive_local(target, data)
+            elif self.is_memory:
+                self._create_exclusive_memory(target, data)
+            else:
+                self.fs.pipe_file(target, data, mode="create")
+
+    def _create_exclusive_local(self, target: str, data: bytes) -> None:
+        directory = os.path.dirname(target)
+        os.makedirs(directory, exist_ok=True)
+        tmp = os.path.join(directory, f".tmp-{uuid.uuid4().hex}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            try:
+                os.link(tmp, target)
+            except FileExistsError:
+                raise ConflictError(f"{target} already exists") from None
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+    _memory_lock = __import__("threading").Lock()
+
+    def _create_exclusive_memory(self, target: str, data: bytes) -> None:
+        with Root._memory_lock:
+            if self.fs.exists(target):
+                raise ConflictError(f"{target} already exists")
+            self.fs.pipe_file(target, data)
+
+    def read(self, rel: str) -> bytes:
+        with backend_errors(f"read {rel}", self.url):
+            return self.fs.cat_file(self.full(rel))
+
+    def read_many(self, rels: list[str]) -> dict[str, bytes]:
+        """Fetch several small objects at once (concurrently on S3); missing ones are left out."""
+        if not rels:
+            return {}
+        full = {self.full(r): r for r in rels}
+        with backend_errors("read log entries", self.url):
+            if self.is_local:
+                out = {}
+                for f, r in full.items():
+                    try:
+                        with open(f, "rb") as fh:
+                            out[r] = fh.read()
+                    except FileNotFoundError:
+                        pass
+                return out
+            got = self.fs.cat(list(full), on_error="omit")
+        return {full[k if k in full else self.fs._strip_protocol(k)]: v for k, v in got.items()}
+
+    def write(self, rel: str, data: bytes) -> None:
+        """Plain overwrite for objects whose content is fixed by their name (blobs) or that are caches."""
+        with backend_errors(f"write {rel}", self.url):
+            if self.is_local:
+                os.makedirs(os.path.dirname(self.full(rel)), exist_ok=True)
+            self.fs.pipe_file(self.full(rel), data)
+
+    def exists(self, rel: str) -> bool:
+        with backend_errors(f"check {rel}", self.url):
+            return self.fs.exists(self.full(rel))
+
+    def delete(self, rel: str) -> None:
+        with backend_errors(f"delete {rel}", self.url):
+            try:
+                self.fs.rm_file(self.full(rel))
+            except FileNotFoundError:
+                pass
+
+    def info(self, rel: str) -> dict[str, Any]:
+        with backend_errors(f"stat {rel}", self.url):
+            return self.fs.info(self.full(rel))
+
+    def listdir(self, rel: str) -> list[dict[str, Any]]:
+        """Entries directly under ``rel`` (detail dicts); empty when it does not exist."""
+        with backend_errors(f"list {rel}", self.url):
+            try:
+                return self.fs.ls(self.full(rel), detail=True, refresh=True) if not self.is_local else \
+                    self.fs.ls(self.full(rel), detail=True)
+            except FileNotFoundError:
+                return []
+
+    def find(self, rel: str) -> dict[str, dict[str, Any]]:
+        """Every file below ``rel``, keyed by path relative to the root, with detail."""
+        with backend_errors(f"list {rel}", self.url):
+            try:
+                found = self.fs.find(self.full(rel), detail=True)
+            except FileNotFoundError:
+                return {}
+        prefix = f"{self.path}/" if self.path else ""
+        out = {}
+        for k, v in found.items():
+            k = self.fs._strip_protocol(k)
+            out[k[len(prefix):] if k.startswith(prefix) else k] = v
+        return out
+
+    def check_reachable(self) -> None:
+        """Fail fast with a clear message if the root cannot be used (missing bucket, bad endpoint)."""
+        with backend_errors("open store", self.url):
+            if self.is_local:
+                os.makedirs(self.path, exist_ok=True)
+                if not os.path.isdir(self.path):
+                    raise BackendError(f"store root {self.path} is not a directory")
+            elif not self.is_memory:
+                bucket = self.path.split("/", 1)[0]
+                self.fs.ls(bucket, refresh=True)
+
+
+def open_root(url: str, storage_options: dict[str, Any] | None = None) -> Root:
+    """Open ``url`` (a path, ``file://``, ``s3://bucket/prefix`` or ``memory://``) as a store root."""
+    url = os.fspath(url)
+    if "://" in url:
+        scheme = url.split("://", 1)[0].lower()
+        if scheme not in _KNOWN_PROTOCOLS:
+            raise BackendError(
+                f"unsupported store URL scheme {scheme!r} in {url!r}: use a local path, file://, "
+                "s3://bucket/prefix or memory://"
+            )
+    else:
+        url = os.path.abspath(os.path.expanduser(url))
+    try:
+        fs, path = fsspec.url_to_fs(url, **(storage_options or {}))
+    except (ImportError, ValueError, TypeError) as e:
+        raise BackendError(f"cannot open store {url!r}: {_first_line(e)}") from e
+    path = path.rstrip("/")
+    if not isinstance(fs, LocalFileSystem | MemoryFileSystem) and not path:
+        raise BackendError(f"store URL {url!r} names no bucket: use s3://bucket or s3://bucket/prefix")
+    return Root(fs=fs, path=path, url=url)

@@ -1,0 +1,473 @@
+"""Content-addressed blobs: ``<root>/blobs/ab/cdef...`` named by their BLAKE3 digest.
+
+A put hashes while it streams (one pass), writes under a temporary name and only then makes the blob
+visible under its digest, so a reader (or a crash) never sees a partial blob. Content that already exists
+is not written again. Reads verify the digest by default.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from fsspec.callbacks import Callback, NoOpCallback
+
+from .backend import Root, backend_errors
+from .errors import IntegrityError, InvalidPathError, NotFoundError
+from .hashing import CHUNK_SIZE, Hasher, check_digest, hash_bytes, hash_file
+from .statcache import StatCache
+
+__all__ = ["BlobInfo", "BlobStore", "PutResult"]
+
+BLOBS = "blobs"
+TMP = "tmp"
+
+
+@dataclass(frozen=True)
+class PutResult:
+    """What a put did: the digest and size, and whether bytes were actually written (False = dedup)."""
+
+    digest: str
+    size: int
+    written: bool
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    digest: str
+    size: int
+    mtime: float | None
+
+
+def _as_callback(cb: Callback | None) -> Callback:
+    return cb if cb is not None else NoOpCallback()
+
+
+class _VerifyingReader(io.RawIOBase):
+    """A read-only stream that hashes what passes through and raises `IntegrityError` at EOF on mismatch.
+
+    Seeking turns verification off (a partial read cannot be checked); full sequential reads are checked.
+    """
+
+    def __init__(self, raw: BinaryIO, digest: str, what: str) -> None:
+        self._raw = raw
+        self._digest = digest
+        self._what = what
+        self._hasher: Hasher | None = Hasher()
+        self._checked = False
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return self._raw.seekable()
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if not (offset == 0 and whence == 0 and self._raw.tell() == 0):
+            self._hasher = None
+        return self._raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+    def readinto(self, b: Any) -> int:
+        data = self._raw.read(len(b))
+        n = len(data)
+        b[:n] = data
+        if self._hasher is not None:
+            if n:
+                self._hasher.update(data)
+            elif not self._checked:
+                self._checked = True
+                if self._hasher.hexdigest() != self._digest:
+                    raise IntegrityError(
+                        f"blob {self._digest} is corrupt: its content hashes to "
+                        f"{self._hasher.hexdigest()} ({self._what}); run `artifacts verify`"
+                    )
+        return n
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._raw.close()
+        super().close()
+
+
+class BlobStore:
+    """Immutable blobs under one root, addressed by digest.
+
+    ``stat_cache`` makes re-putting an unchanged local file cost a stat. ``fsync`` makes a local put durable
+    against power loss before the blob becomes visible (off by default: a killed process loses nothing
+    either way, and fsync of a large file costs more than the copy).
+    """
+
+    def __init__(
+        self,
+        root: Root,
+        *,
+        stat_cache: StatCache | None = None,
+        fsync: bool = False,
+        max_workers: int = 16,
+    ) -> None:
+        self.root = root
+        self.stat_cache = stat_cache
+        self.fsync = fsync
+        self.max_workers = max_workers
+
+    # -- naming ----------------------------------------------------------------------------------
+    @staticmethod
+    def relpath(digest: str) -> str:
+        check_digest(digest)
+        return f"{BLOBS}/{digest[:2]}/{digest[2:]}"
+
+    def local_path(self, digest: str) -> Path | None:
+        """The blob's OS path when the store is on local disk (for memory-mapping), else None."""
+        if not self.root.is_local:
+            return None
+        return Path(self.root.local(self.relpath(digest)))
+
+    # -- hashing ---------------------------------------------------------------------------------
+    def hash_local_file(self, path: str | os.PathLike[str]) -> tuple[str, int]:
+        """Digest and size of a local file, from the stat cache when the file is unchanged."""
+        path = _source_path(path)
+        st = os.stat(path)
+        if self.stat_cache is not None:
+            cached = self.stat_cache.lookup(path, st)
+            if cached is not None:
+                return cached, st.st_size
+        with open(path, "rb", buffering=0) as f:
+            digest, size = hash_file(f)
+        if self.stat_cache is not None:
+            self.stat_cache.store(path, st, digest)
+        return digest, size
+
+    # -- put -------------------------------------------------------------------------------------
+    def put_file(self, path: str | os.PathLike[str], *, callback: Callback | None = None) -> PutResult:
+        """Store a local file. Unchanged files known to the stat cache are not even read."""
+        path = _source_path(path)
+        cb = _as_callback(callback)
+        st = os.stat(path)
+        known = self.stat_cache.lookup(path, st) if self.stat_cache is not None else None
+        if known is not None and self.exists(known):
+            cb.relative_update(st.st_size)
+            return PutResult(known, st.st_size, False)
+        if self.root.is_local:
+            result = self._put_local_stream(path, cb)
+        else:
+            digest, size = known, st.st_size
+            if digest is None:
+                digest, size = self.hash_local_file(path)
+            if self.exists(digest):
+                cb.relative_update(size)
+                return PutResult(digest, size, False)
+            with backend_errors(f"upload {path}", self.root.url):
+                if self.root.is_memory:
+                    with open(path, "rb") as f:
+                        self.root.fs.pipe_file(self.root.full(self.relpath(digest)), f.read())
+                    cb.relative_update(size)
+                else:
+                    self.root.fs.put_file(path, self.root.full(self.relpath(digest)), callback=cb)
+            result = PutResult(digest, size, True)
+        if self.stat_cache is not None:
+            self.stat_cache.store(path, st, result.digest)
+        return result
+
+    def put_bytes(self, data: bytes | bytearray | memoryview) -> PutResult:
+        """Store an in-memory buffer (hashed without copying)."""
+        view = memoryview(data).cast("B") if not isinstance(data, bytes) else data
+        digest = hash_bytes(view)
+        size = len(view)
+        if self.exists(digest):
+            return PutResult(digest, size, False)
+        rel = self.relpath(digest)
+        if self.root.is_local:
+            target = self.root.local(rel)
+            tmp = self._local_tmp()
+            with open(tmp, "wb", buffering=0) as f:
+                f.write(view)
+                if self.fsync:
+                    os.fsync(f.fileno())
+            written = self._publish_local(tmp, target)
+        else:
+            self.root.write(rel, bytes(view) if not isinstance(view, bytes) else view)
+            written = True
+        return PutResult(digest, size, written)
+
+    def put_stream(self, f: BinaryIO, *, callback: Callback | None = None) -> PutResult:
+        """Store whatever a binary stream yields, in bounded memory.
+
+        Local: one pass into a temp file. Elsewhere the digest must be known before the upload names the
+        object, so the stream is spooled to a local temp file while hashing, then uploaded.
+        """
+        cb = _as_callback(callback)
+        if self.root.is_local:
+            return self._put_local_stream(f, cb)
+        with tempfile.NamedTemporaryFile(prefix="artifacts-spool-", delete=False) as spool:
+            try:
+                _copy_hashing(f, spool, cb)
+                spool.close()
+                return self.put_file(spool.name)
+            finally:
+                os.unlink(spool.name)
+
+    def put_files(
+        self,
+        paths: Iterable[str | os.PathLike[str]],
+        *,
+        callback: Callback | None = None,
+        max_workers: int | None = None,
+    ) -> list[PutResult]:
+        """Store many local files concurrently; results in the order given. Progress counts bytes."""
+        paths = [_source_path(p) for p in paths]
+        cb = _as_callback(callback)
+        cb.set_size(sum(os.stat(p).st_size for p in paths))
+        return self._map(lambda p: self.put_file(p, callback=_Relay(cb)), paths, max_workers)
+
+    def _map(self, fn: Callable[[Any], Any], items: list[Any], max_workers: int | None) -> list[Any]:
+        workers = min(max_workers or self.max_workers, max(1, len(items)))
+        if workers == 1:
+            return [fn(i) for i in items]
+        with ThreadPoolExecutor(workers) as pool:
+            return list(pool.map(fn, items))
+
+    def _local_tmp(self) -> str:
+        d = self.root.local(TMP)
+        os.makedirs(d, exist_ok=True)
+        return os.path.join(d, f"{os.getpid()}-{uuid.uuid4().hex}")
+
+    def _publish_local(self, tmp: str, target: str) -> bool:
+        """Make ``tmp`` visible as ``target`` atomically; if it already exists keep the existing one."""
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        try:
+            os.link(tmp, target)
+            written = True
+        except FileExistsError:
+            written = False
+        except OSError:  # filesystems without hard links: rename is atomic too
+            if os.path.exists(target):
+                written = False
+            else:
+                os.replace(tmp, target)
+                return True
+        os.unlink(tmp)
+        return written
+
+    def _put_local_stream(self, src: str | BinaryIO, cb: Callback) -> PutResult:
+        tmp = self._local_tmp()
+        try:
+            with contextlib.ExitStack() as stack:
+                f = stack.enter_context(open(src, "rb", buffering=0)) if isinstance(src, str) else src
+                out = stack.enter_context(open(tmp, "wb", buffering=0))
+                digest, size = _copy_hashing(f, out, cb)
+                if self.fsync:
+                    os.fsync(out.fileno())
+            written = self._publish_local(tmp, self.root.local(self.relpath(digest)))
+            return PutResult(digest, size, written)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+    # -- get -------------------------------------------------------------------------------------
+    def exists(self, digest: str) -> bool:
+        rel = self.relpath(digest)
+        if self.root.is_local:
+            return os.path.exists(self.root.local(rel))
+        return self.root.exists(rel)
+
+    def size(self, digest: str) -> int:
+        try:
+            return int(self.root.info(self.relpath(digest))["size"])
+        except NotFoundError:
+            raise NotFoundError(f"blob {digest} not found in {self.root.url}") from None
+
+    def open(self, digest: str, *, verify: bool = True) -> BinaryIO:
+        """A binary stream of the blob; with ``verify`` a full read raises `IntegrityError` on mismatch."""
+        rel = self.relpath(digest)
+        try:
+            with backend_errors(f"open blob {digest}", self.root.url):
+                raw = self.root.fs.open(self.root.full(rel), "rb")
+        except NotFoundError:
+            raise NotFoundError(f"blob {digest} not found in {self.root.url}") from None
+        if not verify:
+            return raw
+        return io.BufferedReader(_VerifyingReader(raw, digest, self.root.url), CHUNK_SIZE)
+
+    def read_bytes(self, digest: str, *, verify: bool = True) -> bytes:
+        rel = self.relpath(digest)
+        try:
+            data = self.root.read(rel)
+        except NotFoundError:
+            raise NotFoundError(f"blob {digest} not found in {self.root.url}") from None
+        if verify:
+            actual = hash_bytes(data)
+            if actual != digest:
+                raise IntegrityError(
+                    f"blob {digest} is corrupt: its content hashes to {actual} ({self.root.url}); "
+                    "run `artifacts verify`"
+                )
+        return data
+
+    def get_file(
+        self,
+        digest: str,
+        dest: str | os.PathLike[str],
+        *,
+        verify: bool = True,
+        callback: Callback | None = None,
+    ) -> None:
+        """Write the blob to ``dest`` via a temp file beside it; ``dest`` appears only if verified."""
+        dest = os.fspath(dest)
+        cb = _as_callback(callback)
+        parent = os.path.dirname(os.path.abspath(dest))
+        os.makedirs(parent, exist_ok=True)
+        tmp = os.path.join(parent, f".{os.path.basename(dest)}.tmp-{uuid.uuid4().hex[:12]}")
+        try:
+            if self.root.is_local or self.root.is_memory:
+                with self.open(digest, verify=False) as f, open(tmp, "wb", buffering=0) as out:
+                    actual, _ = _copy_hashing(f, out, cb)
+            else:
+                try:
+                    with backend_errors(f"download blob {digest}", self.root.url):
+                        self.root.fs.get_file(self.root.full(self.relpath(digest)), tmp, callback=cb)
+                except NotFoundError:
+                    raise NotFoundError(f"blob {digest} not found in {self.root.url}") from None
+                actual = None
+                if verify:
+                    with open(tmp, "rb", buffering=0) as f:
+                        actual, _ = hash_file(f)
+            if verify and actual != digest:
+                raise IntegrityError(
+                    f"blob {digest} is corrupt: its content hashes to {actual} ({self.root.url}); "
+                    "run `artifacts verify`"
+                )
+            os.replace(tmp, dest)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+    def get_files(
+        self,
+        pairs: Iterable[tuple[str, str | os.PathLike[str]]],
+        *,
+        verify: bool = True,
+        callback: Callback | None = None,
+        max_workers: int | None = None,
+    ) -> None:
+        """Download many blobs concurrently: ``pairs`` of (digest, destination path)."""
+        pairs = list(pairs)
+        cb = _as_callback(callback)
+        self._map(lambda p: self.get_file(p[0], p[1], verify=verify, callback=_Relay(cb)), pairs,
+                  max_workers)
+
+    def verify_blob(self, digest: str) -> bool:
+        """True if the stored bytes hash to ``digest`` (re-reads the whole blob)."""
+        with self.open(digest, verify=False) as f:
+            actual, _ = hash_file(f)
+        return actual == digest
+
+    # -- listing and deletion --------------------------------------------------------------------
+    def delete(self, digest: str) -> None:
+        self.root.delete(self.relpath(digest))
+
+    def iter_blobs(self) -> Iterator[BlobInfo]:
+        """Every stored blob with its size and modification time (used by gc and verify)."""
+        for rel, info in sorted(self.root.find(BLOBS).items()):
+            parts = rel.split("/")
+            if len(parts) != 3 or len(parts[1]) != 2:
+                continue
+            digest = parts[1] + parts[2]
+            if len(digest) != 64:
+                continue
+            yield BlobInfo(digest, int(info.get("size") or 0), _mtime(info))
+
+    def iter_digests(self) -> Iterator[str]:
+        for b in self.iter_blobs():
+            yield b.digest
+
+    def clean_tmp(self, older_than: float) -> int:
+        """Remove leftovers of killed local puts older than ``older_than`` seconds; returns a count."""
+        if not self.root.is_local:
+            return 0
+        d = Path(self.root.local(TMP))
+        n = 0
+        now = time.time()
+        for p in d.glob("*") if d.is_dir() else []:
+            with contextlib.suppress(FileNotFoundError):
+                if now - p.stat().st_mtime > older_than:
+                    p.unlink()
+                    n += 1
+        return n
+
+
+class _Relay(Callback):
+    """Forwards byte progress of one transfer into a shared callback without resetting its size."""
+
+    def __init__(self, parent: Callback) -> None:
+        super().__init__()
+        self._parent = parent
+
+    def set_size(self, size: int | None) -> None:
+        pass
+
+    def relative_update(self, inc: int = 1) -> None:
+        self._parent.relative_update(inc)
+
+    def absolute_update(self, value: int) -> None:
+        pass
+
+    def call(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+def _copy_hashing(src: BinaryIO, dst: BinaryIO, cb: Callback) -> tuple[str, int]:
+    """Copy ``src`` to ``dst`` in fixed chunks, hashing the same bytes on the way (one pass)."""
+    h = Hasher()
+    buf = bytearray(CHUNK_SIZE)
+    view = memoryview(buf)
+    readinto = getattr(src, "readinto", None)
+    while True:
+        if readinto is not None:
+            n = readinto(buf)
+            chunk = view[:n]
+        else:
+            data = src.read(CHUNK_SIZE)
+            n = len(data)
+            chunk = data
+        if not n:
+            break
+        h.update(chunk)
+        dst.write(chunk)
+        cb.relative_update(n)
+    return h.hexdigest(), h.size
+
+
+def _source_path(path: str | os.PathLike[str]) -> str:
+    p = os.fspath(path)
+    if not os.path.exists(p):
+        raise NotFoundError(f"no such file: {p}")
+    if os.path.isdir(p):
+        raise InvalidPathError(f"{p} is a directory, expected a file (use add_dir for directories)")
+    return os.path.abspath(p)
+
+
+def _mtime(info: dict[str, Any]) -> float | None:
+    for key in ("mtime", "LastModified", "last_modified", "created"):
+        v = info.get(key)
+        if v is None:
+            continue
+        if hasattr(v, "timestamp"):
+            return float(v.timestamp())
+        with contextlib.suppress(TypeError, ValueError):
+            return float(v)
+    return None
+

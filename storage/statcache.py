@@ -1,0 +1,69 @@
+"""Remember which digest a local file had, so re-adding an unchanged large file costs a stat, not a hash.
+
+The key is (path, size, mtime_ns, inode, ctime_ns): any write, truncate, replace or touch changes at
+least one of them. A file modified within the same clock tick as its previous hash (possible on coarse
+filesystems) would fool any stat cache, so entries whose mtime is within 2 s of the hashing time are not
+trusted (the racy-git rule).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+__all__ = ["StatCache", "default_cache_dir"]
+
+_RACY_NS = 2_000_000_000
+
+
+def default_cache_dir() -> Path:
+    """Per-user cache directory: ``$ARTIFACTS_CACHE_DIR``, else ``$XDG_CACHE_HOME/artifacts``."""
+    env = os.environ.get("ARTIFACTS_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "artifacts"
+
+
+class StatCache:
+    """A small SQLite table shared by every process of one user; safe for concurrent use."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = Path(path) if path is not None else default_cache_dir() / "statcache.sqlite"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+
+    def _db(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS stat (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER,"
+                " ino INTEGER, ctime_ns INTEGER, digest TEXT)"
+            )
+            self._local.db = db
+        return db
+
+    @staticmethod
+    def _key(st: os.stat_result) -> tuple[int, int, int, int]:
+        return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+
+    def lookup(self, path: str, st: os.stat_result) -> str | None:
+        row = self._db().execute(
+            "SELECT size, mtime_ns, ino, ctime_ns, digest FROM stat WHERE path = ?", (path,)
+        ).fetchone()
+        if row is None or tuple(row[:4]) != self._key(st):
+            return None
+        return row[4]
+
+    def store(self, path: str, st: os.stat_result, digest: str) -> None:
+        if time.time_ns() - st.st_mtime_ns < _RACY_NS:
+            return  # too fresh to trust: a write in the same tick would go unnoticed
+        self._db().execute(
+            "INSERT OR REPLACE INTO stat VALUES (?, ?, ?, ?, ?, ?)", (path, *self._key(st), digest)
+        )
