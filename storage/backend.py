@@ -173,10 +173,8 @@ class Root:
 
     def delete(self, rel: str) -> None:
         with backend_errors(f"delete {rel}", self.url):
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 self.fs.rm_file(self.full(rel))
-            except FileNotFoundError:
-                pass
 
     def info(self, rel: str) -> dict[str, Any]:
         with backend_errors(f"stat {rel}", self.url):

@@ -26,7 +26,7 @@ from .errors import IntegrityError, InvalidPathError, NotFoundError
 from .hashing import CHUNK_SIZE, Hasher, check_digest, hash_bytes, hash_file
 from .statcache import StatCache
 
-__all__ = ["BlobInfo", "BlobStore", "PutResult"]
+__all__ = ["BlobInfo", "BlobStore", "PutResult", "Relay"]
 
 BLOBS = "blobs"
 TMP = "tmp"
@@ -229,7 +229,7 @@ class BlobStore:
         paths = [_source_path(p) for p in paths]
         cb = _as_callback(callback)
         cb.set_size(sum(os.stat(p).st_size for p in paths))
-        return self._map(lambda p: self.put_file(p, callback=_Relay(cb)), paths, max_workers)
+        return self._map(lambda p: self.put_file(p, callback=Relay(cb)), paths, max_workers)
 
     def _map(self, fn: Callable[[Any], Any], items: list[Any], max_workers: int | None) -> list[Any]:
         workers = min(max_workers or self.max_workers, max(1, len(items)))
@@ -366,7 +366,7 @@ class BlobStore:
         """Download many blobs concurrently: ``pairs`` of (digest, destination path)."""
         pairs = list(pairs)
         cb = _as_callback(callback)
-        self._map(lambda p: self.get_file(p[0], p[1], verify=verify, callback=_Relay(cb)), pairs,
+        self._map(lambda p: self.get_file(p[0], p[1], verify=verify, callback=Relay(cb)), pairs,
                   max_workers)
 
     def verify_blob(self, digest: str) -> bool:
@@ -409,12 +409,12 @@ class BlobStore:
         return n
 
 
-class _Relay(Callback):
+class Relay(Callback):
     """Forwards byte progress of one transfer into a shared callback without resetting its size."""
 
-    def __init__(self, parent: Callback) -> None:
+    def __init__(self, parent: Callback | None) -> None:
         super().__init__()
-        self._parent = parent
+        self._parent = _as_callback(parent)
 
     def set_size(self, size: int | None) -> None:
         pass

@@ -1,0 +1,184 @@
+"""`Artifact`: a version being assembled in memory before it is logged.
+
+Nothing is uploaded until the artifact is logged (`Store.log_artifact` / `Run.log_artifact`), so adding
+files is cheap and a quota can be checked before the first byte moves.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import InvalidPathError, InvalidValueError, NotFoundError
+from .manifest import canonical_json
+from .names import check_name, check_path
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+__all__ = ["Artifact", "check_json"]
+
+MAX_METADATA = 1024 * 1024
+
+
+def check_json(obj: Any, what: str, limit: int = MAX_METADATA) -> Any:
+    """Raise `InvalidValueError` unless ``obj`` is plain JSON (NaN/inf allowed) within ``limit`` bytes."""
+    try:
+        data = canonical_json(obj)
+    except (TypeError, ValueError) as e:
+        raise InvalidValueError(f"{what} must be JSON-serializable: {e}") from None
+    if len(data) > limit:
+        raise InvalidValueError(f"{what} is {len(data)} bytes of JSON; the limit is {limit}")
+    return json.loads(data)
+
+
+@dataclass(frozen=True)
+class Staged:
+    """One file waiting to be uploaded: from a local path or from memory."""
+
+    path: str
+    size: int
+    source: str | None = None
+    data: bytes | memoryview | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Artifact:
+    """A named, typed set of files (and tensors) to log as the next version of ``name``."""
+
+    def __init__(
+        self,
+        name: str,
+        type: str,
+        *,
+        description: str = "",
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.name = check_name(name)
+        self.type = check_name(type, "artifact type")
+        if not isinstance(description, str):
+            raise InvalidValueError("description must be a string")
+        self.description = description
+        self.metadata: dict[str, Any] = check_json(dict(metadata or {}), "metadata")
+        self._staged: dict[str, Staged] = {}
+
+    def __repr__(self) -> str:
+        return f"Artifact({self.name!r}, type={self.type!r}, files={len(self._staged)})"
+
+    def __len__(self) -> int:
+        return len(self._staged)
+
+    def __iter__(self) -> Iterator[Staged]:
+        return iter(self._staged.values())
+
+    @property
+    def size(self) -> int:
+        return sum(s.size for s in self._staged.values())
+
+    def _stage(self, staged: Staged) -> None:
+        check_path(staged.path)
+        if staged.path in self._staged:
+            raise InvalidPathError(f"{staged.path!r} was already added to artifact {self.name!r}")
+        self._staged[staged.path] = staged
+
+    def add_file(self, path: str | os.PathLike[str], name: str | None = None) -> Artifact:
+        """Add a local file, stored as ``name`` (default: its base name)."""
+        p = Path(path)
+        if not p.exists():
+            raise NotFoundError(f"cannot add {p}: no such file")
+        if p.is_dir():
+            raise InvalidPathError(f"cannot add {p}: it is a directory; use add_dir")
+        self._stage(Staged(name or p.name, p.stat().st_size, source=str(p.resolve())))
+        return self
+
+    def add_dir(self, path: str | os.PathLike[str], prefix: str = "") -> Artifact:
+        """Add every file below a directory, stored under ``prefix`` with '/'-separated paths.
+
+        Symlinks are followed only when they stay inside the directory; one pointing outside is refused
+        (it would silently copy unrelated files into the artifact).
+        """
+        top = Path(path)
+        if not top.is_dir():
+            raise NotFoundError(
+                f"cannot add directory {top}: "
+                + ("it is a file; use add_file" if top.exists() else "no such directory")
+            )
+        real_top = top.resolve()
+        prefix = prefix.strip("/")
+        found: list[Staged] = []
+        for dirpath, dirnames, filenames in os.walk(top):
+            dirnames.sort()
+            for d in list(dirnames):
+                full = Path(dirpath, d)
+                if full.is_symlink():
+                    self._inside(full, real_top)
+                    dirnames.remove(d)  # its content is already reached through the real path
+            for fname in sorted(filenames):
+                full = Path(dirpath, fname)
+                real = self._inside(full, real_top) if full.is_symlink() else full.resolve()
+                if not real.is_file():
+                    continue
+                rel = full.relative_to(top).as_posix()
+                try:
+                    rel.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise InvalidPathError(
+                        f"cannot add {full!r}: its name is not valid UTF-8; rename it"
+                    ) from None
+                found.append(
+                    Staged(
+                        f"{prefix}/{rel}" if prefix else rel, real.stat().st_size, source=str(real)
+                    )
+                )
+        for s in found:
+            self._stage(s)
+        return self
+
+    @staticmethod
+    def _inside(link: Path, real_top: Path) -> Path:
+        real = link.resolve()
+        if real != real_top and real_top not in real.parents:
+            raise InvalidPathError(
+                f"cannot add {link}: it is a symlink to {real}, outside {real_top}; copy the file in "
+                "or add it with add_file"
+            )
+        return real
+
+    def add_bytes(
+        self,
+        name: str,
+        data: bytes | bytearray | memoryview,
+        *,
+        meta: Mapping[str, Any] | None = None,
+    ) -> Artifact:
+        """Add an in-memory buffer. It is kept by reference (not copied) until the artifact is logged."""
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise InvalidValueError(f"add_bytes({name!r}) needs bytes, got {type(data).__name__}")
+        view = data if isinstance(data, bytes) else memoryview(data).cast("B")
+        extra = check_json(dict(meta or {}), f"meta of {name!r}")
+        if {"digest", "size"} & set(extra):
+            raise InvalidValueError("meta may not override 'digest' or 'size'")
+        self._stage(Staged(name, len(view), data=view, meta=extra))
+        return self
+
+    def add_json(self, name: str, obj: Any) -> Artifact:
+        """Add ``obj`` as canonical JSON, so equal objects give equal digests."""
+        if isinstance(obj, float) and not math.isfinite(obj):
+            raise InvalidValueError(f"{name!r}: NaN and infinity are not JSON")
+        try:
+            data = canonical_json(obj)
+        except (TypeError, ValueError) as e:
+            raise InvalidValueError(f"add_json({name!r}): not JSON-serializable: {e}") from None
+        return self.add_bytes(name, data)
+
+    def add_state_dict(self, state_dict: Mapping[str, Any], prefix: str = "") -> Artifact:
+        """Add a PyTorch state_dict tensor by tensor (see `artifacts.torch`)."""
+        from . import torch as _torch
+
+        _torch.add_state_dict(self, state_dict, prefix)
+        return self

@@ -1,0 +1,494 @@
+"""`Store`: the catalog facade over one store root (blobs + commit log), with a local index."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import getpass
+import json
+import os
+import uuid
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from fsspec.callbacks import Callback
+
+from storage import BlobStore, Root, StatCache, default_cache_dir, hash_bytes, open_root
+from storage.blobs import Relay
+
+from .artifact import Artifact, check_json
+from .errors import (
+    ConflictError,
+    IntegrityError,
+    InvalidNameError,
+    InvalidStateError,
+    InvalidValueError,
+    NotFoundError,
+    QuotaExceededError,
+)
+from .index import Index, run_node, version_node
+from .lineage import Lineage, LineageEdge, LineageNode
+from .log import CommitLog, RawEntry, backoff
+from .manifest import FileEntry, Manifest, canonical_json
+from .names import check_alias, check_name, parse_ref
+from .run import Run, environment
+from .version import ArtifactVersion
+
+__all__ = ["ArtifactSummary", "Store", "open_store"]
+
+STORE_FORMAT = 1
+STORE_FILE = "store.json"
+_MAX_ATTEMPTS = 200
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
+
+
+def default_user() -> str:
+    env = os.environ.get("ARTIFACTS_USER")
+    if env:
+        return env
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+@dataclass(frozen=True)
+class ArtifactSummary:
+    """One line of `Store.artifacts`: a name with its type, live version count and total size."""
+
+    name: str
+    type: str
+    versions: int
+    size: int
+    updated_at: str | None
+
+
+def open_store(
+    url: str | os.PathLike[str] | None = None,
+    *,
+    user: str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> Store:
+    """Open (creating on first use) the store at ``url``.
+
+    ``url`` defaults to ``$ARTIFACTS_STORE``, else ``./.artifacts``; ``user`` to ``$ARTIFACTS_USER``, else
+    the OS login. User names are asserted by the client, as git authors are.
+    """
+    url = os.fspath(url) if url is not None else os.environ.get("ARTIFACTS_STORE") or "./.artifacts"
+    user = user or default_user()
+    check_name(user, "user name")
+    root = open_root(url, dict(storage_options or {}))
+    root.check_reachable()
+    return Store(root, user)
+
+
+class Store:
+    def __init__(self, root: Root, user: str) -> None:
+        self.root = root
+        self.url = root.url
+        self.user = user
+        self.info = self._store_info()
+        self.blobs = BlobStore(root, stat_cache=StatCache())
+        self.log = CommitLog(root)
+        self.index = Index(
+            default_cache_dir() / "index" / f"{self.info['id']}.sqlite",
+            store_id=self.info["id"],
+            admins=[self.info["created_by"]],
+        )
+        self.sync()
+
+    def __repr__(self) -> str:
+        return f"Store({self.url!r}, user={self.user!r})"
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.index.close()
+
+    def _store_info(self) -> dict[str, Any]:
+        """Read store.json, creating it (exactly once, whoever races) for a new store."""
+        try:
+            data = self.root.read(STORE_FILE)
+        except NotFoundError:
+            info = {
+                "format": STORE_FORMAT,
+                "id": uuid.uuid4().hex,
+                "created_at": _now(),
+                "created_by": self.user,
+            }
+            with contextlib.suppress(ConflictError):
+                self.root.create_exclusive(STORE_FILE, canonical_json(info))
+            data = self.root.read(STORE_FILE)
+        try:
+            info = json.loads(data)
+            fmt = info["format"]
+            info["id"], info["created_by"]  # noqa: B018 - required keys
+        except (ValueError, KeyError, TypeError) as e:
+            raise IntegrityError(
+                f"{self.url}/{STORE_FILE} is not a store description: {e}"
+            ) from None
+        if fmt != STORE_FORMAT:
+            raise IntegrityError(
+                f"{self.url} uses store format {fmt}; this library reads format {STORE_FORMAT}: upgrade"
+            )
+        return info
+
+    # -- the log ---------------------------------------------------------------------------------
+    def sync(self) -> list[tuple[int, str]]:
+        """Apply entries committed since the index was last brought up to date; returns rejections."""
+        entries = self.log.read_after(self.index.last_seq)
+        return self.index.apply(entries) if entries else []
+
+    def reindex(self) -> None:
+        """Drop the local index and rebuild it from the log."""
+        path = self.index.path
+        self.index.close()
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(f"{path}{suffix}"):
+                os.unlink(f"{path}{suffix}")
+        self.index = Index(path, store_id=self.info["id"], admins=[self.info["created_by"]])
+        self.sync()
+
+    def _commit(self, op: str, payload: dict[str, Any]) -> int:
+        """Validate against the head and create the next entry; on a lost race replay and retry."""
+        for attempt in range(_MAX_ATTEMPTS):
+            seq = self.index.last_seq + 1
+            entry = {**payload, "format": 1, "seq": seq, "op": op, "user": self.user, "ts": _now()}
+            try:
+                self.index.check(seq, entry)
+            except InvalidStateError as e:
+                if "index moved" not in str(e):
+                    raise
+                self.sync()
+                continue
+            data = canonical_json(entry)
+            try:
+                self.log.create(seq, data)
+            except ConflictError:
+                backoff(attempt)
+                self.sync()
+                continue
+            rejected = dict(self.index.apply([RawEntry(seq, data)]))
+            if seq in rejected:  # cannot happen when check() passed; keep the log honest anyway
+                raise InvalidStateError(f"log entry {seq} was rejected: {rejected[seq]}")
+            self.sync()
+            return seq
+        raise ConflictError(
+            f"gave up committing {op} after {_MAX_ATTEMPTS} lost races; retry later"
+        )
+
+    # -- runs ------------------------------------------------------------------------------------
+    def start_run(
+        self,
+        *,
+        project: str,
+        config: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        group: str | None = None,
+        job_type: str | None = None,
+    ) -> Run:
+        """Start a run; use it as a context manager so it finishes (or fails) with the block."""
+        check_name(project, "project name")
+        for label, value in (("run name", name), ("group", group), ("job_type", job_type)):
+            if value is not None and (not isinstance(value, str) or not value or len(value) > 128):
+                raise InvalidValueError(f"{label} must be a non-empty string of at most 128 chars")
+        cfg = check_json(dict(config or {}), "config")
+        run_id = uuid.uuid4().hex[:12]
+        env = environment()
+        self._commit(
+            "run_started",
+            {
+                "run": {
+                    "id": run_id,
+                    "project": project,
+                    "name": name,
+                    "group": group,
+                    "job_type": job_type,
+                    "config": cfg,
+                    **env,
+                }
+            },
+        )
+        return Run(self, self.index.run(run_id), active=True)
+
+    def run(self, run_id: str) -> Run:
+        self.sync()
+        return Run(self, self.index.run(run_id))
+
+    def runs(self, project: str | None = None) -> list[Run]:
+        self.sync()
+        return [Run(self, r) for r in self.index.runs(project)]
+
+    def _run_from_row(self, row: Any) -> Run:
+        return Run(self, row)
+
+    def _use_artifact(self, run: Run, ref: str | ArtifactVersion) -> ArtifactVersion:
+        version = self.artifact(ref.ref if isinstance(ref, ArtifactVersion) else ref)
+        self._commit(
+            "artifact_used", {"run_id": run.id, "name": version.name, "version": version.version}
+        )
+        return self._version(version.name, version.version)
+
+    def _versions_of_run(self, run_id: str, kind: str) -> list[ArtifactVersion]:
+        self.sync()
+        return [ArtifactVersion.from_row(self, r) for r in self.index.run_versions(run_id, kind)]
+
+    # -- versions --------------------------------------------------------------------------------
+    def log_artifact(
+        self,
+        artifact: Artifact,
+        aliases: Iterable[str] = (),
+        *,
+        run: Run | None = None,
+        callback: Callback | None = None,
+    ) -> ArtifactVersion:
+        """Upload ``artifact``'s content (skipping blobs already stored) and commit it as a version.
+
+        With a quota set, the exact growth of the user's usage is computed from digests before any
+        upload, and checked again at commit against the replayed head.
+        """
+        if isinstance(aliases, str):
+            aliases = [aliases]
+        aliases = sorted({check_alias(a) for a in aliases})
+        if len(artifact) == 0:
+            raise InvalidValueError(
+                f"artifact {artifact.name!r} is empty: add files before logging it"
+            )
+        self.sync()
+        if self.index.quota(self.user) is not None:
+            self._precheck_quota(artifact)
+        manifest = self._upload(artifact, callback)
+        self.blobs.put_bytes(manifest.encode())
+        self._commit(
+            "version_logged",
+            {
+                "name": artifact.name,
+                "type": artifact.type,
+                "digest": manifest.digest,
+                "manifest": manifest.to_json(),
+                "metadata": artifact.metadata,
+                "description": artifact.description,
+                "aliases": aliases,
+                "run_id": run.id if run is not None else None,
+            },
+        )
+        row = self.index.resolve(artifact.name)
+        if row["digest"] != manifest.digest:  # a newer version landed right after ours
+            row = next(
+                r
+                for r in reversed(self.index.versions(artifact.name))
+                if r["digest"] == manifest.digest
+            )
+        return ArtifactVersion.from_row(self, row)
+
+    def _precheck_quota(self, artifact: Artifact) -> None:
+        digests: dict[str, int] = {}
+        for s in artifact:
+            if s.source is not None:
+                d, size = self.blobs.hash_local_file(s.source)
+            else:
+                d, size = hash_bytes(s.data), s.size
+            digests[d] = size
+        have = self.index.user_digests(self.user, list(digests))
+        growth = sum(size for d, size in digests.items() if d not in have)
+        quota, used = self.index.quota(self.user), self.index.usage(self.user)
+        if quota is not None and used + growth > quota:
+            raise QuotaExceededError(
+                f"quota exceeded for user {self.user!r}: {artifact.name} adds {growth} bytes to "
+                f"{used} used of {quota}; nothing was uploaded. Delete old versions (then gc) or "
+                "ask an admin to raise the quota"
+            )
+
+    def _upload(self, artifact: Artifact, callback: Callback | None) -> Manifest:
+        staged = list(artifact)
+        files = [s for s in staged if s.source is not None]
+        mem = [s for s in staged if s.source is None]
+        if callback is not None:
+            callback.set_size(artifact.size)
+        entries: list[FileEntry] = []
+        if files:
+            results = self.blobs.put_files([s.source for s in files], callback=Relay(callback))
+            entries += [
+                FileEntry(s.path, r.digest, r.size, s.meta)
+                for s, r in zip(files, results, strict=False)
+            ]
+        if mem:
+
+            def put(s: Any) -> FileEntry:
+                r = self.blobs.put_bytes(s.data)
+                if callback is not None:
+                    callback.relative_update(s.size)
+                return FileEntry(s.path, r.digest, r.size, s.meta)
+
+            if len(mem) > 1 and not self.root.is_local:
+                with ThreadPoolExecutor(min(16, len(mem))) as pool:
+                    entries += list(pool.map(put, mem))
+            else:
+                entries += [put(s) for s in mem]
+        return Manifest.build(entries)
+
+    def artifact(self, ref: str) -> ArtifactVersion:
+        """Resolve ``name``, ``name:latest``, ``name:vN`` or ``name:<alias>``."""
+        r = parse_ref(ref)
+        self.sync()
+        return ArtifactVersion.from_row(self, self.index.resolve(r.name, r.version, r.alias))
+
+    def _version(self, name: str, version: int) -> ArtifactVersion:
+        return ArtifactVersion.from_row(self, self.index.resolve(name, version))
+
+    def versions(self, name: str) -> list[ArtifactVersion]:
+        check_name(name)
+        self.sync()
+        rows = self.index.versions(name)
+        if not rows and not self.index.exists(name):
+            raise NotFoundError(f"no artifact named {name!r}")
+        return [ArtifactVersion.from_row(self, r) for r in rows]
+
+    def artifacts(self) -> list[ArtifactSummary]:
+        self.sync()
+        return [
+            ArtifactSummary(r["name"], r["type"], r["versions"], r["size"], r["updated_at"])
+            for r in self.index.artifacts()
+        ]
+
+    def set_alias(self, ref: str, alias: str) -> ArtifactVersion:
+        """Point ``alias`` at the version ``ref`` resolves to (moving it from any other version)."""
+        check_alias(alias)
+        v = self.artifact(ref)
+        self._commit("alias_set", {"name": v.name, "version": v.version, "alias": alias})
+        return self._version(v.name, v.version)
+
+    def remove_alias(self, name: str, alias: str) -> None:
+        check_name(name)
+        self.sync()
+        self.index.resolve(name, alias=alias)  # a clear NotFoundError before committing anything
+        self._commit("alias_removed", {"name": name, "alias": alias})
+
+    def delete_version(self, ref: str) -> None:
+        """Delete one version (its own creator or a store admin); its bytes go at the next gc."""
+        r = parse_ref(ref)
+        if r.version is None and r.alias is None and ":" not in ref:
+            raise InvalidNameError(f"delete_version needs a version, e.g. {r.name}:v0, not {ref!r}")
+        v = self.artifact(ref)
+        self._commit("version_deleted", {"name": v.name, "version": v.version})
+
+    # -- lineage ---------------------------------------------------------------------------------
+    def lineage(self, ref: str, direction: str = "upstream", depth: int | None = None) -> Lineage:
+        """Runs and versions upstream (what made it), downstream (what used it) or both of ``ref``.
+
+        ``ref`` is a version ref or ``run/<id>``; ``depth`` counts run+version levels.
+        """
+        if direction not in ("upstream", "downstream", "both"):
+            raise InvalidValueError(
+                f"direction must be 'upstream', 'downstream' or 'both', not {direction!r}"
+            )
+        if depth is not None and (not isinstance(depth, int) or depth < 0):
+            raise InvalidValueError(f"depth must be a non-negative int or None, not {depth!r}")
+        self.sync()
+        if ref.startswith("run/"):
+            root = run_node(self.index.run(ref[4:])["id"])
+        else:
+            v = self.artifact(ref)
+            root = version_node(v.name, v.version)
+        node_ids, edge_rows = self.index.lineage(root, direction, depth)
+        nodes = []
+        for nid in node_ids:
+            if nid.startswith("run/"):
+                r = self.index.run(nid[4:])
+                label = f"{r['job_type'] or 'run'} " + (
+                    f"{r['name']} ({r['id']})" if r["name"] else r["id"]
+                )
+                nodes.append(
+                    LineageNode(
+                        nid,
+                        "run",
+                        label,
+                        {
+                            "run_id": r["id"],
+                            "project": r["project"],
+                            "name": r["name"],
+                            "job_type": r["job_type"],
+                            "status": r["status"],
+                            "user": r["user"],
+                            "config": json.loads(r["config"] or "{}"),
+                            "summary": json.loads(r["summary"] or "{}"),
+                        },
+                    )
+                )
+            else:
+                row = self.index.version_by_node(nid)
+                nodes.append(
+                    LineageNode(
+                        nid,
+                        "version",
+                        nid,
+                        {
+                            "name": row["name"],
+                            "version": row["version"],
+                            "type": row["type"],
+                            "digest": row["digest"],
+                            "size": row["size"],
+                            "deleted": bool(row["deleted"]),
+                            "aliases": self.index.aliases(row["name"], row["version"]),
+                        },
+                    )
+                )
+        edges = tuple(LineageEdge(e["src"], e["dst"], e["kind"]) for e in edge_rows)
+        return Lineage(root, direction, tuple(nodes), edges)
+
+    # -- quotas and admins -----------------------------------------------------------------------
+    def set_quota(self, user: str, nbytes: int | None) -> None:
+        """Set ``user``'s quota in bytes (None removes it). Store admins only."""
+        check_name(user, "user name")
+        if nbytes is not None and (
+            isinstance(nbytes, bool) or not isinstance(nbytes, int) or nbytes < 0
+        ):
+            raise InvalidValueError(
+                f"quota must be a non-negative number of bytes or None, not {nbytes!r}"
+            )
+        self.sync()
+        self._commit("quota_set", {"target": user, "bytes": nbytes})
+
+    def quota(self, user: str | None = None) -> int | None:
+        self.sync()
+        return self.index.quota(user or self.user)
+
+    def usage(self, user: str | None = None) -> int:
+        """Bytes of distinct blobs referenced by the live versions ``user`` created."""
+        self.sync()
+        return self.index.usage(user or self.user)
+
+    def add_admin(self, user: str) -> None:
+        check_name(user, "user name")
+        self._commit("admin_added", {"target": user})
+
+    def admins(self) -> list[str]:
+        self.sync()
+        return self.index.admins()
+
+    def is_admin(self, user: str | None = None) -> bool:
+        self.sync()
+        return self.index.is_admin(user or self.user)
+
+    # -- maintenance -----------------------------------------------------------------------------
+    def verify(self, ref: str | None = None, *, quick: bool = False) -> VerifyReport:
+        from .maintenance import verify
+
+        return verify(self, ref, quick=quick)
+
+    def gc(self, grace_period: float = 24 * 3600, *, dry_run: bool = False) -> GcReport:
+        from .maintenance import gc
+
+        return gc(self, grace_period=grace_period, dry_run=dry_run)
+
+
+from .maintenance import GcReport, VerifyReport  # noqa: E402  (maintenance imports Store lazily)

@@ -1,0 +1,188 @@
+"""`ArtifactVersion`: one committed, immutable version, read through its store."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from fsspec.callbacks import Callback
+
+from storage import default_cache_dir
+
+from .errors import ConflictError, IntegrityError, InvalidPathError, NotFoundError
+from .manifest import FileEntry
+from .names import check_path
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    from .run import Run
+    from .store import Store
+
+__all__ = ["ArtifactVersion"]
+
+
+@dataclass(frozen=True)
+class ArtifactVersion:
+    name: str
+    type: str
+    version: int
+    digest: str
+    size: int
+    aliases: tuple[str, ...]
+    metadata: MappingProxyType[str, Any]
+    description: str
+    user: str
+    created_at: str
+    run_id: str | None
+    _store: Store = field(repr=False, compare=False)
+    _id: int = field(repr=False, compare=False)
+
+    @classmethod
+    def from_row(cls, store: Store, row: sqlite3.Row) -> ArtifactVersion:
+        return cls(
+            name=row["name"],
+            type=row["type"],
+            version=row["version"],
+            digest=row["digest"],
+            size=row["size"],
+            aliases=tuple(store.index.aliases(row["name"], row["version"])),
+            metadata=MappingProxyType(json.loads(row["metadata"] or "{}")),
+            description=row["description"] or "",
+            user=row["user"],
+            created_at=row["created_at"],
+            run_id=row["run_id"],
+            _store=store,
+            _id=row["id"],
+        )
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}:v{self.version}"
+
+    def __str__(self) -> str:
+        return self.ref
+
+    # -- content ---------------------------------------------------------------------------------
+    def files(self) -> list[FileEntry]:
+        return [_entry(r) for r in self._store.index.files(self._id)]
+
+    def file(self, path: str) -> FileEntry:
+        row = self._store.index.file(self._id, path)
+        if row is None:
+            raise NotFoundError(f"{self.ref} has no file {path!r}")
+        return _entry(row)
+
+    def read_bytes(self, path: str, *, verify: bool = True) -> bytes:
+        return self._store.blobs.read_bytes(self.file(path).digest, verify=verify)
+
+    def open(self, path: str, *, verify: bool = True) -> BinaryIO:
+        """A binary stream of one file; a full read with ``verify`` raises on corruption."""
+        return self._store.blobs.open(self.file(path).digest, verify=verify)
+
+    def local_blob_path(self, path: str) -> Path | None:
+        """The blob's OS path when the store is on local disk (to memory-map it), else None."""
+        return self._store.blobs.local_path(self.file(path).digest)
+
+    def download(
+        self,
+        dest: str | os.PathLike[str] | None = None,
+        *,
+        force: bool = False,
+        callback: Callback | None = None,
+    ) -> Path:
+        """Write every file under ``dest`` (default: a per-user cache folder for this version), verified.
+
+        Refuses a non-empty ``dest`` that does not already hold exactly these files, unless ``force``.
+        Every path is checked before anything is written: nothing lands outside ``dest``.
+        """
+        target = Path(dest) if dest is not None else default_cache_dir() / "files" / self.digest
+        files = self.files()
+        real_dest = Path(os.path.realpath(target))
+        plan: list[tuple[str, Path]] = []
+        for f in files:
+            check_path(f.path)
+            out = target / f.path
+            real_out = Path(os.path.realpath(out))
+            if real_dest not in real_out.parents:
+                raise InvalidPathError(
+                    f"refusing to download {self.ref}: {f.path!r} would be written outside {target}"
+                )
+            plan.append((f.digest, out))
+        if target.exists() and any(target.iterdir()):
+            if self._holds(files, target):
+                return target
+            if not force and dest is not None:
+                raise ConflictError(
+                    f"{target} exists and is not empty; choose another destination or pass force=True"
+                )
+        target.mkdir(parents=True, exist_ok=True)
+        self._store.blobs.get_files(plan, callback=callback)
+        return target
+
+    def _holds(self, files: list[FileEntry], target: Path) -> bool:
+        """True when ``target`` already has every file with the right content (stat-cached hashes)."""
+        blobs = self._store.blobs
+        for f in files:
+            p = target / f.path
+            try:
+                if p.stat().st_size != f.size or blobs.hash_local_file(p)[0] != f.digest:
+                    return False
+            except OSError:
+                return False
+        return True
+
+    def verify(self) -> int:
+        """Re-hash every file of this version; raise `IntegrityError` naming the bad ones.
+
+        Returns the number of files checked.
+        """
+        bad = []
+        for f in self.files():
+            try:
+                if not self._store.blobs.verify_blob(f.digest):
+                    bad.append(f"{f.path} (blob {f.digest} is corrupt)")
+            except NotFoundError:
+                bad.append(f"{f.path} (blob {f.digest} is missing)")
+        if bad:
+            more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
+            raise IntegrityError(f"{self.ref}: {bad[0]}{more}")
+        return len(self.files())
+
+    # -- lineage ---------------------------------------------------------------------------------
+    def produced_by(self) -> Run | None:
+        """The run that created this version (None when it was logged outside a run)."""
+        runs = self._store.index.version_runs(self.ref, "produced")
+        if not runs:
+            return None
+        first = next((r for r in runs if r["id"] == self.run_id), runs[0])
+        return self._store._run_from_row(first)
+
+    def producers(self) -> list[Run]:
+        """Every run that logged this exact content (a re-log of identical content adds a producer)."""
+        return [
+            self._store._run_from_row(r)
+            for r in self._store.index.version_runs(self.ref, "produced")
+        ]
+
+    def consumed_by(self) -> list[Run]:
+        return [
+            self._store._run_from_row(r)
+            for r in self._store.index.version_runs(self.ref, "consumed")
+        ]
+
+    # -- torch -----------------------------------------------------------------------------------
+    def load_state_dict(self, prefix: str = "", map_location: Any = "cpu") -> dict[str, Any]:
+        """Rebuild a state_dict saved with `Artifact.add_state_dict`, without pickle."""
+        from . import torch as _torch
+
+        return _torch.load_state_dict(self, prefix=prefix, map_location=map_location)
+
+
+def _entry(row: sqlite3.Row) -> FileEntry:
+    meta = json.loads(row["meta"]) if row["meta"] else {}
+    return FileEntry(row["path"], row["digest"], row["size"], MappingProxyType(meta))
