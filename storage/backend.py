@@ -172,9 +172,8 @@ class Root:
             return self.fs.exists(self.full(rel))
 
     def delete(self, rel: str) -> None:
-        with backend_errors(f"delete {rel}", self.url):
-            with contextlib.suppress(FileNotFoundError):
-                self.fs.rm_file(self.full(rel))
+        with backend_errors(f"delete {rel}", self.url), contextlib.suppress(FileNotFoundError):
+            self.fs.rm_file(self.full(rel))
 
     def info(self, rel: str) -> dict[str, Any]:
         with backend_errors(f"stat {rel}", self.url):
