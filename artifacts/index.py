@@ -386,7 +386,13 @@ class Index:
             "SELECT * FROM versions WHERE name=? AND version=?", (name, version)
         ).fetchone()
         if row is None:
-            raise NotFoundError(f"{name}:v{version} not found")
+            art = c.execute("SELECT next_version FROM artifacts WHERE name=?", (name,)).fetchone()
+            why = (
+                f"no artifact named {name!r}"
+                if art is None
+                else f"{name} has versions v0..v{art[0] - 1}"
+            )
+            raise NotFoundError(f"{name}:v{version} not found: {why}")
         if row["deleted"]:
             raise NotFoundError(f"{name}:v{version} was deleted (log entry {row['deleted']})")
         return row

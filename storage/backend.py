@@ -40,8 +40,7 @@ def backend_errors(what: str, url: str) -> Iterator[None]:
     except FileExistsError as e:
         raise ConflictError(f"{what}: already exists ({url})") from e
     except FileNotFoundError as e:
-        msg = str(e)
-        if "bucket" in msg.lower():
+        if _is_missing_bucket(e):
             raise BackendError(
                 f"{what}: the bucket of {url} does not exist; create it first "
                 "(for example `aws s3 mb`) or fix the URL"
@@ -63,6 +62,21 @@ def backend_errors(what: str, url: str) -> Iterator[None]:
                 "check the endpoint, the credentials and the bucket"
             ) from e
         raise
+
+
+def _is_missing_bucket(e: BaseException) -> bool:
+    """True when S3 said NoSuchBucket (not merely a missing key whose path contains "bucket")."""
+    seen: set[int] = set()
+    err: BaseException | None = e
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        response = getattr(err, "response", None)
+        if isinstance(response, dict) and response.get("Error", {}).get("Code") == "NoSuchBucket":
+            return True
+        if "specified bucket does not exist" in str(err).lower():
+            return True
+        err = err.__cause__ or err.__context__
+    return False
 
 
 def _first_line(e: BaseException) -> str:
@@ -157,8 +171,32 @@ class Root:
                     except FileNotFoundError:
                         pass
                 return out
+            if getattr(self.fs, "async_impl", False):
+                datas = self._cat_async(list(full))
+                return {r: d for r, d in zip(full.values(), datas, strict=True) if d is not None}
             got = self.fs.cat(list(full), on_error="omit")
         return {full[k if k in full else self.fs._strip_protocol(k)]: v for k, v in got.items()}
+
+    def _cat_async(self, paths: list[str]) -> list[bytes | None]:
+        """GET each path concurrently on the filesystem's own event loop; None where missing.
+
+        ``fs.cat(list)`` would first expand every path (a HEAD and a LIST per missing key); probing the
+        log for new entries only needs one GET each.
+        """
+        from fsspec.asyn import sync
+
+        async def one(p: str) -> bytes | None:
+            try:
+                return await self.fs._cat_file(p)
+            except FileNotFoundError:
+                return None
+
+        async def gather() -> list[bytes | None]:
+            import asyncio
+
+            return list(await asyncio.gather(*(one(p) for p in paths)))
+
+        return sync(self.fs.loop, gather)
 
     def write(self, rel: str, data: bytes) -> None:
         """Plain overwrite for objects whose content is fixed by their name (blobs) or that are caches."""
@@ -183,8 +221,11 @@ class Root:
         """Entries directly under ``rel`` (detail dicts); empty when it does not exist."""
         with backend_errors(f"list {rel}", self.url):
             try:
-                return self.fs.ls(self.full(rel), detail=True, refresh=True) if not self.is_local else \
-                    self.fs.ls(self.full(rel), detail=True)
+                return (
+                    self.fs.ls(self.full(rel), detail=True, refresh=True)
+                    if not self.is_local
+                    else self.fs.ls(self.full(rel), detail=True)
+                )
             except FileNotFoundError:
                 return []
 
@@ -199,7 +240,7 @@ class Root:
         out = {}
         for k, v in found.items():
             k = self.fs._strip_protocol(k)
-            out[k[len(prefix):] if k.startswith(prefix) else k] = v
+            out[k[len(prefix) :] if k.startswith(prefix) else k] = v
         return out
 
     def check_reachable(self) -> None:
@@ -226,11 +267,18 @@ def open_root(url: str, storage_options: dict[str, Any] | None = None) -> Root:
             )
     else:
         url = os.path.abspath(os.path.expanduser(url))
+    options = dict(storage_options or {})
+    if url.split("://", 1)[0].lower() in ("s3", "s3a"):
+        # Several machines write one bucket: a cached listing would hide their blobs (false "not found")
+        # and keep showing deleted ones, so never answer from s3fs's listings cache.
+        options.setdefault("use_listings_cache", False)
     try:
-        fs, path = fsspec.url_to_fs(url, **(storage_options or {}))
+        fs, path = fsspec.url_to_fs(url, **options)
     except (ImportError, ValueError, TypeError) as e:
         raise BackendError(f"cannot open store {url!r}: {_first_line(e)}") from e
     path = path.rstrip("/")
     if not isinstance(fs, LocalFileSystem | MemoryFileSystem) and not path:
-        raise BackendError(f"store URL {url!r} names no bucket: use s3://bucket or s3://bucket/prefix")
+        raise BackendError(
+            f"store URL {url!r} names no bucket: use s3://bucket or s3://bucket/prefix"
+        )
     return Root(fs=fs, path=path, url=url)
