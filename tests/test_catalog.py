@@ -252,15 +252,18 @@ class TestQuota:
         assert bob.quota("alice") == 5
 
     def test_commit_time_check_rejects_over_quota_entry(self, backend: Backend) -> None:
-        """A writer with a stale view cannot sneak past the quota: the entry is checked at the head."""
+        """An entry that passed the pre-upload check but lost to a racing commit is refused at the head."""
         store = open_(backend)
-        stale = open_(backend)
         store.set_quota("alice", 8)
-        stale.index.check  # noqa: B018 - stale has not seen the quota entry yet
+        entry = {"name": "b", "type": "dataset", "aliases": [], "run_id": None, "metadata": {},
+                 "description": ""}
         store.log_artifact(art("a", b"12345"))
+        manifest = artifacts.manifest.Manifest.build(
+            [artifacts.FileEntry("data.bin", store.blobs.put_bytes(b"67890").digest, 5)])
+        entry |= {"digest": manifest.digest, "manifest": manifest.to_json()}
         with pytest.raises(artifacts.QuotaExceededError):
-            stale.log_artifact(art("b", b"67890"))
-        assert store.usage() == 5
+            store._commit("version_logged", entry)
+        assert store.usage() == 5 and [a.name for a in store.artifacts()] == ["a"]
 
 
 class TestLog:
