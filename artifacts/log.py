@@ -111,8 +111,13 @@ class CommitLog:
         return out
 
 
-def backoff(attempt: int) -> None:
-    """Sleep a little, more with each lost race, with jitter so writers spread out."""
+def backoff(attempt: int, round_trip: float) -> None:
+    """Sleep after a lost race: random, growing with each loss, scaled by the store's round trip.
+
+    Losers that retry at once mostly collide again and load the backend with wasted writes; spreading
+    them over a few round trips lets each race have one winner and few losers.
+    """
     import random
 
-    time.sleep(min(0.2, 0.002 * (2 ** min(attempt, 7))) * random.random())
+    scale = max(round_trip, 0.001) * (2 ** min(attempt, 5))
+    time.sleep(min(1.0, scale) * random.random())

@@ -7,6 +7,7 @@ import datetime as _dt
 import getpass
 import json
 import os
+import time
 import uuid
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -171,16 +172,16 @@ class Store:
                 self.sync()
                 continue
             data = canonical_json(entry)
+            started = time.perf_counter()
             try:
                 self.log.create(seq, data)
             except ConflictError:
-                backoff(attempt)
+                backoff(attempt, time.perf_counter() - started)
                 self.sync()
                 continue
             rejected = dict(self.index.apply([RawEntry(seq, data)]))
             if seq in rejected:  # cannot happen when check() passed; keep the log honest anyway
                 raise InvalidStateError(f"log entry {seq} was rejected: {rejected[seq]}")
-            self.sync()
             return seq
         raise ConflictError(
             f"gave up committing {op} after {_MAX_ATTEMPTS} lost races; retry later"

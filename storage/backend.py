@@ -127,6 +127,8 @@ class Root:
                 self.fs.pipe_file(target, data, mode="create")
 
     def _create_exclusive_local(self, target: str, data: bytes) -> None:
+        if os.path.exists(target):  # lost already: skip the temp file and its fsync
+            raise ConflictError(f"{target} already exists")
         directory = os.path.dirname(target)
         os.makedirs(directory, exist_ok=True)
         tmp = os.path.join(directory, f".tmp-{uuid.uuid4().hex}")
@@ -207,6 +209,17 @@ class Root:
 
     def exists(self, rel: str) -> bool:
         with backend_errors(f"check {rel}", self.url):
+            if self.is_local:
+                return os.path.exists(self.full(rel))
+            if _is_s3(self.fs):  # one HEAD; fs.exists() adds a LIST on a miss (is it a directory?)
+                from fsspec.asyn import sync
+
+                bucket, key, _ = self.fs.split_path(self.full(rel))
+                try:
+                    sync(self.fs.loop, self.fs._call_s3, "head_object", Bucket=bucket, Key=key)
+                except FileNotFoundError:
+                    return False
+                return True
             return self.fs.exists(self.full(rel))
 
     def delete(self, rel: str) -> None:
@@ -253,6 +266,10 @@ class Root:
             elif not self.is_memory:
                 bucket = self.path.split("/", 1)[0]
                 self.fs.ls(bucket, refresh=True)
+
+
+def _is_s3(fs: fsspec.AbstractFileSystem) -> bool:
+    return "s3" in _protocols(fs) and hasattr(fs, "_call_s3")
 
 
 def open_root(url: str, storage_options: dict[str, Any] | None = None) -> Root:

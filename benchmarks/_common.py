@@ -1,0 +1,75 @@
+"""Shared bits for the benchmark scripts: timing medians, tables, and a moto S3 server on loopback."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import statistics
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+
+def median_time(
+    fn: Callable[[], Any], repeat: int = 5, setup: Callable[[], Any] | None = None
+) -> float:
+    times = []
+    for _ in range(repeat):
+        if setup is not None:
+            setup()
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def table(rows: list[tuple[Any, ...]], header: tuple[str, ...]) -> str:
+    cells = [tuple(str(c) for c in header)] + [tuple(_fmt(c) for c in r) for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _fmt(c: Any) -> str:
+    if isinstance(c, float):
+        return f"{c:.4g}"
+    return str(c)
+
+
+@contextlib.contextmanager
+def moto_s3() -> Iterator[tuple[str, dict[str, Any]]]:
+    """A moto S3 server on 127.0.0.1 with one fresh bucket: yields (s3 url, storage_options)."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        os.environ.setdefault(k, "testing")
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    bucket = f"bench-{uuid.uuid4().hex[:12]}"
+    boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    ).create_bucket(Bucket=bucket)
+    opts = {
+        "key": "testing",
+        "secret": "testing",
+        "client_kwargs": {"endpoint_url": endpoint, "region_name": "us-east-1"},
+    }
+    try:
+        yield f"s3://{bucket}/store", opts
+    finally:
+        server.stop()
+
+
+def quiet_werkzeug() -> None:
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
