@@ -11,6 +11,7 @@ import contextlib
 import io
 import os
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -22,7 +23,7 @@ from typing import Any, BinaryIO
 from fsspec.callbacks import Callback, NoOpCallback
 
 from .backend import Root, backend_errors
-from .errors import IntegrityError, InvalidPathError, NotFoundError
+from .errors import BackendError, IntegrityError, InvalidPathError, NotFoundError
 from .hashing import CHUNK_SIZE, Hasher, check_digest, hash_bytes, hash_file
 from .statcache import StatCache
 
@@ -30,6 +31,8 @@ __all__ = ["BlobInfo", "BlobStore", "PutResult", "Relay"]
 
 BLOBS = "blobs"
 TMP = "tmp"
+#: On S3, a dedup hit on a blob older than this many seconds refreshes its LastModified (see BlobStore).
+FRESHEN_AFTER = 3600.0
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,8 @@ def _as_callback(cb: Callback | None) -> Callback:
 class _VerifyingReader(io.RawIOBase):
     """A read-only stream that hashes what passes through and raises `IntegrityError` at EOF on mismatch.
 
-    Seeking turns verification off (a partial read cannot be checked); full sequential reads are checked.
+    A seek back to the start restarts verification; any other seek turns it off (a partial read cannot
+    be checked). Full sequential reads are always checked.
     """
 
     def __init__(self, raw: BinaryIO, digest: str, what: str) -> None:
@@ -64,6 +68,7 @@ class _VerifyingReader(io.RawIOBase):
         self._what = what
         self._hasher: Hasher | None = Hasher()
         self._checked = False
+        self._raw_readinto = getattr(raw, "readinto", None)
 
     def readable(self) -> bool:
         return True
@@ -72,28 +77,48 @@ class _VerifyingReader(io.RawIOBase):
         return self._raw.seekable()
 
     def seek(self, offset: int, whence: int = 0) -> int:
-        if not (offset == 0 and whence == 0 and self._raw.tell() == 0):
+        before = self._raw.tell()
+        pos = self._raw.seek(offset, whence)
+        if pos == 0:
+            self._hasher, self._checked = Hasher(), False
+        elif pos != before:
             self._hasher = None
-        return self._raw.seek(offset, whence)
+        return pos
 
     def tell(self) -> int:
         return self._raw.tell()
 
+    def _feed(self, data: bytes | memoryview) -> None:
+        if self._hasher is None:
+            return
+        if len(data):
+            self._hasher.update(data)
+        elif not self._checked:
+            self._checked = True
+            actual = self._hasher.hexdigest()
+            if actual != self._digest:
+                raise IntegrityError(
+                    f"blob {self._digest} is corrupt: its content hashes to {actual} ({self._what}); "
+                    "run `artifacts verify`"
+                )
+
     def readinto(self, b: Any) -> int:
-        data = self._raw.read(len(b))
-        n = len(data)
-        b[:n] = data
-        if self._hasher is not None:
-            if n:
-                self._hasher.update(data)
-            elif not self._checked:
-                self._checked = True
-                if self._hasher.hexdigest() != self._digest:
-                    raise IntegrityError(
-                        f"blob {self._digest} is corrupt: its content hashes to "
-                        f"{self._hasher.hexdigest()} ({self._what}); run `artifacts verify`"
-                    )
+        view = memoryview(b).cast("B")
+        if self._raw_readinto is not None:
+            n = self._raw_readinto(view) or 0
+        else:
+            data = self._raw.read(len(view))
+            n = len(data)
+            view[:n] = data
+        self._feed(view[:n])
         return n
+
+    def readall(self) -> bytes:
+        """Read to EOF in one call (`RawIOBase.readall` would loop in 8 KiB steps)."""
+        data = self._raw.read()
+        self._feed(data)
+        self._feed(b"")
+        return data
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -107,6 +132,12 @@ class BlobStore:
     ``stat_cache`` makes re-putting an unchanged local file cost a stat. ``fsync`` makes a local put durable
     against power loss before the blob becomes visible (off by default: a killed process loses nothing
     either way, and fsync of a large file costs more than the copy).
+
+    A put that finds its blob already stored (a dedup hit) freshens the blob's modification time, so a
+    concurrent ``gc`` that is about to sweep it as unreferenced (say, the content of a deleted version
+    being logged again) sees it as young and spares it. Locally that is one ``utime`` per hit. On S3 it
+    costs an in-place copy, so it is done only when the blob is older than ``freshen_after`` seconds
+    (default 1 h): gc then spares every in-flight commit younger than its grace period minus that.
     """
 
     def __init__(
@@ -116,11 +147,13 @@ class BlobStore:
         stat_cache: StatCache | None = None,
         fsync: bool = False,
         max_workers: int = 16,
+        freshen_after: float = FRESHEN_AFTER,
     ) -> None:
         self.root = root
         self.stat_cache = stat_cache
         self.fsync = fsync
         self.max_workers = max_workers
+        self.freshen_after = freshen_after
 
     # -- naming ----------------------------------------------------------------------------------
     @staticmethod
@@ -150,13 +183,15 @@ class BlobStore:
         return digest, size
 
     # -- put -------------------------------------------------------------------------------------
-    def put_file(self, path: str | os.PathLike[str], *, callback: Callback | None = None) -> PutResult:
+    def put_file(
+        self, path: str | os.PathLike[str], *, callback: Callback | None = None
+    ) -> PutResult:
         """Store a local file. Unchanged files known to the stat cache are not even read."""
         path = _source_path(path)
         cb = _as_callback(callback)
         st = os.stat(path)
         known = self.stat_cache.lookup(path, st) if self.stat_cache is not None else None
-        if known is not None and self.exists(known):
+        if known is not None and self._freshen(known):
             cb.relative_update(st.st_size)
             return PutResult(known, st.st_size, False)
         if self.root.is_local:
@@ -165,34 +200,38 @@ class BlobStore:
             digest, size = known, st.st_size
             if digest is None:
                 digest, size = self.hash_local_file(path)
-            if self.exists(digest):
-                cb.relative_update(size)
-                return PutResult(digest, size, False)
-            with backend_errors(f"upload {path}", self.root.url):
-                if self.root.is_memory:
-                    with open(path, "rb") as f:
-                        self.root.fs.pipe_file(self.root.full(self.relpath(digest)), f.read())
-                    cb.relative_update(size)
-                else:
-                    self.root.fs.put_file(path, self.root.full(self.relpath(digest)), callback=cb)
-            result = PutResult(digest, size, True)
+            result = self._upload_file(path, digest, size, cb)
         if self.stat_cache is not None:
             self.stat_cache.store(path, st, result.digest)
         return result
+
+    def _upload_file(self, path: str, digest: str, size: int, cb: Callback) -> PutResult:
+        """Upload a local file whose digest is known to a non-local root, unless the blob exists."""
+        if self._freshen(digest):
+            cb.relative_update(size)
+            return PutResult(digest, size, False)
+        with backend_errors(f"upload {path}", self.root.url):
+            if self.root.is_memory:
+                with open(path, "rb") as f:
+                    self.root.fs.pipe_file(self.root.full(self.relpath(digest)), f.read())
+                cb.relative_update(size)
+            else:
+                self.root.fs.put_file(path, self.root.full(self.relpath(digest)), callback=cb)
+        return PutResult(digest, size, True)
 
     def put_bytes(self, data: bytes | bytearray | memoryview) -> PutResult:
         """Store an in-memory buffer (hashed without copying)."""
         view = memoryview(data).cast("B") if not isinstance(data, bytes) else data
         digest = hash_bytes(view)
         size = len(view)
-        if self.exists(digest):
+        if self._freshen(digest):
             return PutResult(digest, size, False)
         rel = self.relpath(digest)
         if self.root.is_local:
             target = self.root.local(rel)
             tmp = self._local_tmp()
             with open(tmp, "wb", buffering=0) as f:
-                f.write(view)
+                _write_all(f, view)
                 if self.fsync:
                     os.fsync(f.fileno())
             written = self._publish_local(tmp, target)
@@ -212,9 +251,10 @@ class BlobStore:
             return self._put_local_stream(f, cb)
         with tempfile.NamedTemporaryFile(prefix="artifacts-spool-", delete=False) as spool:
             try:
-                _copy_hashing(f, spool, cb)
+                digest, size = _copy_hashing(f, spool, cb)
                 spool.close()
-                return self.put_file(spool.name)
+                # the spool was hashed on the way in; upload it under that digest without re-reading it
+                return self._upload_file(spool.name, digest, size, NoOpCallback())
             finally:
                 os.unlink(spool.name)
 
@@ -231,7 +271,9 @@ class BlobStore:
         cb.set_size(sum(os.stat(p).st_size for p in paths))
         return self._map(lambda p: self.put_file(p, callback=Relay(cb)), paths, max_workers)
 
-    def _map(self, fn: Callable[[Any], Any], items: list[Any], max_workers: int | None) -> list[Any]:
+    def _map(
+        self, fn: Callable[[Any], Any], items: list[Any], max_workers: int | None
+    ) -> list[Any]:
         workers = min(max_workers or self.max_workers, max(1, len(items)))
         if workers == 1:
             return [fn(i) for i in items]
@@ -251,6 +293,8 @@ class BlobStore:
             written = True
         except FileExistsError:
             written = False
+            if not self._freshen_local(target):  # swept by gc just now: publish ours after all
+                return self._publish_local(tmp, target)
         except OSError:  # filesystems without hard links: rename is atomic too
             if os.path.exists(target):
                 written = False
@@ -264,7 +308,11 @@ class BlobStore:
         tmp = self._local_tmp()
         try:
             with contextlib.ExitStack() as stack:
-                f = stack.enter_context(open(src, "rb", buffering=0)) if isinstance(src, str) else src
+                f = (
+                    stack.enter_context(open(src, "rb", buffering=0))
+                    if isinstance(src, str)
+                    else src
+                )
                 out = stack.enter_context(open(tmp, "wb", buffering=0))
                 digest, size = _copy_hashing(f, out, cb)
                 if self.fsync:
@@ -275,6 +323,38 @@ class BlobStore:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
+
+    def _freshen(self, digest: str) -> bool:
+        """True if the blob is stored; on a hit also refresh its modification time for gc (see class)."""
+        rel = self.relpath(digest)
+        if self.root.is_local:
+            return self._freshen_local(self.root.local(rel))
+        if self.root.is_memory:
+            return self.root.exists(rel)
+        try:
+            info = self.root.info(rel)
+        except NotFoundError:
+            return False
+        mtime = _mtime(info)
+        if mtime is None or time.time() - mtime >= self.freshen_after:
+            try:  # an in-place copy with new metadata is how S3 refreshes LastModified
+                with backend_errors(f"freshen blob {digest}", self.root.url):
+                    self.root.fs.setxattr(self.root.full(rel), artifacts_freshened=str(time.time()))
+            except NotFoundError:
+                return False  # swept meanwhile: upload it again
+            except (BackendError, AttributeError, ValueError):
+                pass  # cannot refresh (policy, object over 5 GB): the blob is still there
+        return True
+
+    @staticmethod
+    def _freshen_local(path: str) -> bool:
+        try:
+            os.utime(path)
+        except FileNotFoundError:
+            return False
+        except PermissionError:  # another user's blob on a shared disk
+            return os.path.exists(path)
+        return True
 
     # -- get -------------------------------------------------------------------------------------
     def exists(self, digest: str) -> bool:
@@ -294,7 +374,12 @@ class BlobStore:
         rel = self.relpath(digest)
         try:
             with backend_errors(f"open blob {digest}", self.root.url):
-                raw = self.root.fs.open(self.root.full(rel), "rb")
+                if self.root.is_memory:
+                    # memory:// hands every opener the same file object (one shared position), so
+                    # concurrent readers would interleave; give each reader its own snapshot instead.
+                    raw = io.BytesIO(self.root.fs.cat_file(self.root.full(rel)))
+                else:
+                    raw = self.root.fs.open(self.root.full(rel), "rb")
         except NotFoundError:
             raise NotFoundError(f"blob {digest} not found in {self.root.url}") from None
         if not verify:
@@ -337,7 +422,9 @@ class BlobStore:
             else:
                 try:
                     with backend_errors(f"download blob {digest}", self.root.url):
-                        self.root.fs.get_file(self.root.full(self.relpath(digest)), tmp, callback=cb)
+                        self.root.fs.get_file(
+                            self.root.full(self.relpath(digest)), tmp, callback=cb
+                        )
                 except NotFoundError:
                     raise NotFoundError(f"blob {digest} not found in {self.root.url}") from None
                 actual = None
@@ -366,8 +453,11 @@ class BlobStore:
         """Download many blobs concurrently: ``pairs`` of (digest, destination path)."""
         pairs = list(pairs)
         cb = _as_callback(callback)
-        self._map(lambda p: self.get_file(p[0], p[1], verify=verify, callback=Relay(cb)), pairs,
-                  max_workers)
+        self._map(
+            lambda p: self.get_file(p[0], p[1], verify=verify, callback=Relay(cb)),
+            pairs,
+            max_workers,
+        )
 
     def verify_blob(self, digest: str) -> bool:
         """True if the stored bytes hash to ``digest`` (re-reads the whole blob)."""
@@ -410,7 +500,13 @@ class BlobStore:
 
 
 class Relay(Callback):
-    """Forwards byte progress of one transfer into a shared callback without resetting its size."""
+    """Forwards byte progress of one transfer into a shared callback without resetting its size.
+
+    Several transfers run in threads at once and ``Callback.relative_update`` is a read-modify-write,
+    so updates are serialised (otherwise progress would lose bytes).
+    """
+
+    _lock = threading.Lock()
 
     def __init__(self, parent: Callback | None) -> None:
         super().__init__()
@@ -420,7 +516,8 @@ class Relay(Callback):
         pass
 
     def relative_update(self, inc: int = 1) -> None:
-        self._parent.relative_update(inc)
+        with Relay._lock:
+            self._parent.relative_update(inc)
 
     def absolute_update(self, value: int) -> None:
         pass
@@ -446,9 +543,22 @@ def _copy_hashing(src: BinaryIO, dst: BinaryIO, cb: Callback) -> tuple[str, int]
         if not n:
             break
         h.update(chunk)
-        dst.write(chunk)
+        _write_all(dst, chunk)
         cb.relative_update(n)
     return h.hexdigest(), h.size
+
+
+def _write_all(dst: BinaryIO, data: bytes | bytearray | memoryview) -> None:
+    """Write every byte: a raw (unbuffered) file may write fewer than asked (Linux caps one write
+    at about 2 GiB), which would silently truncate a blob."""
+    view = memoryview(data).cast("B")
+    total = view.nbytes
+    done = 0
+    while done < total:
+        n = dst.write(view[done:])
+        if n is None:  # a raw file in non-blocking mode (buffered files return the full length)
+            raise BlockingIOError("non-blocking destination would block")
+        done += n
 
 
 def _source_path(path: str | os.PathLike[str]) -> str:
@@ -470,4 +580,3 @@ def _mtime(info: dict[str, Any]) -> float | None:
         with contextlib.suppress(TypeError, ValueError):
             return float(v)
     return None
-

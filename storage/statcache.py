@@ -54,9 +54,13 @@ class StatCache:
         return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
 
     def lookup(self, path: str, st: os.stat_result) -> str | None:
-        row = self._db().execute(
-            "SELECT size, mtime_ns, ino, ctime_ns, digest FROM stat WHERE path = ?", (path,)
-        ).fetchone()
+        row = (
+            self._db()
+            .execute(
+                "SELECT size, mtime_ns, ino, ctime_ns, digest FROM stat WHERE path = ?", (path,)
+            )
+            .fetchone()
+        )
         if row is None or tuple(row[:4]) != self._key(st):
             return None
         return row[4]

@@ -1,0 +1,524 @@
+"""Contract suite for `storage`: every behaviour runs against memory, local disk and S3 (moto on loopback).
+
+Cross-process behaviour (exclusive-create races, a put killed with SIGKILL) uses real OS processes.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import blake3
+import fsspec
+import pytest
+from conftest import Backend, make_bucket, s3_options
+from fsspec.callbacks import Callback
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import storage
+from storage import (
+    ArtifactsError,
+    BackendError,
+    BlobStore,
+    ConflictError,
+    IntegrityError,
+    InvalidDigestError,
+    InvalidPathError,
+    NotFoundError,
+    StatCache,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+HYPO = settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+def b3(data: bytes) -> str:
+    """Reference digest computed with blake3 directly, not through the code under test."""
+    return blake3.blake3(data).hexdigest()
+
+
+def open_store(backend: Backend, **kw: Any) -> BlobStore:
+    return storage.open_blob_store(backend.url, backend.storage_options, **kw)
+
+
+def raw_fs(backend: Backend) -> tuple[fsspec.AbstractFileSystem, str]:
+    """A filesystem independent of the store's, to tamper with the stored bytes behind its back."""
+    fs, path = fsspec.url_to_fs(backend.url, **backend.storage_options)
+    return fs, path.rstrip("/")
+
+
+def one_line(e: BaseException) -> str:
+    msg = str(e)
+    assert msg and "\n" not in msg, f"not a one-line message: {msg!r}"
+    return msg
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
+    return env
+
+
+class CountingCallback(Callback):
+    """Counts bytes; deliberately not thread-safe: the store must serialise concurrent updates."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.total = 0
+        self.calls = 0
+
+    def relative_update(self, inc: int = 1) -> None:
+        self.total += inc
+        self.calls += 1
+
+
+class TestBlobStore:
+    """The blob-store contract, once per backend (memory, local, s3)."""
+
+    # -- round trips -------------------------------------------------------------------------
+    @HYPO
+    @given(data=st.binary(max_size=4096))
+    def test_round_trip_all_ways(self, backend: Backend, tmp_path: Path, data: bytes) -> None:
+        store = open_store(backend)
+        src = tmp_path / f"src-{uuid.uuid4().hex}"
+        src.write_bytes(data)
+        r1 = store.put_bytes(data)
+        r2 = store.put_file(src)
+        r3 = store.put_stream(io.BytesIO(data))
+        # same content -> same digest, whichever way it came in, and it is BLAKE3 of the bytes
+        assert r1.digest == r2.digest == r3.digest == b3(data)
+        assert r1.size == r2.size == r3.size == len(data)
+        assert not r2.written and not r3.written
+        assert store.read_bytes(r1.digest) == data
+        with store.open(r1.digest) as f:
+            assert f.read() == data
+        dest = tmp_path / f"out-{uuid.uuid4().hex}" / "x.bin"
+        store.get_file(r1.digest, dest)
+        assert dest.read_bytes() == data
+        assert store.exists(r1.digest)
+        assert store.size(r1.digest) == len(data)
+
+    @HYPO
+    @given(a=st.binary(min_size=1, max_size=512), b=st.binary(min_size=1, max_size=512))
+    def test_distinct_content_distinct_digest(self, backend: Backend, a: bytes, b: bytes) -> None:
+        store = open_store(backend)
+        ra, rb = store.put_bytes(a), store.put_bytes(b)
+        assert (ra.digest == rb.digest) == (a == b)
+        assert store.read_bytes(ra.digest) == a
+        assert store.read_bytes(rb.digest) == b
+
+    def test_large_file_round_trip_crosses_chunks(self, backend: Backend, tmp_path: Path) -> None:
+        data = os.urandom(storage.hashing.CHUNK_SIZE * 2 + 12345)
+        src = tmp_path / "big.bin"
+        src.write_bytes(data)
+        store = open_store(backend)
+        r = store.put_file(src)
+        assert (r.digest, r.size, r.written) == (b3(data), len(data), True)
+        out = tmp_path / "restored.bin"
+        store.get_file(r.digest, out)
+        assert out.read_bytes() == data
+        with store.open(r.digest) as f:
+            head = f.read(1000)
+            rest = f.read()
+        assert head + rest == data
+        assert store.verify_blob(r.digest)
+
+    def test_put_bytes_accepts_buffers(self, backend: Backend) -> None:
+        import array
+
+        arr = array.array("d", [1.5, -2.0, 3.25])
+        store = open_store(backend)
+        r = store.put_bytes(memoryview(arr))
+        assert r.digest == b3(arr.tobytes()) and r.size == 24
+        assert store.put_bytes(bytearray(arr.tobytes())).written is False
+        assert store.read_bytes(r.digest) == arr.tobytes()
+
+    # -- dedup -------------------------------------------------------------------------------
+    def test_dedup_second_put_writes_nothing(self, backend: Backend, tmp_path: Path) -> None:
+        store = open_store(backend)
+        data = b"the same bytes twice" * 1000
+        first = store.put_bytes(data)
+        assert first.written
+        # Replace the stored bytes with a same-size marker behind the store's back: if a later put wrote
+        # anything, the marker would be gone.
+        fs, root = raw_fs(backend)
+        blob = f"{root}/{BlobStore.relpath(first.digest)}"
+        marker = b"M" * len(data)
+        fs.pipe_file(blob, marker)
+        src = tmp_path / "same.bin"
+        src.write_bytes(data)
+        for again in (
+            store.put_bytes(data),
+            store.put_file(src),
+            store.put_stream(io.BytesIO(data)),
+            *store.put_files([src]),
+        ):
+            assert (again.digest, again.size, again.written) == (first.digest, len(data), False)
+        assert fs.cat_file(blob) == marker
+        assert list(store.iter_digests()) == [first.digest]
+        if backend.kind == "local":  # and no temp files were left behind
+            assert not any((Path(backend.url) / "tmp").glob("*"))
+
+    # -- corruption --------------------------------------------------------------------------
+    def test_corruption_detected_on_every_read_path(self, backend: Backend, tmp_path: Path) -> None:
+        store = open_store(backend)
+        data = os.urandom(300_000)
+        d = store.put_bytes(data).digest
+        fs, root = raw_fs(backend)
+        blob = f"{root}/{BlobStore.relpath(d)}"
+        bad = bytearray(data)
+        bad[123_456] ^= 0x01  # flip one bit of one byte
+        fs.pipe_file(blob, bytes(bad))
+
+        with pytest.raises(IntegrityError) as e1:
+            store.read_bytes(d)
+        assert d in one_line(e1.value)
+
+        with pytest.raises(IntegrityError) as e2, store.open(d) as f:
+            f.read()
+        assert d in one_line(e2.value)
+
+        # chunked reads are checked at EOF too
+        with pytest.raises(IntegrityError), store.open(d) as f:
+            while f.read(4096):
+                pass
+
+        with pytest.raises(IntegrityError), store.open(d) as f:  # a rewind restarts the check
+            f.read(10)
+            f.seek(0)
+            f.read()
+
+        dest_dir = tmp_path / "restore"
+        with pytest.raises(IntegrityError) as e3:
+            store.get_file(d, dest_dir / "model.bin")
+        assert d in one_line(e3.value)
+        assert list(dest_dir.iterdir()) == []  # neither the file nor its temp file
+
+        assert store.verify_blob(d) is False
+        # verification is on by default, not forced
+        assert store.read_bytes(d, verify=False) == bytes(bad)
+
+    # -- exists / size / delete / iterate ----------------------------------------------------
+    def test_exists_size_delete_iter(self, backend: Backend, tmp_path: Path) -> None:
+        store = open_store(backend)
+        assert list(store.iter_digests()) == []
+        blobs = {store.put_bytes(b * n).digest: n for b, n in ((b"a", 1), (b"b", 10), (b"c", 1000))}
+        assert set(store.iter_digests()) == set(blobs)
+        assert {(i.digest, i.size) for i in store.iter_blobs()} == set(blobs.items())
+        for d, n in blobs.items():
+            assert store.exists(d) and store.size(d) == n
+        gone = b3(b"b" * 10)
+        store.delete(gone)
+        store.delete(gone)  # deleting twice is not an error
+        assert not store.exists(gone)
+        assert set(store.iter_digests()) == set(blobs) - {gone}
+        for op in (
+            lambda: store.size(gone),
+            lambda: store.read_bytes(gone),
+            lambda: store.open(gone),
+            lambda: store.get_file(gone, tmp_path / "nope.bin"),
+        ):
+            with pytest.raises(NotFoundError) as e:
+                op()
+            assert gone in one_line(e.value)
+        assert not (tmp_path / "nope.bin").exists()
+        assert store.put_bytes(b"b" * 10).written  # a deleted blob can be stored again
+
+    def test_sees_changes_made_by_another_client(self, backend: Backend) -> None:
+        """Two clients of one store (two machines): neither trusts a stale listing of the other's writes."""
+        a, b = open_store(backend), open_store(backend)
+        by_prefix: dict[str, bytes] = {}
+        i = 0
+        while True:  # two contents whose blobs share a directory (blobs/xy/)
+            data = f"content {i}".encode()
+            d = b3(data)
+            if d[:2] in by_prefix:
+                x, y = by_prefix[d[:2]], data
+                break
+            by_prefix[d[:2]] = data
+            i += 1
+        dx = a.put_bytes(x).digest
+        assert list(a.iter_digests()) == [dx]  # a has listed blobs/
+        dy = b.put_bytes(y).digest
+        assert a.exists(dy) and a.size(dy) == len(y) and a.read_bytes(dy) == y
+        assert set(a.iter_digests()) == {dx, dy}
+        b.delete(dy)
+        assert not a.exists(dy)
+        assert a.put_bytes(y).written
+
+    # -- exclusive create --------------------------------------------------------------------
+    def test_create_exclusive(self, backend: Backend) -> None:
+        store = open_store(backend)
+        store.root.create_exclusive("log/00000000000000000001.json", b'{"first":1}')
+        with pytest.raises(ConflictError) as e:
+            store.root.create_exclusive("log/00000000000000000001.json", b'{"second":2}')
+        assert isinstance(e.value, FileExistsError) and isinstance(e.value, ArtifactsError)
+        assert "00000000000000000001.json" in one_line(e.value)
+        assert store.root.read("log/00000000000000000001.json") == b'{"first":1}'
+        store.root.create_exclusive("log/00000000000000000002.json", b"{}")
+        assert store.root.read("log/00000000000000000002.json") == b"{}"
+        if backend.kind == "local":  # no temp files left beside the entries
+            assert sorted(os.listdir(Path(backend.url) / "log")) == [
+                "00000000000000000001.json",
+                "00000000000000000002.json",
+            ]
+
+    def test_create_exclusive_race_between_processes(self, shared_backend: Backend) -> None:
+        """Two OS processes race 50 times on one key per round: exactly one winner, its bytes kept."""
+        script = textwrap.dedent(
+            """
+            import json, sys, storage
+            url, opts, me = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+            root = storage.open_root(url, opts)
+            print("ready", flush=True)
+            for line in sys.stdin:
+                key = line.strip()
+                try:
+                    root.create_exclusive(key, me.encode())
+                    print("won", flush=True)
+                except storage.ConflictError:
+                    print("lost", flush=True)
+                except Exception as e:
+                    print("error " + type(e).__name__ + " " + str(e).replace(chr(10), " "), flush=True)
+            """
+        )
+        import json
+
+        procs = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    script,
+                    shared_backend.url,
+                    json.dumps(shared_backend.storage_options),
+                    name,
+                ],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                env=child_env(),
+            )
+            for name in ("p0", "p1")
+        ]
+        try:
+            for p in procs:
+                assert p.stdout.readline().strip() == "ready"
+            reader = storage.open_root(shared_backend.url, shared_backend.storage_options)
+            wins = {"p0": 0, "p1": 0}
+            for i in range(50):
+                key = f"race/{i:05d}.json"
+                for p in procs:  # release both at (nearly) the same instant
+                    p.stdin.write(key + "\n")
+                    p.stdin.flush()
+                answers = [p.stdout.readline().strip() for p in procs]
+                assert sorted(answers) == ["lost", "won"], (i, answers)
+                winner = ("p0", "p1")[answers.index("won")]
+                wins[winner] += 1
+                assert reader.read(key) == winner.encode()
+            assert sum(wins.values()) == 50
+        finally:
+            for p in procs:
+                p.stdin.close()
+                p.wait(timeout=30)
+        assert [p.returncode for p in procs] == [0, 0]
+
+    # -- stat cache --------------------------------------------------------------------------
+    def test_stat_cache_skips_reading_unchanged_file(
+        self, backend: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        cache = StatCache(tmp_path / "stat.sqlite")
+        store = open_store(backend, stat_cache=cache)
+        src = tmp_path / "weights.bin"
+        src.write_bytes(b"w" * 100_000)
+        # A file written just now is inside the racy window: its digest must not be remembered.
+        store.put_file(src)
+        assert cache.lookup(str(src), os.stat(src)) is None
+        old = time.time() - 10
+        os.utime(src, (old, old))  # backdate so the racy-window rule no longer applies
+        first = store.put_file(src)
+        assert cache.lookup(str(src), os.stat(src)) == first.digest == b3(b"w" * 100_000)
+
+        # Re-putting the unchanged file must not read it: make every way of reading it fail.
+        import storage.blobs as blobs_mod
+
+        def no_read(*a: Any, **k: Any) -> Any:
+            raise AssertionError("the unchanged file was read")
+
+        with monkeypatch.context() as m:
+            m.setattr(blobs_mod, "open", no_read, raising=False)
+            m.setattr(blobs_mod, "hash_file", no_read)
+            m.setattr(blobs_mod, "_copy_hashing", no_read)
+            m.setattr(store.root.fs, "put_file", no_read)
+            again = store.put_file(src)
+        assert (again.digest, again.written) == (first.digest, False)
+
+        # Any change (same size here) changes the digest on the next put.
+        src.write_bytes(b"v" * 100_000)
+        os.utime(src, (old, old))
+        changed = store.put_file(src)
+        assert changed.written and changed.digest == b3(b"v" * 100_000) != first.digest
+        assert cache.lookup(str(src), os.stat(src)) == changed.digest
+
+    # -- many files, progress ----------------------------------------------------------------
+    def test_put_files_get_files_with_progress(self, backend: Backend, tmp_path: Path) -> None:
+        store = open_store(backend)
+        sizes = [0, 1, 1000, 70_000, 300_000, 1000]  # the last repeats content of the third
+        paths = []
+        for i, n in enumerate(sizes):
+            p = tmp_path / "in" / f"f{i}.bin"
+            p.parent.mkdir(exist_ok=True)
+            p.write_bytes(bytes([i % 3 + 65]) * n if i != 5 else bytes([2 % 3 + 65]) * n)
+            paths.append(p)
+        cb = CountingCallback()
+        results = store.put_files(paths, callback=cb, max_workers=4)
+        assert [r.digest for r in results] == [b3(p.read_bytes()) for p in paths]  # order kept
+        assert [r.size for r in results] == sizes
+        assert cb.total == sum(sizes) and cb.size == sum(sizes)
+        assert sum(r.written for r in results) == len({r.digest for r in results})
+
+        cb2 = CountingCallback()
+        pairs = [(r.digest, tmp_path / "out" / f"g{i}.bin") for i, r in enumerate(results)]
+        store.get_files(pairs, callback=cb2, max_workers=4)
+        for (_, dest), src in zip(pairs, paths, strict=True):
+            assert dest.read_bytes() == src.read_bytes()
+        assert cb2.total == sum(sizes)
+
+        # many concurrent readers of one blob each get all of its bytes
+        big = results[4]
+        many = [(big.digest, tmp_path / "same" / f"{i}.bin") for i in range(40)]
+        store.get_files(many, max_workers=8)
+        assert all(dest.read_bytes() == paths[4].read_bytes() for _, dest in many)
+
+    # -- bad input ---------------------------------------------------------------------------
+    def test_bad_source_paths(self, backend: Backend, tmp_path: Path) -> None:
+        store = open_store(backend)
+        missing = tmp_path / "does-not-exist.bin"
+        with pytest.raises(NotFoundError) as e:
+            store.put_file(missing)
+        assert str(missing) in one_line(e.value)
+        good = tmp_path / "good.bin"
+        good.write_bytes(b"good")
+        with pytest.raises(NotFoundError):  # checked before anything is uploaded
+            store.put_files([good, missing])
+        with pytest.raises(InvalidPathError) as e2:
+            store.put_file(tmp_path)
+        assert "directory" in one_line(e2.value)
+        assert list(store.iter_digests()) == []
+
+    @pytest.mark.parametrize(
+        "digest",
+        ["", "abc", "0" * 63, "0" * 65, "A" * 64, "g" * 64, "../" * 21 + "x", None, 12],
+    )
+    def test_malformed_digest(self, backend: Backend, tmp_path: Path, digest: Any) -> None:
+        store = open_store(backend)
+        for op in (
+            store.exists,
+            store.size,
+            store.read_bytes,
+            store.open,
+            store.delete,
+            lambda d: store.get_file(d, tmp_path / "x"),
+        ):
+            with pytest.raises(InvalidDigestError) as e:
+                op(digest)
+            assert isinstance(e.value, ValueError)
+            one_line(e.value)
+        assert not (tmp_path / "x").exists()
+
+
+# -- process death --------------------------------------------------------------------------------
+def test_local_put_killed_mid_write_leaves_no_visible_blob(tmp_path: Path) -> None:
+    """SIGKILL a process while it streams a large file into a local store: nothing appears under blobs/."""
+    root = tmp_path / "store"
+    fifo = tmp_path / "feed"
+    os.mkfifo(fifo)
+    script = "import sys, storage; storage.open_blob_store(sys.argv[1]).put_file(sys.argv[2])"
+    child = subprocess.Popen([sys.executable, "-c", script, str(root), str(fifo)], env=child_env())
+    chunk = os.urandom(1 << 20)
+    written = 0
+    try:
+        with open(fifo, "wb") as feed:  # blocks until the child opens the pipe
+            deadline = time.monotonic() + 30
+            while True:
+                feed.write(chunk)
+                feed.flush()
+                written += len(chunk)
+                tmps = list((root / "tmp").glob("*")) if (root / "tmp").is_dir() else []
+                if tmps and tmps[0].stat().st_size >= 16 << 20:
+                    break  # the child is mid-write: 16 MiB of an unfinished blob on disk
+                assert time.monotonic() < deadline, "the child never started writing"
+            os.kill(child.pid, signal.SIGKILL)
+            assert child.wait(timeout=10) == -signal.SIGKILL
+    except BrokenPipeError:
+        pytest.fail("the child exited before it was killed")
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert written >= 16 << 20
+    blobs_dir = root / "blobs"
+    assert not blobs_dir.exists() or [p for p in blobs_dir.rglob("*") if p.is_file()] == []
+    store = storage.open_blob_store(str(root))
+    assert list(store.iter_digests()) == []
+    assert store.clean_tmp(older_than=-1) == 1  # the half-written temp file is swept, not published
+    assert list((root / "tmp").glob("*")) == []
+
+
+# -- bad store URLs -------------------------------------------------------------------------------
+@pytest.mark.parametrize("url", ["gs://bucket/x", "ftp://host/x", "nosuch://a"])
+def test_unknown_url_scheme(url: str) -> None:
+    with pytest.raises(BackendError) as e:
+        storage.open_blob_store(url)
+    assert url.split("://")[0] in one_line(e.value)
+
+
+def test_s3_url_without_bucket() -> None:
+    with pytest.raises(BackendError) as e:
+        storage.open_blob_store("s3://", {"anon": True})
+    one_line(e.value)
+
+
+def test_unreachable_s3_endpoint_fails_fast() -> None:
+    opts = s3_options("http://127.0.0.1:9")  # nothing listens on the discard port
+    opts["config_kwargs"] = {
+        "connect_timeout": 1,
+        "read_timeout": 1,
+        "retries": {"max_attempts": 1},
+    }
+    t0 = time.monotonic()
+    with pytest.raises(BackendError) as e:
+        storage.open_blob_store("s3://bucket/store", opts)
+    assert time.monotonic() - t0 < 10
+    assert "127.0.0.1:9" in one_line(e.value)
+
+
+def test_missing_bucket(s3_endpoint: str) -> None:
+    with pytest.raises(BackendError) as e:
+        storage.open_blob_store(
+            f"s3://no-such-{uuid.uuid4().hex[:8]}/store", s3_options(s3_endpoint)
+        )
+    assert "bucket" in one_line(e.value) and "does not exist" in str(e.value)
+
+
+def test_missing_blob_in_bucket_named_bucket(s3_endpoint: str) -> None:
+    """A missing key is NotFoundError even when the bucket's own name contains the word 'bucket'."""
+    name = make_bucket(s3_endpoint, f"my-bucket-{uuid.uuid4().hex[:8]}")
+    store = storage.open_blob_store(f"s3://{name}/store", s3_options(s3_endpoint))
+    with pytest.raises(NotFoundError):
+        store.read_bytes(b3(b"never stored"))
+    with pytest.raises(NotFoundError):
+        store.size(b3(b"never stored"))
