@@ -1,19 +1,53 @@
-"""`verify` (is every committed byte intact?) and `gc` (drop bytes nothing live refers to)."""
+"""`verify` (is every committed byte intact?) and `gc` (drop bytes nothing live refers to).
+
+verify reads the store, never the index alone: every log entry is listed (gaps, strays) and, in a full
+check, parsed again; every blob a live version or a run refers to is re-hashed (``quick``: existence and
+size only). Each problem is one line naming a blob digest or a log sequence number.
+
+gc marks the blobs reachable from live versions (their files and manifests) and from runs (metric
+histories), and sweeps the other blobs older than the grace period. Three rules keep a commit that races
+with gc safe:
+
+- blobs are uploaded before the entry that refers to them, and the grace period (default 24 h) spares any
+  blob younger than it, so the uploads of commits in flight are never swept;
+- a put that dedups against an existing blob freshens its modification time (see `storage.BlobStore`), so
+  an old unreferenced blob that a new commit is about to reuse (the content of a deleted version, logged
+  again) counts as young;
+- each doomed blob's age is checked again at the moment it goes. Locally the blob is first renamed into
+  a quarantine name (atomic) and its mtime re-read there: a put that freshened it before the rename is
+  seen and the blob is put back; a put after the rename finds no blob and writes it again. On S3 the blob
+  is HEADed right before its DELETE; a dedup hit landing between the two (one round trip) is the one
+  window left, and only for blobs older than ``BlobStore.freshen_after`` (1 h by default) that a commit
+  reuses while gc sweeps them.
+
+gc refuses to sweep when the log holds entries this library cannot read because they are newer (their
+blobs would look unreferenced) or when the index could not apply the whole log (a gap).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import time
+import uuid
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from .errors import NotFoundError
-from .log import LOG_DIR
+from storage.blobs import TMP, BlobInfo
+
+from .errors import InvalidStateError, InvalidValueError, NotFoundError
+from .log import LOG_DIR, LOG_FORMAT, RawEntry, log_path
 
 if TYPE_CHECKING:
     from .store import Store
 
 __all__ = ["GcReport", "VerifyReport", "gc", "verify"]
+
+_MAX_LISTED = 20  # per kind of log problem; the rest is summarized in one line
+_QUARANTINE = "gc-"
 
 
 @dataclass(frozen=True)
@@ -23,6 +57,7 @@ class VerifyReport:
     problems: tuple[str, ...]
     blobs_checked: int
     entries_checked: int
+    quick: bool = False
 
     @property
     def ok(self) -> bool:
@@ -34,16 +69,26 @@ class VerifyReport:
 
 @dataclass(frozen=True)
 class GcReport:
+    """What gc removed (or, with ``dry_run``, would remove): digests and bytes.
+
+    ``kept`` counts the blobs left in place; ``spared`` lists blobs that were doomed when listed but
+    were reused by a commit while gc ran; ``tmp_removed`` counts leftovers of killed uploads removed.
+    """
+
     deleted: tuple[str, ...]
     bytes_freed: int
     kept: int
     dry_run: bool
+    spared: tuple[str, ...] = ()
+    tmp_removed: int = 0
 
 
+# -- verify ----------------------------------------------------------------------------------------
 def verify(store: Store, ref: str | None = None, *, quick: bool = False) -> VerifyReport:
-    """Check the log (every entry parses and applied) and the blobs it refers to.
+    """Check the log (every entry present, parses and applied) and the blobs it refers to.
 
-    ``quick`` checks existence and size only; otherwise every blob is re-hashed.
+    With ``ref``, only that version's files and manifest. ``quick`` checks existence and size only;
+    otherwise every blob is re-hashed and every log entry parsed again.
     """
     problems: list[str] = []
     store.sync()
@@ -51,15 +96,7 @@ def verify(store: Store, ref: str | None = None, *, quick: bool = False) -> Veri
     if ref is None:
         paths = store.log.entry_paths()
         entries = len(paths)
-        head = max(paths, default=0)
-        missing = [s for s in range(1, head + 1) if s not in paths]
-        problems += [f"log entry {s} is missing (gap in the log)" for s in missing[:20]]
-        for rel in _odd_log_names(store):
-            problems.append(f"unexpected object {rel} in the log")
-        for seq, reason in store.index.rejected():
-            problems.append(f"log entry {seq} was rejected: {reason}")
-        unapplied = [s for s in paths if s > store.index.last_seq]
-        problems += [f"log entry {s} is not applied" for s in unapplied[:20]]
+        problems += _log_problems(store, paths, reparse=not quick)
         wanted = store.index.all_referenced()
     else:
         v = store.artifact(ref)
@@ -82,10 +119,50 @@ def verify(store: Store, ref: str | None = None, *, quick: bool = False) -> Veri
             return f"blob {digest} ({where}) is missing"
         return None
 
-    workers = 1 if store.root.is_local and not quick else 8
-    with ThreadPoolExecutor(workers) as pool:
-        problems += [p for p in pool.map(check, sorted(wanted.items())) if p]
-    return VerifyReport(tuple(problems), len(wanted), entries)
+    workers = min(8, os.cpu_count() or 1) if store.root.is_local else 16
+    problems += [p for p in _map(check, sorted(wanted.items()), workers) if p]
+    return VerifyReport(tuple(problems), len(wanted), entries, quick)
+
+
+def _log_problems(store: Store, paths: dict[int, str], *, reparse: bool) -> list[str]:
+    problems: list[str] = []
+    head = max(paths, default=0)
+    applied = store.index.last_seq
+    missing = [s for s in range(1, max(head, applied) + 1) if s not in paths]
+    problems += _listed(
+        missing, "log entry {} is missing (a gap in the log)", "log entries missing"
+    )
+    problems += [f"unexpected object {rel} in the log" for rel in _odd_log_names(store)]
+    rejected = dict(store.index.rejected())
+    problems += [
+        f"log entry {seq} was rejected: {reason}" for seq, reason in sorted(rejected.items())
+    ]
+    unapplied = sorted(s for s in paths if s > applied)
+    problems += _listed(
+        unapplied, "log entry {} is not applied (it follows a gap)", "log entries not applied"
+    )
+    if reparse:
+        todo = [s for s in sorted(paths) if s not in rejected and s <= applied]
+        got: dict[str, bytes] = {}
+        for i in range(0, len(todo), 1000):
+            got.update(store.root.read_many([log_path(s) for s in todo[i : i + 1000]]))
+        for seq in todo:
+            data = got.get(log_path(seq))
+            if data is None:
+                problems.append(f"log entry {seq} disappeared while verifying")
+                continue
+            try:
+                RawEntry(seq, data).parse()
+            except ValueError as e:  # changed after it was applied (bit rot, a hand edit)
+                problems.append(f"log entry {seq} does not parse any more: {e}")
+    return problems
+
+
+def _listed(seqs: list[int], one: str, many: str) -> list[str]:
+    out = [one.format(s) for s in seqs[:_MAX_LISTED]]
+    if len(seqs) > _MAX_LISTED:
+        out.append(f"... and {len(seqs) - _MAX_LISTED} more {many}")
+    return out
 
 
 def _odd_log_names(store: Store) -> list[str]:
@@ -104,26 +181,140 @@ def _expected_sizes(store: Store) -> dict[str, int]:
     return {r[0]: r[1] for r in store.index._conn.execute("SELECT digest, size FROM files")}
 
 
+# -- gc --------------------------------------------------------------------------------------------
 def gc(store: Store, *, grace_period: float = 24 * 3600, dry_run: bool = False) -> GcReport:
     """Delete blobs that no live version or run refers to and that are older than ``grace_period``.
 
-    The grace period protects uploads of commits still in flight: their blobs exist before the log
-    entry that references them. Blobs touched by a dedup hit are refreshed (locally) for the same reason.
+    ``grace_period`` (seconds) must exceed the longest time a commit may take between uploading its
+    blobs and writing its log entry; blobs younger than it are never swept.
     """
-    store.sync()
-    live = store.index.live_digests()
+    if (
+        isinstance(grace_period, bool)
+        or not isinstance(grace_period, int | float)
+        or grace_period < 0
+    ):
+        raise InvalidValueError(
+            f"grace_period must be a number of seconds >= 0, not {grace_period!r}"
+        )
     cutoff = time.time() - grace_period
-    doomed = [
-        b
-        for b in store.blobs.iter_blobs()
-        if b.digest not in live and b.mtime is not None and b.mtime < cutoff
-    ]
+    if not dry_run and store.root.is_local:
+        _recover_quarantine(store)
+    store.sync()
+    _refuse_unsafe(store)
+    live = store.index.live_digests()
+    listed = list(store.blobs.iter_blobs())
     store.sync()  # anything committed while we listed is live too
+    _refuse_unsafe(store)
     live |= store.index.live_digests()
-    doomed = [b for b in doomed if b.digest not in live]
-    if not dry_run:
-        for b in doomed:
-            store.blobs.delete(b.digest)
-        store.blobs.clean_tmp(grace_period)
-    kept = len(live)
-    return GcReport(tuple(b.digest for b in doomed), sum(b.size for b in doomed), kept, dry_run)
+    doomed = [
+        b for b in listed if b.digest not in live and b.mtime is not None and b.mtime < cutoff
+    ]
+    if dry_run:
+        return GcReport(
+            tuple(b.digest for b in doomed),
+            sum(b.size for b in doomed),
+            len(listed) - len(doomed),
+            True,
+        )
+    sweep = _sweep_local if store.root.is_local else _sweep_remote
+    results = _map(lambda b: sweep(store, b, cutoff), doomed, 1 if store.root.is_local else 16)
+    deleted = [b for b, gone in zip(doomed, results, strict=True) if gone]
+    spared = tuple(b.digest for b, gone in zip(doomed, results, strict=True) if not gone)
+    tmp_removed = store.blobs.clean_tmp(grace_period)
+    return GcReport(
+        tuple(b.digest for b in deleted),
+        sum(b.size for b in deleted),
+        len(listed) - len(deleted),
+        False,
+        spared,
+        tmp_removed,
+    )
+
+
+def _refuse_unsafe(store: Store) -> None:
+    """Raise unless every entry in the log is understood: unknown entries may refer to blobs."""
+    applied = store.index.last_seq
+    head = store.log.head()
+    if head > applied:
+        raise InvalidStateError(
+            f"gc refused: the log goes up to entry {head} but only entries up to {applied} could be "
+            f"applied (entry {applied + 1} is missing); run `artifacts verify` and repair the log first"
+        )
+    for seq, _reason in store.index.rejected():
+        try:
+            fmt = json.loads(store.root.read(log_path(seq))).get("format")
+        except (NotFoundError, ValueError, AttributeError):
+            continue  # garbage: no reader can use it, so it keeps nothing alive
+        if isinstance(fmt, int) and not isinstance(fmt, bool) and fmt > LOG_FORMAT:
+            raise InvalidStateError(
+                f"gc refused: log entry {seq} is written in log format {fmt}, newer than this "
+                f"library's {LOG_FORMAT}; its blobs would look unreferenced. Upgrade, then run gc"
+            )
+
+
+def _sweep_local(store: Store, blob: BlobInfo, cutoff: float) -> bool:
+    """Quarantine the blob (atomic rename), re-check its age there, then delete or put it back."""
+    target = str(store.blobs.local_path(blob.digest))
+    quarantine = store.root.local(f"{TMP}/{_QUARANTINE}{blob.digest}-{uuid.uuid4().hex[:8]}")
+    os.makedirs(os.path.dirname(quarantine), exist_ok=True)
+    try:
+        os.rename(target, quarantine)
+    except FileNotFoundError:
+        return False  # another gc took it
+    try:
+        fresh = os.stat(quarantine).st_mtime >= cutoff
+    except FileNotFoundError:
+        return False
+    if fresh:  # a put reused it after we listed: it goes back, whoever rewrote it meanwhile
+        with contextlib.suppress(FileExistsError):
+            os.link(quarantine, target)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(quarantine)
+    return not fresh
+
+
+def _recover_quarantine(store: Store) -> None:
+    """Put back blobs that a killed gc had quarantined but not yet deleted; they are judged again."""
+    d = store.root.local(TMP)
+    try:
+        names = os.listdir(d)
+    except FileNotFoundError:
+        return
+    for name in names:
+        if not name.startswith(_QUARANTINE):
+            continue
+        digest = name[len(_QUARANTINE) :].split("-", 1)[0]
+        path = os.path.join(d, name)
+        try:
+            target = str(store.blobs.local_path(digest))
+        except ValueError:
+            continue
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with contextlib.suppress(FileExistsError, FileNotFoundError):
+            os.link(path, target)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+def _sweep_remote(store: Store, blob: BlobInfo, cutoff: float) -> bool:
+    """HEAD the blob right before deleting it: a dedup hit since the listing made it young again."""
+    from storage.blobs import _mtime
+
+    rel = store.blobs.relpath(blob.digest)
+    if not store.root.is_memory:
+        try:
+            mtime = _mtime(store.root.info(rel))
+        except NotFoundError:
+            return False
+        if mtime is None or mtime >= cutoff:
+            return False
+    store.blobs.delete(blob.digest)
+    return True
+
+
+def _map(fn: Callable[[Any], Any], items: Iterable[Any], workers: int) -> list[Any]:
+    items = list(items)
+    if workers <= 1 or len(items) <= 1:
+        return [fn(i) for i in items]
+    with ThreadPoolExecutor(min(workers, len(items))) as pool:
+        return list(pool.map(fn, items))
