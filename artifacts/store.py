@@ -7,6 +7,7 @@ import datetime as _dt
 import getpass
 import json
 import os
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Mapping
@@ -96,6 +97,7 @@ class Store:
         self.info = self._store_info()
         self.blobs = BlobStore(root, stat_cache=StatCache())
         self.log = CommitLog(root)
+        self._lock = threading.RLock()  # one SQLite connection: one transaction at a time
         self.index = Index(
             default_cache_dir() / "index" / f"{self.info['id']}.sqlite",
             store_id=self.info["id"],
@@ -146,8 +148,9 @@ class Store:
     # -- the log ---------------------------------------------------------------------------------
     def sync(self) -> list[tuple[int, str]]:
         """Apply entries committed since the index was last brought up to date; returns rejections."""
-        entries = self.log.read_after(self.index.last_seq)
-        return self.index.apply(entries) if entries else []
+        with self._lock:
+            entries = self.log.read_after(self.index.last_seq)
+            return self.index.apply(entries) if entries else []
 
     def reindex(self) -> None:
         """Drop the local index and rebuild it from the log."""
@@ -161,6 +164,10 @@ class Store:
 
     def _commit(self, op: str, payload: dict[str, Any]) -> int:
         """Validate against the head and create the next entry; on a lost race replay and retry."""
+        with self._lock:
+            return self._commit_locked(op, payload)
+
+    def _commit_locked(self, op: str, payload: dict[str, Any]) -> int:
         for attempt in range(_MAX_ATTEMPTS):
             seq = self.index.last_seq + 1
             entry = {**payload, "format": 1, "seq": seq, "op": op, "user": self.user, "ts": _now()}
