@@ -1,0 +1,166 @@
+"""Checkpoints: bytes stored for N epochs of a GRU classifier vs N `torch.save` files, the same for a
+fine-tune with the embedding frozen, and the time to log / restore a checkpoint vs `torch.save` /
+`torch.load` of the same state_dict (both to the same local disk).
+
+    python benchmarks/checkpoints.py [--epochs 10] [--vocab 20000] [--embed 100] [--hidden 256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+
+import artifacts  # noqa: E402
+from benchmarks._common import median_time, table  # noqa: E402
+
+
+class GRUClassifier(torch.nn.Module):
+    """The example's shape: Embedding -> GRU -> Linear (see examples/)."""
+
+    def __init__(self, vocab: int, embed: int, hidden: int, classes: int = 2) -> None:
+        super().__init__()
+        self.embedding = torch.nn.Embedding(vocab, embed, padding_idx=0)
+        self.gru = torch.nn.GRU(embed, hidden, batch_first=True)
+        self.fc = torch.nn.Linear(hidden, classes)
+
+
+def dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def step(model: torch.nn.Module, frozen: set[str]) -> None:
+    """Stand-in for an epoch of training: every trainable tensor changes."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.split(".")[0] not in frozen:
+                p.add_(torch.randn_like(p) * 1e-3)
+
+
+def run_epochs(
+    store: artifacts.Store,
+    model: torch.nn.Module,
+    name: str,
+    epochs: int,
+    frozen: set[str],
+    tmp: Path,
+) -> tuple[int, int, int]:
+    """Returns (bytes our store grew by, bytes of N torch.save files, bytes of the changed tensors)."""
+    blobs = Path(store.root.path) / "blobs"
+    before = dir_bytes(blobs) if blobs.exists() else 0
+    saved = changed = 0
+    for epoch in range(epochs):
+        step(model, frozen)
+        sd = model.state_dict()
+        store.log_artifact(
+            artifacts.Artifact(name, "model", metadata={"epoch": epoch}).add_state_dict(sd)
+        )
+        f = tmp / f"{name}-{epoch}.pt"
+        torch.save(sd, f)
+        saved += f.stat().st_size
+        changed += sum(
+            t.numel() * t.element_size() for k, t in sd.items() if k.split(".")[0] not in frozen
+        )
+    return dir_bytes(blobs) - before, saved, changed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--vocab", type=int, default=20_000)
+    ap.add_argument("--embed", type=int, default=100)
+    ap.add_argument("--hidden", type=int, default=256)
+    ap.add_argument("--repeat", type=int, default=7)
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as t:
+        tmp = Path(t)
+        os.environ["ARTIFACTS_CACHE_DIR"] = str(tmp / "cache")
+        store = artifacts.open_store(str(tmp / "store"), user="bench")
+        model = GRUClassifier(args.vocab, args.embed, args.hidden)
+        full = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+        print(
+            f"state_dict: {len(model.state_dict())} tensors, {full / 2**20:.2f} MiB "
+            f"(embedding {args.vocab}x{args.embed}, GRU hidden {args.hidden})\n"
+        )
+
+        ours, saves, _ = run_epochs(store, model, "train", args.epochs, set(), tmp)
+        ft_ours, ft_saves, ft_changed = run_epochs(
+            store, model, "finetune", args.epochs, {"embedding"}, tmp
+        )
+        print(
+            table(
+                [
+                    (f"train, {args.epochs} epochs", ours, saves, f"{ours / saves:.3f}", "-"),
+                    (
+                        f"fine-tune, embedding frozen, {args.epochs} epochs",
+                        ft_ours,
+                        ft_saves,
+                        f"{ft_ours / ft_saves:.3f}",
+                        f"{ft_ours / ft_changed:.3f}",
+                    ),
+                ],
+                (
+                    "checkpoints",
+                    "bytes stored (ours)",
+                    "bytes of torch.save files",
+                    "ours/torch.save",
+                    "ours/changed tensors",
+                ),
+            )
+        )
+        print()
+
+        sd = model.state_dict()
+        pt = tmp / "one.pt"
+        torch.save(sd, pt)
+        counter = iter(range(10**9))
+
+        def perturb() -> None:  # fresh content each time so nothing is deduplicated away
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.add_(1e-6)
+
+        def log_new() -> None:
+            store.log_artifact(
+                artifacts.Artifact(f"timing{next(counter)}", "model").add_state_dict(
+                    model.state_dict()
+                )
+            )
+
+        t_save = median_time(lambda: torch.save(model.state_dict(), pt), args.repeat, perturb)
+        t_log = median_time(log_new, args.repeat, perturb)
+        version = store.artifact("train:latest")
+        t_load = median_time(lambda: torch.load(pt, weights_only=True), args.repeat)
+        t_restore = median_time(lambda: version.load_state_dict(), args.repeat)
+        restored = version.load_state_dict()
+        assert restored.keys() == sd.keys()
+        print(
+            table(
+                [
+                    (
+                        "log checkpoint vs torch.save",
+                        f"{t_log * 1000:.1f}",
+                        f"{t_save * 1000:.1f}",
+                        f"{t_log / t_save:.2f}",
+                    ),
+                    (
+                        "restore (verified, no pickle) vs torch.load",
+                        f"{t_restore * 1000:.1f}",
+                        f"{t_load * 1000:.1f}",
+                        f"{t_restore / t_load:.2f}",
+                    ),
+                ],
+                ("operation (median)", "ours ms", "torch ms", "ratio"),
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()
