@@ -506,7 +506,7 @@ class Relay(Callback):
     so updates are serialised (otherwise progress would lose bytes).
     """
 
-    _lock = threading.Lock()
+    _lock = threading.RLock()  # re-entrant: a Relay may forward into another Relay (nested transfers)
 
     def __init__(self, parent: Callback | None) -> None:
         super().__init__()
