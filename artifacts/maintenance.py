@@ -94,9 +94,11 @@ def verify(store: Store, ref: str | None = None, *, quick: bool = False) -> Veri
     store.sync()
     entries = 0
     if ref is None:
+        applied = store.index.last_seq  # entries up to here existed before the listing below
         paths = store.log.entry_paths()
+        store.sync()  # entries listed are all applied now, unless they follow a gap
         entries = len(paths)
-        problems += _log_problems(store, paths, reparse=not quick)
+        problems += _log_problems(store, paths, applied, reparse=not quick)
         wanted = store.index.all_referenced()
     else:
         v = store.artifact(ref)
@@ -124,11 +126,13 @@ def verify(store: Store, ref: str | None = None, *, quick: bool = False) -> Veri
     return VerifyReport(tuple(problems), len(wanted), entries, quick)
 
 
-def _log_problems(store: Store, paths: dict[int, str], *, reparse: bool) -> list[str]:
+def _log_problems(
+    store: Store, paths: dict[int, str], applied_before: int, *, reparse: bool
+) -> list[str]:
     problems: list[str] = []
     head = max(paths, default=0)
     applied = store.index.last_seq
-    missing = [s for s in range(1, max(head, applied) + 1) if s not in paths]
+    missing = [s for s in range(1, max(head, applied_before) + 1) if s not in paths]
     problems += _listed(
         missing, "log entry {} is missing (a gap in the log)", "log entries missing"
     )
@@ -199,12 +203,12 @@ def gc(store: Store, *, grace_period: float = 24 * 3600, dry_run: bool = False) 
     cutoff = time.time() - grace_period
     if not dry_run and store.root.is_local:
         _recover_quarantine(store)
+    head = store.log.head()  # listed before syncing: every entry it names must apply
     store.sync()
-    _refuse_unsafe(store)
+    _refuse_unsafe(store, head)
     live = store.index.live_digests()
     listed = list(store.blobs.iter_blobs())
     store.sync()  # anything committed while we listed is live too
-    _refuse_unsafe(store)
     live |= store.index.live_digests()
     doomed = [
         b for b in listed if b.digest not in live and b.mtime is not None and b.mtime < cutoff
@@ -231,10 +235,9 @@ def gc(store: Store, *, grace_period: float = 24 * 3600, dry_run: bool = False) 
     )
 
 
-def _refuse_unsafe(store: Store) -> None:
-    """Raise unless every entry in the log is understood: unknown entries may refer to blobs."""
+def _refuse_unsafe(store: Store, head: int) -> None:
+    """Raise unless every entry up to ``head`` was understood: unknown entries may refer to blobs."""
     applied = store.index.last_seq
-    head = store.log.head()
     if head > applied:
         raise InvalidStateError(
             f"gc refused: the log goes up to entry {head} but only entries up to {applied} could be "
