@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -23,13 +23,15 @@ from typing import Any, BinaryIO
 from fsspec.callbacks import Callback, NoOpCallback
 
 from .backend import Root, backend_errors
-from .errors import BackendError, IntegrityError, InvalidPathError, NotFoundError
+from .errors import BackendError, ConflictError, IntegrityError, InvalidPathError, NotFoundError
 from .hashing import CHUNK_SIZE, Hasher, check_digest, hash_bytes, hash_file
 from .statcache import StatCache
 
 __all__ = ["BlobInfo", "BlobStore", "PutResult", "Relay"]
 
 BLOBS = "blobs"
+#: Buffers in flight in a large copy: one being hashed, the others being written.
+_NBUF = 3
 TMP = "tmp"
 #: On S3, a dedup hit on a blob older than this many seconds refreshes its LastModified (see BlobStore).
 FRESHEN_AFTER = 3600.0
@@ -210,13 +212,20 @@ class BlobStore:
         if self._freshen(digest):
             cb.relative_update(size)
             return PutResult(digest, size, False)
-        with backend_errors(f"upload {path}", self.root.url):
+        rel = self.relpath(digest)
+        tally = _Tally(cb)
+        try:
             if self.root.is_memory:
                 with open(path, "rb") as f:
-                    self.root.fs.pipe_file(self.root.full(self.relpath(digest)), f.read())
-                cb.relative_update(size)
+                    self.root.create_exclusive(rel, f.read())
+                tally.relative_update(size)
             else:
-                self.root.fs.put_file(path, self.root.full(self.relpath(digest)), callback=cb)
+                # If-None-Match: a concurrent writer of the same content wins, and we report no write
+                with backend_errors(f"upload {path}", self.root.url):
+                    self.root.fs.put_file(path, self.root.full(rel), callback=tally, mode="create")
+        except ConflictError:
+            cb.relative_update(size - tally.n)
+            return PutResult(digest, size, False)
         return PutResult(digest, size, True)
 
     def put_bytes(self, data: bytes | bytearray | memoryview) -> PutResult:
@@ -230,14 +239,24 @@ class BlobStore:
         if self.root.is_local:
             target = self.root.local(rel)
             tmp = self._local_tmp()
-            with open(tmp, "wb", buffering=0) as f:
-                _write_all(f, view)
-                if self.fsync:
-                    os.fsync(f.fileno())
-            written = self._publish_local(tmp, target)
+            try:
+                with open(tmp, "wb", buffering=0) as f:
+                    _write_all(f, view)
+                    if self.fsync:
+                        os.fsync(f.fileno())
+                written = self._publish_local(tmp, target)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                raise
         else:
-            self.root.write(rel, bytes(view) if not isinstance(view, bytes) else view)
-            written = True
+            try:  # exclusive, so concurrent puts of the same content report exactly one write
+                self.root.create_exclusive(
+                    rel, bytes(view) if not isinstance(view, bytes) else view
+                )
+                written = True
+            except ConflictError:
+                written = False
         return PutResult(digest, size, written)
 
     def put_stream(self, f: BinaryIO, *, callback: Callback | None = None) -> PutResult:
@@ -378,6 +397,8 @@ class BlobStore:
                     # memory:// hands every opener the same file object (one shared position), so
                     # concurrent readers would interleave; give each reader its own snapshot instead.
                     raw = io.BytesIO(self.root.fs.cat_file(self.root.full(rel)))
+                elif self.root.is_local:  # the OS file itself: no fsspec wrapper in the read loop
+                    raw = open(self.root.local(rel), "rb")  # noqa: SIM115 - returned to the caller
                 else:
                     raw = self.root.fs.open(self.root.full(rel), "rb")
         except NotFoundError:
@@ -506,7 +527,8 @@ class Relay(Callback):
     so updates are serialised (otherwise progress would lose bytes).
     """
 
-    _lock = threading.RLock()  # re-entrant: a Relay may forward into another Relay (nested transfers)
+    # re-entrant: a Relay may forward into another Relay (nested transfers)
+    _lock = threading.RLock()
 
     def __init__(self, parent: Callback | None) -> None:
         super().__init__()
@@ -526,25 +548,97 @@ class Relay(Callback):
         pass
 
 
+class _Tally(Callback):
+    """Passes progress through to ``inner`` and counts the bytes reported."""
+
+    def __init__(self, inner: Callback) -> None:
+        super().__init__()
+        self._inner = inner
+        self.n = 0
+
+    def set_size(self, size: int | None) -> None:
+        self._inner.set_size(size)
+
+    def relative_update(self, inc: int = 1) -> None:
+        self.n += inc
+        self._inner.relative_update(inc)
+
+    def call(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
 def _copy_hashing(src: BinaryIO, dst: BinaryIO, cb: Callback) -> tuple[str, int]:
-    """Copy ``src`` to ``dst`` in fixed chunks, hashing the same bytes on the way (one pass)."""
+    """Copy ``src`` to ``dst`` in fixed chunks, hashing the same bytes on the way (one pass).
+
+    From the second chunk on, each chunk's write runs in a helper thread while the chunk is hashed
+    (BLAKE3 and ``write`` both release the GIL), so a large copy costs about max(write, hash) rather than
+    their sum. Hashed and written bytes are the same private buffer, so the digest always names exactly
+    what was written, however the source changes meanwhile. Memory stays at ``_NBUF`` chunks.
+    """
     h = Hasher()
-    buf = bytearray(CHUNK_SIZE)
-    view = memoryview(buf)
+    bufs = [bytearray(CHUNK_SIZE)]
+    pending: list[Future[None] | None] = [None] * _NBUF
+    pool: ThreadPoolExecutor | None = None
     readinto = getattr(src, "readinto", None)
-    while True:
-        if readinto is not None:
-            n = readinto(buf)
-            chunk = view[:n]
-        else:
-            data = src.read(CHUNK_SIZE)
-            n = len(data)
-            chunk = data
-        if not n:
-            break
-        h.update(chunk)
-        _write_all(dst, chunk)
-        cb.relative_update(n)
+    i = 0
+    failed: list[BaseException] = []
+
+    def write(chunk: bytes | memoryview) -> None:
+        if failed:  # an earlier chunk failed: write nothing after the hole
+            return
+        try:
+            _write_all(dst, chunk)
+        except BaseException as e:
+            failed.append(e)
+            raise
+
+    def drain() -> BaseException | None:
+        """Wait for every write still in flight; the first error, if any."""
+        first = None
+        for j, fut in enumerate(pending):
+            if fut is not None:
+                pending[j] = None
+                try:
+                    fut.result()
+                except BaseException as e:  # noqa: BLE001 - the caller decides
+                    first = first or e
+        if pool is not None:
+            pool.shutdown(wait=True)
+        return first
+
+    try:
+        while True:
+            k = i % _NBUF
+            if failed:
+                raise failed[0]
+            if pending[k] is not None:
+                pending[k].result()  # that buffer's write is done (or raises here)
+                pending[k] = None
+            if k == len(bufs):
+                bufs.append(bytearray(CHUNK_SIZE))
+            if readinto is not None:
+                n = readinto(bufs[k]) or 0
+                chunk: bytes | memoryview = memoryview(bufs[k])[:n]
+            else:
+                chunk = src.read(CHUNK_SIZE)
+                n = len(chunk)
+            if not n:
+                break
+            if i == 0:  # small inputs (one chunk) never start a thread
+                _write_all(dst, chunk)
+            else:
+                if pool is None:
+                    pool = ThreadPoolExecutor(1, thread_name_prefix="blob-write")
+                pending[k] = pool.submit(write, chunk)
+            h.update(chunk)
+            cb.relative_update(n)
+            i += 1
+    except BaseException:
+        drain()  # never let the caller close or unlink ``dst`` while a write into it still runs
+        raise
+    error = drain()
+    if error is not None:
+        raise error
     return h.hexdigest(), h.size
 
 

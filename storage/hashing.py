@@ -1,14 +1,17 @@
 """BLAKE3 digests: one pass over the bytes, multithreaded for large inputs.
 
-Measured here on a 1 GiB page-cached file (2 cores): 8-16 MiB ``readinto`` chunks fed to
-``blake3(max_threads=AUTO)`` hash at the same speed as ``update_mmap`` (about 0.13-0.15 s, roughly 7 GiB/s),
-and chunked reads let the same loop also write a copy, which an ingest needs anyway. md5 takes 1.4 s.
+Measured here on a 1 GiB page-cached file (2 cores, medians of 7): ``blake3(max_threads=AUTO)`` over plain
+8 MiB ``readinto`` chunks 0.133 s, 16 MiB 0.144 s, ``update_mmap`` 0.109 s, and 4 MiB chunks read ahead by a
+helper thread while the previous chunk is hashed 0.099 s (10.3 GiB/s; md5 takes 1.4 s). So `hash_file`
+reads ahead in 4 MiB chunks: faster than mmap, bounded memory, and no SIGBUS if the file is truncated
+while being hashed. Copies (ingest, restore) use the same chunk size; see ``blobs._copy_hashing``.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO
 
 import blake3
@@ -25,8 +28,9 @@ __all__ = [
     "hash_file",
 ]
 
-#: Read size for streaming large files; 8 MiB measured best for read+hash+write here.
-CHUNK_SIZE = 8 * 1024 * 1024
+#: Read size for streaming large files; 4 MiB measured best here both for hashing with read-ahead and for
+#: a copy whose writes overlap the hashing (1 GiB: 0.22 s vs 0.28 s with 8 MiB, and vs 0.28 s for `cp`).
+CHUNK_SIZE = 4 * 1024 * 1024
 #: Inputs at least this large are hashed with several threads; below it thread start-up costs more.
 _THREADED_MIN = 1024 * 1024
 
@@ -75,15 +79,31 @@ def hash_chunks(chunks: Iterable[bytes]) -> tuple[str, int]:
 
 
 def hash_file(f: BinaryIO, chunk_size: int = CHUNK_SIZE) -> tuple[str, int]:
-    """Digest and size of an open binary file, read in reusable chunks (bounded memory)."""
+    """Digest and size of an open binary file, in bounded memory (two reusable chunks).
+
+    Past the first chunk, a helper thread reads the next chunk while this one is hashed (both release
+    the GIL), so reading costs almost nothing on top of hashing.
+    """
     h = Hasher()
-    buf = bytearray(chunk_size)
-    view = memoryview(buf)
     readinto = getattr(f, "readinto", None)
     if readinto is None:
         while chunk := f.read(chunk_size):
             h.update(chunk)
-    else:
-        while n := readinto(buf):
-            h.update(view[:n])
+        return h.hexdigest(), h.size
+    bufs = [bytearray(chunk_size), bytearray(chunk_size)]
+    n = readinto(bufs[0]) or 0
+    if n < chunk_size:  # a small file (or a short read): no thread
+        while n:
+            h.update(memoryview(bufs[0])[:n])
+            n = readinto(bufs[0]) or 0
+        return h.hexdigest(), h.size
+    with ThreadPoolExecutor(1, thread_name_prefix="blob-read") as pool:
+        k = 0
+        while n:
+            ahead = pool.submit(readinto, bufs[1 - k])
+            try:
+                h.update(memoryview(bufs[k])[:n])
+            finally:
+                n = ahead.result() or 0  # never leave a read into our buffer running
+            k = 1 - k
     return h.hexdigest(), h.size

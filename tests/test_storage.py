@@ -146,6 +146,53 @@ class TestBlobStore:
         assert store.put_bytes(bytearray(arr.tobytes())).written is False
         assert store.read_bytes(r.digest) == arr.tobytes()
 
+    def test_failing_source_stream_leaves_nothing(self, backend: Backend) -> None:
+        class Flaky(io.RawIOBase):
+            """Yields two full chunks, then the disk "fails"."""
+
+            def __init__(self) -> None:
+                self.calls = 0
+
+            def readable(self) -> bool:
+                return True
+
+            def readinto(self, b: Any) -> int:
+                self.calls += 1
+                if self.calls > 2:
+                    raise OSError(5, "Input/output error")
+                b[:] = bytes([self.calls]) * len(b)
+                return len(b)
+
+        store = open_store(backend)
+        with pytest.raises(OSError, match="Input/output"):
+            store.put_stream(Flaky())
+        assert list(store.iter_digests()) == []
+        if backend.kind == "local":
+            assert list((Path(backend.url) / "tmp").glob("*")) == []
+
+    def test_failing_destination_write_is_reported(self) -> None:
+        """The copy loop writes in a helper thread; a write error must surface, not vanish."""
+        from storage.blobs import _copy_hashing
+
+        class Full(io.RawIOBase):
+            def __init__(self) -> None:
+                self.writes = 0
+
+            def writable(self) -> bool:
+                return True
+
+            def write(self, b: Any) -> int:
+                self.writes += 1
+                if self.writes == 3:
+                    raise OSError(28, "No space left on device")
+                return len(b)
+
+        dst = Full()
+        chunk = storage.hashing.CHUNK_SIZE
+        with pytest.raises(OSError, match="No space"):
+            _copy_hashing(io.BytesIO(b"x" * (chunk * 5)), dst, Callback())
+        assert dst.writes == 3
+
     # -- dedup -------------------------------------------------------------------------------
     def test_dedup_second_put_writes_nothing(self, backend: Backend, tmp_path: Path) -> None:
         store = open_store(backend)
