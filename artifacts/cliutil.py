@@ -1,0 +1,312 @@
+"""Helpers of the `artifacts` command line: sizes, durations, times, tables, JSON, progress bars, errors."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import re
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import click
+from fsspec.callbacks import Callback, NoOpCallback, TqdmCallback
+
+from .errors import ArtifactsError
+from .run import Run
+from .store import Store, open_store
+from .version import ArtifactVersion
+
+__all__ = [
+    "CliContext",
+    "CliError",
+    "Group",
+    "Progress",
+    "count",
+    "file_dicts",
+    "format_size",
+    "one_line",
+    "out",
+    "parse_duration",
+    "parse_metadata",
+    "parse_size",
+    "print_json",
+    "run_dict",
+    "run_line",
+    "table",
+    "usage_dict",
+    "usage_line",
+    "version_dict",
+    "when",
+]
+
+
+# -- values ----------------------------------------------------------------------------------------
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    **{f"{p}b": 1000**i for i, p in enumerate("kmgtpe", 1)},
+    **{f"{p}ib": 1024**i for i, p in enumerate("kmgtpe", 1)},
+}
+
+
+def parse_size(text: str) -> int | None:
+    """``10GB`` -> 10**10, ``512MiB`` -> 512 * 2**20, ``1.5 TB``, ``123``; ``none`` -> None (no quota).
+
+    Decimal units (kB, MB, GB, TB, PB, EB) are powers of 1000 and binary ones (KiB, MiB, GiB, ...) powers
+    of 1024. A bare ``G`` or ``M`` is refused: it is ambiguous.
+    """
+    s = text.strip()
+    if s.lower() in ("none", "unlimited"):
+        return None
+    m = re.fullmatch(r"(\d+(?:\.\d*)?|\.\d+)\s*([A-Za-z]*)", s)
+    if m is None:
+        raise CliError(f"invalid size {text!r}: expected a number and a unit, like 10GB or 512MiB")
+    unit = m.group(2).lower()
+    if unit in ("k", "m", "g", "t", "p", "e"):
+        raise CliError(
+            f"ambiguous size {text!r}: write {m.group(1)}{unit.upper()}B (powers of 1000) or "
+            f"{m.group(1)}{unit.upper()}iB (powers of 1024)"
+        )
+    if unit not in _SIZE_UNITS:
+        raise CliError(
+            f"invalid size {text!r}: unknown unit {m.group(2)!r} (use B, kB, MB, GB, TB, KiB, MiB, GiB, TiB)"
+        )
+    return round(float(m.group(1)) * _SIZE_UNITS[unit])
+
+
+def format_size(n: int | None) -> str:
+    """Bytes for humans, in decimal units as quotas are written: ``512 B``, ``1.2 MB``, ``10.0 GB``."""
+    if n is None:
+        return "-"
+    if n < 1000:
+        return f"{n} B"
+    value = float(n)
+    for unit in ("kB", "MB", "GB", "TB", "PB", "EB"):
+        value /= 1000
+        if round(value, 1) < 1000 or unit == "EB":
+            return f"{value:.1f} {unit}"
+    raise AssertionError("unreachable")
+
+
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> float:
+    """``24h``, ``30m``, ``90s``, ``2d``, ``1w`` or a bare number of seconds."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*([a-z]*)\s*", text.lower())
+    if m is None or m.group(2) not in _DURATION_UNITS:
+        raise CliError(
+            f"invalid duration {text!r}: expected a number and a unit, like 24h, 30m, 2d"
+        )
+    return float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+
+
+def when(iso: str | None) -> str:
+    """A log timestamp (UTC, ISO 8601) in local time, to the minute."""
+    if not iso:
+        return "-"
+    try:
+        return _dt.datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return iso
+
+
+def parse_metadata(pairs: Sequence[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="'--metadata'")
+        try:
+            out[key] = json.loads(value)  # numbers, booleans, lists... stay typed
+        except ValueError:
+            out[key] = value
+    return out
+
+
+# -- errors and output -----------------------------------------------------------------------------
+class CliError(click.ClickException):
+    """A user error: printed as one line, ``error: ...``, exit status 1."""
+
+    exit_code = 1
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+def one_line(e: BaseException) -> str:
+    text = " ".join(line.strip() for line in str(e).strip().splitlines() if line.strip())
+    return text or type(e).__name__
+
+
+def out(text: str = "") -> None:
+    click.echo(text)
+
+
+def print_json(obj: Any) -> None:
+    click.echo(json.dumps(obj, indent=2, sort_keys=True, default=str))
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], right: Sequence[str] = ()) -> None:
+    """Aligned columns; the columns named in ``right`` (sizes, counts) are right-aligned."""
+    cells = [[str(c) for c in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for row in cells:
+        parts = [
+            c.rjust(w) if h in right else c.ljust(w)
+            for c, w, h in zip(row, widths, headers, strict=True)
+        ]
+        out("  ".join(parts).rstrip())
+
+
+class Progress:
+    """A byte progress bar on stderr for a transfer (tqdm through fsspec's callback)."""
+
+    @staticmethod
+    def wanted(quiet: bool) -> bool:
+        return not quiet and sys.stderr.isatty()
+
+    @staticmethod
+    @contextmanager
+    def bar(quiet: bool, desc: str) -> Iterator[Callback]:
+        if not Progress.wanted(quiet):
+            yield NoOpCallback()
+            return
+        cb = TqdmCallback(
+            tqdm_kwargs={
+                "desc": desc,
+                "unit": "B",
+                "unit_scale": True,
+                "unit_divisor": 1000,
+                "delay": 1.0,  # transfers that finish within a second show nothing
+                "leave": False,
+                "file": sys.stderr,
+                "dynamic_ncols": True,
+            }
+        )
+        try:
+            yield cb
+        finally:
+            cb.close()
+
+
+def count(n: int, what: str, plural: str | None = None) -> str:
+    return f"{n} {what if n == 1 else plural or what + 's'}"
+
+
+def version_dict(v: ArtifactVersion, latest: bool) -> dict[str, Any]:
+    return {
+        "ref": v.ref,
+        "name": v.name,
+        "version": v.version,
+        "type": v.type,
+        "digest": v.digest,
+        "size": v.size,
+        "aliases": list(v.aliases),
+        "latest": latest,
+        "metadata": dict(v.metadata),
+        "description": v.description,
+        "user": v.user,
+        "created_at": v.created_at,
+        "run_id": v.run_id,
+    }
+
+
+def file_dicts(v: ArtifactVersion) -> list[dict[str, Any]]:
+    return [{"path": f.path, "size": f.size, "digest": f.digest, **dict(f.meta)} for f in v.files()]
+
+
+def run_dict(r: Run, full: bool = False) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "id": r.id,
+        "project": r.project,
+        "name": r.name,
+        "group": r.group,
+        "job_type": r.job_type,
+        "status": r.status,
+        "user": r.user,
+        "host": r.host,
+        "started_at": r.started_at,
+        "finished_at": r.finished_at,
+        "summary": r.summary,
+    }
+    if full:
+        d.update(
+            config=r.config,
+            command=r.command,
+            git=r.git,
+            env=r.env,
+            inputs=[v.ref for v in r.inputs()],
+            outputs=[v.ref for v in r.outputs()],
+        )
+    return d
+
+
+def run_line(r: Run) -> str:
+    what = r.job_type or "run"
+    named = f" {r.name}" if r.name else ""
+    return f"run {r.id} ({what}{named}, project {r.project}, {r.status}, {r.user})"
+
+
+def usage_dict(store: Store, user: str) -> dict[str, Any]:
+    used, quota = store.usage(user), store.quota(user)
+    return {
+        "user": user,
+        "usage": used,
+        "quota": quota,
+        "available": None if quota is None else max(quota - used, 0),
+    }
+
+
+def usage_line(d: dict[str, Any]) -> str:
+    if d["quota"] is None:
+        return f"{d['user']}: {format_size(d['usage'])} used, no quota"
+    pct = 100 * d["usage"] / d["quota"] if d["quota"] else 100.0
+    return (
+        f"{d['user']}: {format_size(d['usage'])} used of {format_size(d['quota'])} ({pct:.0f}%), "
+        f"{format_size(d['available'])} available"
+    )
+
+
+class Group(click.Group):
+    """Turns the errors a user can cause into one line on stderr instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except (ArtifactsError, OSError) as e:  # OSError: a local file the user named
+            raise CliError(one_line(e)) from None
+        except KeyboardInterrupt:
+            click.echo("error: interrupted", err=True)
+            ctx.exit(130)
+
+
+class CliContext:
+    """Global options, and the store opened lazily (once) by the commands that need it."""
+
+    def __init__(self, url: str, options: dict[str, Any], user: str | None, quiet: bool) -> None:
+        self.url, self.options, self.user, self.quiet = url, options, user, quiet
+        self._store: Store | None = None
+
+    def exists(self) -> bool:
+        from storage import open_root
+
+        root = open_root(self.url, self.options)
+        if not root.is_local and not root.is_memory:
+            root.check_reachable()  # a missing bucket or a bad endpoint says so, not "no store"
+        return root.exists("store.json")
+
+    def store(self, *, create: bool = False) -> Store:
+        if self._store is None:
+            if not create and not self.exists():
+                raise CliError(
+                    f"no store at {self.url}: create one with `artifacts init`, or point --store "
+                    "(or $ARTIFACTS_STORE) at an existing one"
+                )
+            self._store = open_store(self.url, user=self.user, storage_options=self.options)
+            click.get_current_context().call_on_close(self._store.close)
+        return self._store
