@@ -382,7 +382,7 @@ class _Loader:
 
     def load_all(self) -> None:
         unique = list(dict.fromkeys(self.wanted))
-        remote = bool(unique) and self.version.local_blob_path(self.prefix + unique[0]) is None
+        remote = self.version.local_blob_path(self.prefix + STATE_FILE) is None
         if len(unique) > 1 and remote:
             with ThreadPoolExecutor(min(16, len(unique))) as pool:
                 self.loaded = dict(zip(unique, pool.map(self.read_tensor, unique), strict=True))
