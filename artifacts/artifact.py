@@ -30,7 +30,7 @@ def check_json(obj: Any, what: str, limit: int = MAX_METADATA) -> Any:
     """Raise `InvalidValueError` unless ``obj`` is plain JSON (NaN/inf allowed) within ``limit`` bytes."""
     try:
         data = canonical_json(obj)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, RecursionError) as e:  # RecursionError: nested too deeply
         raise InvalidValueError(f"{what} must be JSON-serializable: {e}") from None
     if len(data) > limit:
         raise InvalidValueError(f"{what} is {len(data)} bytes of JSON; the limit is {limit}")
@@ -63,6 +63,7 @@ class Artifact:
         self.type = check_name(type, "artifact type")
         if not isinstance(description, str):
             raise InvalidValueError("description must be a string")
+        check_json(description, "description")  # the same size limit as metadata
         self.description = description
         self.metadata: dict[str, Any] = check_json(dict(metadata or {}), "metadata")
         self._staged: dict[str, Staged] = {}
@@ -88,7 +89,7 @@ class Artifact:
 
     def add_file(self, path: str | os.PathLike[str], name: str | None = None) -> Artifact:
         """Add a local file, stored as ``name`` (default: its base name)."""
-        p = Path(path)
+        p = Path(os.fsdecode(path))
         if not p.exists():
             raise NotFoundError(f"cannot add {p}: no such file")
         if p.is_dir():

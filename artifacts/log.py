@@ -42,6 +42,8 @@ class RawEntry:
             obj = json.loads(self.data.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ValueError(f"not valid JSON ({e})") from None
+        except (ValueError, RecursionError) as e:  # a 5000-digit number, [[[[...]]]] nested too deep
+            raise ValueError(f"not usable JSON ({e})") from None
         if not isinstance(obj, dict):
             raise ValueError("not a JSON object")
         fmt = obj.get("format")

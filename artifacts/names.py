@@ -103,6 +103,13 @@ def check_path(path: object) -> str:
             f"invalid path {path!r} in artifact: paths must be relative, use '/', and contain no "
             "'..', '.' or empty parts"
         )
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:  # a non-UTF-8 file name decoded with surrogateescape
+        raise InvalidPathError(
+            f"invalid path {path!r} in artifact: it is not valid UTF-8 (a non-UTF-8 file name?); "
+            "rename the file or pass name="
+        ) from None
     if unicodedata.normalize("NFC", path) != path:
         raise InvalidPathError(f"invalid path {path!r} in artifact: use NFC-normalized Unicode")
     return path

@@ -82,7 +82,7 @@ def open_store(
     the OS login. User names are asserted by the client, as git authors are.
     """
     url = os.fspath(url) if url is not None else os.environ.get("ARTIFACTS_STORE") or "./.artifacts"
-    user = user or default_user()
+    user = default_user() if user is None else user  # an explicit "" is an invalid name
     check_name(user, "user name")
     root = open_root(url, dict(storage_options or {}))
     root.check_reachable()
@@ -377,6 +377,7 @@ class Store:
 
     def remove_alias(self, name: str, alias: str) -> None:
         check_name(name)
+        check_alias(alias)
         self.sync()
         self.index.resolve(name, alias=alias)  # a clear NotFoundError before committing anything
         self._commit("alias_removed", {"name": name, "alias": alias})

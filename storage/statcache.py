@@ -53,7 +53,18 @@ class StatCache:
     def _key(st: os.stat_result) -> tuple[int, int, int, int]:
         return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
 
+    @staticmethod
+    def _storable(path: str) -> bool:
+        """SQLite text must be UTF-8: a non-UTF-8 file name (surrogate-escaped) is simply not cached."""
+        try:
+            path.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+
     def lookup(self, path: str, st: os.stat_result) -> str | None:
+        if not self._storable(path):
+            return None
         row = (
             self._db()
             .execute(
@@ -66,7 +77,7 @@ class StatCache:
         return row[4]
 
     def store(self, path: str, st: os.stat_result, digest: str) -> None:
-        if time.time_ns() - st.st_mtime_ns < _RACY_NS:
+        if time.time_ns() - st.st_mtime_ns < _RACY_NS or not self._storable(path):
             return  # too fresh to trust: a write in the same tick would go unnoticed
         self._db().execute(
             "INSERT OR REPLACE INTO stat VALUES (?, ?, ?, ?, ?, ?)", (path, *self._key(st), digest)
