@@ -593,3 +593,56 @@ def test_wrong_s3_credentials_are_refused_and_change_nothing(s3_endpoint: str) -
     again = artifacts.open_store(url, storage_options=s3_options(s3_endpoint))
     assert snapshot(again) == before
     assert again.artifact("d").read_bytes("x") == b"precious"
+
+
+# -- a few of the same through the command line (the CLI's own suite has the rest) -------------------
+def _cli(*args: str) -> Any:
+    from click.testing import CliRunner
+
+    from artifacts.cli import main
+
+    return CliRunner().invoke(main, list(args))
+
+
+def _one_line_error(result: Any, needle: str) -> None:
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], lines
+    assert "Traceback" not in result.output
+
+
+def test_cli_reports_corruption_and_bad_input_in_one_line(local_backend: Backend) -> None:
+    store = open_(local_backend)
+    v = store.log_artifact(art("d", x=b"bytes to rot"))
+    digest = v.file("x").digest
+    base = ("--store", local_backend.url)
+    assert _cli(*base, "verify").exit_code == 0
+    store.root.write(blob_rel(store, digest), b"bytes to r0t")
+    result = _cli(*base, "verify")
+    assert result.exit_code == 1 and digest in result.stdout and "corrupt" in result.stdout
+    _one_line_error(result, "1 problem")
+    before = snapshot(store)
+    _one_line_error(_cli(*base, "verify", "bad name"), "bad name")
+    _one_line_error(_cli(*base, "--user", "a/b", "ls"), "a/b")
+    seq, data = entry(store, "version_logged")
+    store.root.create_exclusive(
+        f"log/{seq:020d}.json", data.replace(b'"format": 1', b'"format": 9')
+    )
+    _one_line_error(_cli(*base, "gc", "--grace", "0"), "format 9")
+    assert snapshot(store)[1] == before[1]  # gc refused: every blob is still there
+
+
+def test_cli_unreachable_endpoint_is_one_line() -> None:
+    options = json.dumps(
+        {
+            "key": "k",
+            "secret": "s",
+            "skip_instance_cache": True,
+            "client_kwargs": {"endpoint_url": "http://127.0.0.1:9", "region_name": "us-east-1"},
+            "config_kwargs": {"connect_timeout": 1, "retries": {"max_attempts": 1}},
+        }
+    )
+    _one_line_error(
+        _cli("--store", "s3://bucket/x", "--storage-options", options, "ls"), "127.0.0.1:9"
+    )
