@@ -222,6 +222,31 @@ class Root:
                 return True
             return self.fs.exists(self.full(rel))
 
+    def head(self, rel: str) -> dict[str, Any] | None:
+        """Detail of one object (at least ``size``; a modification time where the backend has one), or
+        None if it does not exist. On S3 this is one HEAD; ``fs.info`` would add a LIST on a miss."""
+        with backend_errors(f"check {rel}", self.url):
+            if _is_s3(self.fs):
+                from fsspec.asyn import sync
+
+                bucket, key, _ = self.fs.split_path(self.full(rel))
+                try:
+                    out = sync(
+                        self.fs.loop, self.fs._call_s3, "head_object", Bucket=bucket, Key=key
+                    )
+                except FileNotFoundError:
+                    return None
+                return {
+                    "name": self.full(rel),
+                    "size": out.get("ContentLength"),
+                    "LastModified": out.get("LastModified"),
+                    "type": "file",
+                }
+            try:
+                return self.fs.info(self.full(rel))
+            except FileNotFoundError:
+                return None
+
     def delete(self, rel: str) -> None:
         with backend_errors(f"delete {rel}", self.url), contextlib.suppress(FileNotFoundError):
             self.fs.rm_file(self.full(rel))

@@ -35,6 +35,10 @@ _NBUF = 3
 TMP = "tmp"
 #: On S3, a dedup hit on a blob older than this many seconds refreshes its LastModified (see BlobStore).
 FRESHEN_AFTER = 3600.0
+#: On S3, content up to this size is PUT straight away with If-None-Match (one request; HTTP 412 if the
+#: blob exists) instead of a HEAD first and then a PUT: below about a round trip's worth of bytes,
+#: re-sending them costs less than asking first.
+PUT_FIRST_MAX = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -202,61 +206,95 @@ class BlobStore:
             digest, size = known, st.st_size
             if digest is None:
                 digest, size = self.hash_local_file(path)
-            result = self._upload_file(path, digest, size, cb)
+            result = self._upload_file(path, digest, size, cb, absent=known is not None)
         if self.stat_cache is not None:
             self.stat_cache.store(path, st, result.digest)
         return result
 
-    def _upload_file(self, path: str, digest: str, size: int, cb: Callback) -> PutResult:
-        """Upload a local file whose digest is known to a non-local root, unless the blob exists."""
-        if self._freshen(digest):
-            cb.relative_update(size)
-            return PutResult(digest, size, False)
-        rel = self.relpath(digest)
-        tally = _Tally(cb)
-        try:
+    def _upload_file(
+        self, path: str, digest: str, size: int, cb: Callback, *, absent: bool = False
+    ) -> PutResult:
+        """Upload a local file whose digest is known to a non-local root, unless the blob exists.
+
+        ``absent``: the caller just found the blob missing, so do not ask again.
+        """
+
+        def upload(progress: Callback) -> None:
+            rel = self.relpath(digest)
             if self.root.is_memory:
                 with open(path, "rb") as f:
                     self.root.create_exclusive(rel, f.read())
-                tally.relative_update(size)
+                progress.relative_update(size)
             else:
-                # If-None-Match: a concurrent writer of the same content wins, and we report no write
                 with backend_errors(f"upload {path}", self.root.url):
-                    self.root.fs.put_file(path, self.root.full(rel), callback=tally, mode="create")
-        except ConflictError:
-            cb.relative_update(size - tally.n)
+                    self.root.fs.put_file(
+                        path, self.root.full(rel), callback=progress, mode="create"
+                    )
+
+        return self._put_remote(digest, size, upload, cb, absent=absent)
+
+    def _put_remote(
+        self,
+        digest: str,
+        size: int,
+        upload: Callable[[Callback], None],
+        cb: Callback,
+        *,
+        absent: bool = False,
+    ) -> PutResult:
+        """Store a blob on a non-local root with an exclusive create (S3: If-None-Match), so that of
+        concurrent puts of one content exactly one reports a write and none overwrites the blob.
+
+        Large content is looked up first (a HEAD) to avoid sending bytes that are already stored; small
+        content on S3 is sent straight away and a 412 means it was already there.
+        """
+        put_first = absent or (not self.root.is_memory and size <= PUT_FIRST_MAX)
+        if not put_first and self._freshen(digest):
+            cb.relative_update(size)
             return PutResult(digest, size, False)
-        return PutResult(digest, size, True)
+        tally = _Tally(cb)
+        try:
+            upload(tally)
+            return PutResult(digest, size, True)
+        except ConflictError:
+            pass
+        # Stored already (or by a concurrent writer): freshen it for gc like any dedup hit. If gc swept it
+        # between our PUT and now, store it after all.
+        if put_first and not self._freshen(digest):
+            try:
+                upload(_Tally(NoOpCallback()))
+                cb.relative_update(size - tally.n)
+                return PutResult(digest, size, True)
+            except ConflictError:
+                pass
+        cb.relative_update(size - tally.n)
+        return PutResult(digest, size, False)
 
     def put_bytes(self, data: bytes | bytearray | memoryview) -> PutResult:
         """Store an in-memory buffer (hashed without copying)."""
         view = memoryview(data).cast("B") if not isinstance(data, bytes) else data
         digest = hash_bytes(view)
         size = len(view)
+        rel = self.relpath(digest)
+        if not self.root.is_local:
+
+            def upload(_: Callback) -> None:
+                self.root.create_exclusive(rel, view if isinstance(view, bytes) else bytes(view))
+
+            return self._put_remote(digest, size, upload, NoOpCallback())
         if self._freshen(digest):
             return PutResult(digest, size, False)
-        rel = self.relpath(digest)
-        if self.root.is_local:
-            target = self.root.local(rel)
-            tmp = self._local_tmp()
-            try:
-                with open(tmp, "wb", buffering=0) as f:
-                    _write_all(f, view)
-                    if self.fsync:
-                        os.fsync(f.fileno())
-                written = self._publish_local(tmp, target)
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
-                raise
-        else:
-            try:  # exclusive, so concurrent puts of the same content report exactly one write
-                self.root.create_exclusive(
-                    rel, bytes(view) if not isinstance(view, bytes) else view
-                )
-                written = True
-            except ConflictError:
-                written = False
+        tmp = self._local_tmp()
+        try:
+            with open(tmp, "wb", buffering=0) as f:
+                _write_all(f, view)
+                if self.fsync:
+                    os.fsync(f.fileno())
+            written = self._publish_local(tmp, self.root.local(rel))
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
         return PutResult(digest, size, written)
 
     def put_stream(self, f: BinaryIO, *, callback: Callback | None = None) -> PutResult:
@@ -350,9 +388,8 @@ class BlobStore:
             return self._freshen_local(self.root.local(rel))
         if self.root.is_memory:
             return self.root.exists(rel)
-        try:
-            info = self.root.info(rel)
-        except NotFoundError:
+        info = self.root.head(rel)
+        if info is None:
             return False
         mtime = _mtime(info)
         if mtime is None or time.time() - mtime >= self.freshen_after:
@@ -576,11 +613,11 @@ def _copy_hashing(src: BinaryIO, dst: BinaryIO, cb: Callback) -> tuple[str, int]
     what was written, however the source changes meanwhile. Memory stays at ``_NBUF`` chunks.
     """
     h = Hasher()
-    bufs = [bytearray(CHUNK_SIZE)]
+    bufs: list[bytearray] = []  # allocated on demand: small inputs need none (see below)
     pending: list[Future[None] | None] = [None] * _NBUF
     pool: ThreadPoolExecutor | None = None
     readinto = getattr(src, "readinto", None)
-    i = 0
+    i = n = 0
     failed: list[BaseException] = []
 
     def write(chunk: bytes | memoryview) -> None:
@@ -614,14 +651,16 @@ def _copy_hashing(src: BinaryIO, dst: BinaryIO, cb: Callback) -> tuple[str, int]
             if pending[k] is not None:
                 pending[k].result()  # that buffer's write is done (or raises here)
                 pending[k] = None
-            if k == len(bufs):
-                bufs.append(bytearray(CHUNK_SIZE))
-            if readinto is not None:
-                n = readinto(bufs[k]) or 0
-                chunk: bytes | memoryview = memoryview(bufs[k])[:n]
-            else:
-                chunk = src.read(CHUNK_SIZE)
+            if i == 0 or readinto is None or n < CHUNK_SIZE:
+                # until a full chunk came in, read into a bytes object of its own size: zero-filling
+                # chunk-sized buffers would cost a small file more than copying it
+                chunk: bytes | memoryview = src.read(CHUNK_SIZE) or b""
                 n = len(chunk)
+            else:
+                if k >= len(bufs):
+                    bufs.extend(bytearray(CHUNK_SIZE) for _ in range(k + 1 - len(bufs)))
+                n = readinto(bufs[k]) or 0
+                chunk = memoryview(bufs[k])[:n]
             if not n:
                 break
             if i == 0:  # small inputs (one chunk) never start a thread

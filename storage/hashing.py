@@ -90,13 +90,16 @@ def hash_file(f: BinaryIO, chunk_size: int = CHUNK_SIZE) -> tuple[str, int]:
         while chunk := f.read(chunk_size):
             h.update(chunk)
         return h.hexdigest(), h.size
+    # The first chunk is read into a buffer of its own size: zero-filling two chunk-sized buffers would
+    # cost small files more than hashing them.
+    first = f.read(chunk_size) or b""
+    h.update(first)
+    if len(first) < chunk_size:  # a small file (or a short read): no thread
+        while chunk := f.read(chunk_size):
+            h.update(chunk)
+        return h.hexdigest(), h.size
     bufs = [bytearray(chunk_size), bytearray(chunk_size)]
     n = readinto(bufs[0]) or 0
-    if n < chunk_size:  # a small file (or a short read): no thread
-        while n:
-            h.update(memoryview(bufs[0])[:n])
-            n = readinto(bufs[0]) or 0
-        return h.hexdigest(), h.size
     with ThreadPoolExecutor(1, thread_name_prefix="blob-read") as pool:
         k = 0
         while n:
