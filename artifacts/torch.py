@@ -338,26 +338,35 @@ class _Loader:
     def _read_raw(self, entry: FileEntry, nbytes: int, rel: str) -> torch.Tensor:
         if nbytes == 0:
             return torch.empty(0, dtype=torch.uint8)
-        try:
-            local = self.version.local_blob_path(entry.path)
-        except NotFoundError:
-            local = None
+        blobs = getattr(getattr(self.version, "_store", None), "blobs", None)
+        # The blob store maps a digest to its file directly: no index query per tensor.
+        local = (
+            blobs.local_path(entry.digest)
+            if blobs is not None
+            else self.version.local_blob_path(entry.path)
+        )
         if local is not None:
             try:
-                actual = os.path.getsize(local)
+                st = os.stat(local)
             except FileNotFoundError:
                 raise CheckpointError(
                     f"{self.where(rel)}: its blob {entry.digest} is missing from the store"
                 ) from None
-            if actual != nbytes:
+            if st.st_size != nbytes:
                 raise IntegrityError(
-                    f"{self.where(rel)}: blob {entry.digest} holds {actual} bytes, the manifest says "
-                    f"{nbytes}; run `artifacts verify`"
+                    f"{self.where(rel)}: blob {entry.digest} holds {st.st_size} bytes, the manifest "
+                    f"says {nbytes}; run `artifacts verify`"
                 )
             # MAP_PRIVATE: writes to the tensor never reach the blob file.
             raw = torch.from_file(str(local), shared=False, size=nbytes, dtype=torch.uint8)
             if self.verify:
-                self._check(hash_bytes(memoryview(raw.numpy())), entry, rel)
+                # A blob hashed before and unchanged since (same size, mtime, ctime, inode: the stat
+                # cache's rule for every local file) is not hashed again; `artifacts verify` re-hashes.
+                cache = getattr(blobs, "stat_cache", None)
+                if cache is None or cache.lookup(str(local), st) != entry.digest:
+                    self._check(hash_bytes(memoryview(raw.numpy())), entry, rel)
+                    if cache is not None:
+                        cache.store(str(local), st, entry.digest)
             return raw
         try:
             data = self.version.read_bytes(entry.path, verify=self.verify)
@@ -455,8 +464,11 @@ def load_state_dict(
 ) -> Any:
     """Rebuild the state_dict stored under ``prefix`` by `add_state_dict`, with no pickle involved.
 
-    Local blobs are memory-mapped (copy-on-write: the store is never modified); with ``verify`` every
-    tensor's bytes are hashed and compared with the manifest (`IntegrityError` on a mismatch).
+    Local blobs are memory-mapped (copy-on-write: the store is never modified). With ``verify`` every
+    tensor's bytes are checked against the manifest digest (`IntegrityError` on a mismatch): hashed, or,
+    for a local blob already verified and unchanged since (same size, mtime, ctime and inode, the stat
+    cache's rule), trusted as the stat cache trusts any unchanged local file; `artifacts verify`
+    re-hashes everything.
     """
     p = _norm_prefix(prefix)
     try:
