@@ -221,14 +221,14 @@ def _aliases_note(v: ArtifactVersion) -> str:
     return f"; aliases: {', '.join(v.aliases)}" if v.aliases else ""
 
 
-def _print_files(v: ArtifactVersion) -> None:
+def _print_files(v: ArtifactVersion, indent: str = "") -> None:
     rows = []
     for f in v.files():
         extra = " ".join(
             f"{k}={json.dumps(val, separators=(',', ':'))}" for k, val in sorted(f.meta.items())
         )
         rows.append((format_size(f.size), f.path, extra))
-    table(("SIZE", "PATH", ""), rows, right=("SIZE",))
+    table(("SIZE", "PATH", ""), rows, right=("SIZE",), indent=indent)
 
 
 @main.command("ls")
@@ -325,7 +325,7 @@ def show(c: CliContext, ref: str, as_json: bool) -> None:
     for i, r in enumerate(consumers):
         out(f"  {'consumed by:' if i == 0 else '':13} {run_line(r)}")
     out("files:")
-    _print_files(v)
+    _print_files(v, indent="  ")
 
 
 @main.command()
@@ -350,6 +350,7 @@ def get(c: CliContext, ref: str, dest: Path | None, force: bool) -> None:
     if dest.exists() and not dest.is_dir():
         raise CliError(f"{dest} exists and is not a directory")
     with Progress.bar(c.quiet, f"get {v.ref}") as cb:
+        cb.set_size(v.size)
         try:
             written = v.download(dest, force=force, callback=cb)
         except ConflictError:

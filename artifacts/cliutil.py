@@ -149,7 +149,12 @@ def print_json(obj: Any) -> None:
     click.echo(json.dumps(obj, indent=2, sort_keys=True, default=str))
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], right: Sequence[str] = ()) -> None:
+def table(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    right: Sequence[str] = (),
+    indent: str = "",
+) -> None:
     """Aligned columns; the columns named in ``right`` (sizes, counts) are right-aligned."""
     cells = [[str(c) for c in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
@@ -158,7 +163,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], right: Sequence
             c.rjust(w) if h in right else c.ljust(w)
             for c, w, h in zip(row, widths, headers, strict=True)
         ]
-        out("  ".join(parts).rstrip())
+        out(indent + "  ".join(parts).rstrip())
 
 
 class Progress:
@@ -296,9 +301,11 @@ class CliContext:
         from storage import open_root
 
         root = open_root(self.url, self.options)
+        if root.exists("store.json"):
+            return True
         if not root.is_local and not root.is_memory:
             root.check_reachable()  # a missing bucket or a bad endpoint says so, not "no store"
-        return root.exists("store.json")
+        return False
 
     def store(self, *, create: bool = False) -> Store:
         if self._store is None:
