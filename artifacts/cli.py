@@ -201,11 +201,12 @@ def put(
             art.add_dir(p)
         else:
             art.add_file(p)
+    used = [store.artifact(ref) for ref in inputs]  # a typo fails here, before any run is recorded
     with Progress.bar(c.quiet, f"put {name}") as cb:
         if inputs or project:
             with store.start_run(project=project or "cli", job_type="put") as run:
-                for ref in inputs:
-                    run.use_artifact(ref)
+                for input_version in used:
+                    run.use_artifact(input_version)
                 v = store.log_artifact(art, aliases=aliases, run=run, callback=cb)
         else:
             v = store.log_artifact(art, aliases=aliases, callback=cb)

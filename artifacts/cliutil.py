@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
+import os
 import re
 import sys
 from collections.abc import Iterator, Sequence
@@ -283,6 +285,10 @@ class Group(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except BrokenPipeError:  # `artifacts cat ... | head`: the reader has all it wanted
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            ctx.exit(141)
         except (ArtifactsError, OSError) as e:  # OSError: a local file the user named
             raise CliError(one_line(e)) from None
         except KeyboardInterrupt:

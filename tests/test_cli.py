@@ -198,6 +198,8 @@ def test_put_errors(cli: Cli, data: Path, tmp_path: Path) -> None:
     cli.fails("put", "reviews", code=2, match="Missing argument")
     cli.ok("put", "reviews", str(data), "-t", "dataset")
     cli.fails("put", "reviews", str(data / "train.csv"), "-t", "model", match="has type 'dataset'")
+    cli.fails("put", "vocab", str(data), "-t", "vocabulary", "-i", "reviewz", match="'reviewz'")
+    assert cli.json("runs") == []  # the typo was caught before a run was recorded
     assert len(cli.json("ls", "reviews")) == 1
 
 
@@ -518,6 +520,18 @@ def test_subprocess_exit_statuses(tmp_path: Path) -> None:
     )
     p = run("lineage", "reviews", "--format", "nope")
     assert p.returncode == 2 and "Usage: artifacts lineage" in p.stderr
+    with artifacts.open_store(tmp_path / ".artifacts") as store:  # big enough to fill a pipe
+        store.log_artifact(artifacts.Artifact("big", "dataset").add_bytes("x", b"x" * (4 << 20)))
+    cat = subprocess.Popen(
+        [sys.executable, "-m", "artifacts.cli", "cat", "big", "x"],
+        cwd=tmp_path,
+        env=_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert cat.stdout.read(10) == b"x" * 10
+    cat.stdout.close()  # `artifacts cat big x | head -c 10`
+    assert cat.wait(timeout=120) == 141 and cat.stderr.read() == b""  # quiet, as `git` does
     script = shutil.which("artifacts")
     if script is not None:  # the console script of the installed package
         p = run("show", "reviews:v9", exe=(script,))

@@ -347,6 +347,19 @@ def test_fsspec_open_url_and_instance_cache(local_backend: Any) -> None:
     assert fs1.unstrip_protocol(path) == "artifacts://model:v0/weights.json"
 
 
+def test_pickles_by_url(local_backend: Any) -> None:
+    """Dask and friends ship a filesystem to workers by pickling its constructor arguments."""
+    import pickle
+
+    with artifacts.open_store(local_backend.url) as store:
+        art = artifacts.Artifact("m", type="model")
+        art.add_bytes("w", b"weights")
+        store.log_artifact(art)
+    fs = ArtifactsFileSystem(store=local_backend.url, skip_instance_cache=True)
+    clone = pickle.loads(pickle.dumps(fs))
+    assert clone.cat_file("m:v0/w") == b"weights"
+
+
 def test_default_store_from_environment(
     local_backend: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
