@@ -194,9 +194,13 @@ class TestBlobStore:
         assert dst.writes == 3
 
     # -- dedup -------------------------------------------------------------------------------
-    def test_dedup_second_put_writes_nothing(self, backend: Backend, tmp_path: Path) -> None:
+    # small content is sent straight away on S3 (If-None-Match); larger content is looked up first
+    @pytest.mark.parametrize("size", [20_000, storage.blobs.PUT_FIRST_MAX + 1])
+    def test_dedup_second_put_writes_nothing(
+        self, backend: Backend, tmp_path: Path, size: int
+    ) -> None:
         store = open_store(backend)
-        data = b"the same bytes twice" * 1000
+        data = (b"the same bytes twice" * (size // 20 + 1))[:size]
         first = store.put_bytes(data)
         assert first.written
         # Replace the stored bytes with a same-size marker behind the store's back: if a later put wrote
