@@ -539,11 +539,10 @@ def test_subprocess_exit_statuses(tmp_path: Path) -> None:
 
 
 def cli_doc() -> str:
-    """The "## Command line" section: in the README once merged there, else in docs/cli.md."""
+    """The README's "## Command line" section."""
     readme = (ROOT / "README.md").read_text()
-    if "\n## Command line\n" in readme:
-        return readme.split("\n## Command line\n", 1)[1].split("\n## ", 1)[0]
-    return (ROOT / "docs" / "cli.md").read_text()
+    assert "\n## Command line\n" in readme
+    return readme.split("\n## Command line\n", 1)[1].split("\n## ", 1)[0]
 
 
 def test_documented_session_runs_as_shown(tmp_path: Path) -> None:
