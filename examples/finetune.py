@@ -71,9 +71,12 @@ def finetune(
         "frozen": ["embedding"],
         "epochs": epochs,
         "lr": lr,
-        **{k: cfg[k] for k in ("seed", "batch_size", "eval_batch_size", "max_len", "clip")},
+        **{
+            k: cfg.get(k)
+            for k in ("seed", "threads", "batch_size", "eval_batch_size", "max_len", "clip")
+        },
     }
-    g.set_seed(cfg["seed"])
+    g.set_seed(cfg["seed"], cfg.get("threads", 1))
     totals = {"full": 0, "new": 0, "changed_tensors": 0}
     with store.start_run(project=cfg["project"], job_type="finetune", config=config) as run:
         base = run.use_artifact(base.ref)

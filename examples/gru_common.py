@@ -246,8 +246,14 @@ def arch(cfg: dict[str, Any], vocab_size: int, pad_index: int) -> dict[str, Any]
     }
 
 
-def set_seed(seed: int) -> None:
-    """Seed every RNG and make torch choose deterministic kernels."""
+def set_seed(seed: int, threads: int = 1) -> None:
+    """Seed every RNG, make torch choose deterministic kernels, and fix the thread count.
+
+    Results depend on the thread count (reductions split differently), so it is part of the config; one
+    thread is also the fastest choice on a busy 2-core machine (a spinning OpenMP pool loses badly to
+    other processes).
+    """
+    torch.set_num_threads(threads)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)

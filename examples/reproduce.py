@@ -122,7 +122,7 @@ def plan(store: artifacts.Store, target: str) -> Report:
 def reproduce(store: artifacts.Store, target: str, *, quiet: bool = False) -> Report:
     report = plan(store, target)
     config = store.run(report.train_run).config
-    g.set_seed(config["seed"])
+    g.set_seed(config["seed"], config.get("threads", 1))
     res = g.evaluate_checkpoint(
         store.artifact(report.checkpoint),
         store.artifact(report.dataset),

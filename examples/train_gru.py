@@ -1,6 +1,6 @@
 """Train a GRU sentiment classifier on Rotten Tomatoes reviews, versioning everything in a store.
 
-    python examples/train_gru.py                      # ./.artifacts, full corpus, about a minute on 2 cores
+    python examples/train_gru.py                      # ./.artifacts, full corpus, 1-2 minutes on one core
     python examples/train_gru.py --quick              # a small config, seconds
     python examples/train_gru.py --store s3://bucket/prefix --storage-options '{"anon": false}'
 
@@ -45,7 +45,7 @@ DEFAULTS: dict[str, Any] = {
     "lr": 2e-3,
     "batch_size": 64,
     "eval_batch_size": 256,
-    "epochs": 6,
+    "epochs": 7,
     "max_len": 50,
     "min_freq": 2,
     "max_reviews": None,
@@ -53,6 +53,7 @@ DEFAULTS: dict[str, Any] = {
     "test_frac": 0.1,
     "clip": 1.0,
     "synthetic": False,
+    "threads": 1,
 }
 QUICK = {"epochs": 2, "hidden": 64, "embed_dim": 32, "max_reviews": 1500}
 
@@ -127,7 +128,7 @@ def prepare(store: artifacts.Store, cfg: dict[str, Any]) -> tuple[Any, Any]:
 
 def train(store: artifacts.Store, cfg: dict[str, Any], dataset_ref: str, vocab_ref: str) -> Any:
     """Run ``train``: one checkpoint version per epoch, alias ``best`` on this run's best val_acc."""
-    g.set_seed(cfg["seed"])
+    g.set_seed(cfg["seed"], cfg["threads"])
     config = {**cfg, "dataset": dataset_ref, "vocabulary": vocab_ref}
     with store.start_run(project=cfg["project"], job_type="train", config=config) as run:
         rows, split = g.load_dataset(run.use_artifact(dataset_ref))
@@ -193,7 +194,9 @@ def evaluate(store: artifacts.Store, cfg: dict[str, Any], model_ref: str) -> Any
         "split": "test",
         "max_len": train_run.config["max_len"],
         "eval_batch_size": train_run.config["eval_batch_size"],
+        "threads": train_run.config.get("threads", 1),
     }
+    g.set_seed(train_run.config["seed"], config["threads"])
     with store.start_run(project=cfg["project"], job_type="evaluate", config=config) as run:
         for ref in (ckpt.ref, dataset.ref, vocabulary.ref):
             run.use_artifact(ref)
@@ -231,6 +234,9 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict[str, An
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--seed", type=int)
+    p.add_argument(
+        "--threads", type=int, help="torch threads (part of the config: results depend on it)"
+    )
     p.add_argument("--model-name", help="artifact name of the checkpoints")
     p.add_argument("--quick", action="store_true", help=f"a small config: {QUICK}")
     p.add_argument("--synthetic", action="store_true", help="generated data instead of the corpus")
@@ -242,7 +248,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict[str, An
     for key in ("epochs", "hidden", "embed_dim", "max_reviews", "max_len", "batch_size", "lr"):
         if getattr(args, key) is not None:
             cfg[key] = getattr(args, key)
-    for key in ("seed", "model_name"):
+    for key in ("seed", "model_name", "threads"):
         if getattr(args, key) is not None:
             cfg[key] = getattr(args, key)
     cfg["synthetic"] = args.synthetic
