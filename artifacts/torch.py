@@ -61,7 +61,6 @@ __all__ = [
     "restore_model",
     "rng_state",
     "set_rng_state",
-    "tensor_entries",
 ]
 
 STATE_FORMAT = "artifacts.state_dict/1"
@@ -78,29 +77,13 @@ class CheckpointError(ArtifactsError, ValueError):
 
 
 # -- dtypes --------------------------------------------------------------------------------------
+# fmt: off
 _DTYPE_NAMES = (
-    "bool",
-    "uint8",
-    "int8",
-    "int16",
-    "int32",
-    "int64",
-    "uint16",
-    "uint32",
-    "uint64",
-    "float16",
-    "bfloat16",
-    "float32",
-    "float64",
-    "complex32",
-    "complex64",
-    "complex128",
-    "float8_e4m3fn",
-    "float8_e4m3fnuz",
-    "float8_e5m2",
-    "float8_e5m2fnuz",
-    "float8_e8m0fnu",
+    "bool", "uint8", "int8", "int16", "int32", "int64", "uint16", "uint32", "uint64",
+    "float16", "bfloat16", "float32", "float64", "complex32", "complex64", "complex128",
+    "float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz", "float8_e8m0fnu",
 )
+# fmt: on
 _DTYPES: dict[str, torch.dtype] = {
     n: getattr(torch, n) for n in _DTYPE_NAMES if isinstance(getattr(torch, n, None), torch.dtype)
 }
@@ -663,13 +646,3 @@ def restore_checkpoint(
         set_rng_state(load_state_dict(version, "rng/", verify=verify))
     extra = load_state_dict(version, "extra/", verify=verify) if "extra" in parts else None
     return {"epoch": info.get("epoch"), "extra": extra}
-
-
-def tensor_entries(version: ArtifactVersion, prefix: str = "") -> list[FileEntry]:
-    """The tensor entries of ``version`` under ``prefix`` (all of them for ``""``)."""
-    p = _norm_prefix(prefix)
-    return [
-        f
-        for f in version.files()
-        if f.path.startswith(p) and "dtype" in f.meta and f"{TENSOR_DIR}" in f.path
-    ]
