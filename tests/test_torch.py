@@ -8,6 +8,7 @@ import pickle
 import random
 import subprocess
 import sys
+import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -402,6 +403,34 @@ class TestBadInput:
             v.load_state_dict()
         path.unlink()
         with pytest.raises(CheckpointError, match="missing from the store"):
+            v.load_state_dict()
+
+    def test_verified_blobs_are_not_rehashed_until_they_change(
+        self, local_backend: Backend, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        import artifacts.torch as at
+
+        store = open_(local_backend)
+        v = store.log_artifact(Artifact("m", "model").add_state_dict({"w": torch.ones(256)}))
+        path = v.local_blob_path("tensors/w")
+        assert path is not None
+        old = time.time() - 60
+        os.utime(path, (old, old))  # older than the stat cache's racy window
+        hashed: list[int] = []
+        real_hash = at.hash_bytes
+        monkeypatch.setattr(at, "hash_bytes", lambda b: hashed.append(1) or real_hash(b))
+        mapped: list[str] = []
+        real_from_file = torch.from_file
+        monkeypatch.setattr(
+            torch, "from_file", lambda f, **kw: mapped.append(f) or real_from_file(f, **kw)
+        )
+        for _ in range(3):
+            assert torch.equal(v.load_state_dict()["w"], torch.ones(256))
+        assert len(hashed) == 1 and mapped == [str(path)] * 3  # memory-mapped, hashed once
+        os.chmod(path, 0o644)
+        path.write_bytes(torch.zeros(256).numpy().tobytes())  # same size, new content
+        os.utime(path, (old, old))  # even with the old mtime back, ctime tells
+        with pytest.raises(artifacts.IntegrityError, match="tensors/w"):
             v.load_state_dict()
 
     def test_not_a_vocabulary(self, memory_backend: Backend) -> None:
