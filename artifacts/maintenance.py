@@ -36,6 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from storage import hash_bytes
 from storage.blobs import TMP, BlobInfo
 
 from .errors import InvalidStateError, InvalidValueError, NotFoundError
@@ -47,6 +48,8 @@ if TYPE_CHECKING:
 __all__ = ["GcReport", "VerifyReport", "gc", "verify"]
 
 _MAX_LISTED = 20  # per kind of log problem; the rest is summarized in one line
+_BULK_BLOB = 8 * 1024 * 1024  # remote verify fetches blobs up to this size in batches...
+_BULK_BATCH = 64 * 1024 * 1024  # ...of at most this many bytes
 _QUARANTINE = "gc-"
 
 
@@ -95,9 +98,10 @@ def verify(store: Store, ref: str | None = None, *, quick: bool = False) -> Veri
     entries = 0
     if ref is None:
         applied = store.index.last_seq  # entries up to here existed before the listing below
-        paths = store.log.entry_paths()
+        paths, odd = _list_log(store)
         store.sync()  # entries listed are all applied now, unless they follow a gap
         entries = len(paths)
+        problems += [f"unexpected object {rel} in the log" for rel in odd]
         problems += _log_problems(store, paths, applied, reparse=not quick)
         wanted = store.index.all_referenced()
     else:
@@ -105,25 +109,90 @@ def verify(store: Store, ref: str | None = None, *, quick: bool = False) -> Veri
         wanted = {f.digest: f"{v.ref}/{f.path}" for f in v.files()}
         wanted.setdefault(v.digest, f"manifest of {v.ref}")
     sizes = _expected_sizes(store)
-
-    def check(item: tuple[str, str]) -> str | None:
-        digest, where = item
-        try:
-            if quick:
-                size = store.blobs.size(digest)
-                want = sizes.get(digest)
-                if want is not None and size != want:
-                    return f"blob {digest} ({where}) has {size} bytes, expected {want}"
-                return None
-            if not store.blobs.verify_blob(digest):
-                return f"blob {digest} ({where}) is corrupt: its content does not hash to its name"
-        except NotFoundError:
-            return f"blob {digest} ({where}) is missing"
-        return None
-
-    workers = min(8, os.cpu_count() or 1) if store.root.is_local else 16
-    problems += [p for p in _map(check, sorted(wanted.items()), workers) if p]
+    items = sorted(wanted.items())
+    if ref is None and not store.root.is_local:
+        problems += _check_blobs_in_bulk(store, items, sizes, quick)
+    else:
+        workers = min(8, os.cpu_count() or 1) if store.root.is_local else 16
+        problems += [
+            p for p in _map(lambda i: _check_blob(store, *i, sizes, quick), items, workers) if p
+        ]
     return VerifyReport(tuple(problems), len(wanted), entries, quick)
+
+
+def _check_blob(
+    store: Store, digest: str, where: str, sizes: dict[str, int], quick: bool
+) -> str | None:
+    try:
+        if quick:
+            return _size_problem(digest, where, store.blobs.size(digest), sizes.get(digest))
+        if not store.blobs.verify_blob(digest):
+            return f"blob {digest} ({where}) is corrupt: its content does not hash to its name"
+    except NotFoundError:
+        return f"blob {digest} ({where}) is missing"
+    return None
+
+
+def _size_problem(digest: str, where: str, size: int, want: int | None) -> str | None:
+    if want is None or size == want:
+        return None
+    return f"blob {digest} ({where}) is corrupt: it has {size} bytes, expected {want}"
+
+
+def _check_blobs_in_bulk(
+    store: Store, items: list[tuple[str, str]], sizes: dict[str, int], quick: bool
+) -> list[str]:
+    """A whole remote store: one listing for existence and sizes, then small blobs fetched many at a
+    time (one round trip per batch instead of a HEAD and a GET per blob), large ones streamed."""
+    listed = {b.digest: b.size for b in store.blobs.iter_blobs()}
+    problems: list[str] = []
+    small: list[tuple[str, str]] = []
+    large: list[tuple[str, str]] = []
+    for digest, where in items:
+        size = listed.get(digest)
+        if size is None:
+            problems.append(f"blob {digest} ({where}) is missing")
+        elif quick:
+            if (p := _size_problem(digest, where, size, sizes.get(digest))) is not None:
+                problems.append(p)
+        else:  # a wrong size shows as a wrong hash, as in the one-by-one check
+            (small if size <= _BULK_BLOB else large).append((digest, where))
+    batches: list[list[tuple[str, str]]] = [[]]
+    total = 0
+    for digest, where in small:
+        if total + listed[digest] > _BULK_BATCH or len(batches[-1]) >= 256:
+            batches.append([])
+            total = 0
+        batches[-1].append((digest, where))
+        total += listed[digest]
+    for batch in batches:
+        got = store.root.read_many([store.blobs.relpath(d) for d, _ in batch])
+        for digest, where in batch:
+            data = got.get(store.blobs.relpath(digest))
+            if data is None:
+                problems.append(f"blob {digest} ({where}) is missing")
+            elif hash_bytes(data) != digest:
+                problems.append(
+                    f"blob {digest} ({where}) is corrupt: its content does not hash to its name"
+                )
+    problems += [p for p in _map(lambda i: _check_blob(store, *i, sizes, False), large, 16) if p]
+    return problems
+
+
+def _list_log(store: Store) -> tuple[dict[int, str], list[str]]:
+    """One listing of the log: sequence number -> path of every entry, and anything else found."""
+    paths: dict[int, str] = {}
+    odd: list[str] = []
+    for info in store.root.listdir(LOG_DIR):
+        name = info["name"].rstrip("/").rsplit("/", 1)[-1]
+        if name.startswith(".tmp-"):
+            continue
+        stem = name[:-5] if name.endswith(".json") else name
+        if stem.isdigit() and len(stem) == 20 and name.endswith(".json"):
+            paths[int(stem)] = f"{LOG_DIR}/{name}"
+        else:
+            odd.append(f"{LOG_DIR}/{name}")
+    return paths, sorted(odd)
 
 
 def _log_problems(
@@ -136,7 +205,6 @@ def _log_problems(
     problems += _listed(
         missing, "log entry {} is missing (a gap in the log)", "log entries missing"
     )
-    problems += [f"unexpected object {rel} in the log" for rel in _odd_log_names(store)]
     rejected = dict(store.index.rejected())
     problems += [
         f"log entry {seq} was rejected: {reason}" for seq, reason in sorted(rejected.items())
@@ -169,18 +237,6 @@ def _listed(seqs: list[int], one: str, many: str) -> list[str]:
     return out
 
 
-def _odd_log_names(store: Store) -> list[str]:
-    out = []
-    for info in store.root.listdir(LOG_DIR):
-        name = info["name"].rstrip("/").rsplit("/", 1)[-1]
-        if name.startswith(".tmp-"):
-            continue
-        stem = name[:-5] if name.endswith(".json") else name
-        if not (stem.isdigit() and len(stem) == 20):
-            out.append(f"{LOG_DIR}/{name}")
-    return out
-
-
 def _expected_sizes(store: Store) -> dict[str, int]:
     return {r[0]: r[1] for r in store.index._conn.execute("SELECT digest, size FROM files")}
 
@@ -210,9 +266,8 @@ def gc(store: Store, *, grace_period: float = 24 * 3600, dry_run: bool = False) 
     listed = list(store.blobs.iter_blobs())
     store.sync()  # anything committed while we listed is live too
     live |= store.index.live_digests()
-    doomed = [
-        b for b in listed if b.digest not in live and b.mtime is not None and b.mtime < cutoff
-    ]
+    coarse = not store.root.is_local  # S3 timestamps have whole seconds: count them as 1 s younger
+    doomed = [b for b in listed if b.digest not in live and _older(b.mtime, cutoff, coarse)]
     if dry_run:
         return GcReport(
             tuple(b.digest for b in doomed),
@@ -233,6 +288,10 @@ def gc(store: Store, *, grace_period: float = 24 * 3600, dry_run: bool = False) 
         spared,
         tmp_removed,
     )
+
+
+def _older(mtime: float | None, cutoff: float, coarse: bool) -> bool:
+    return mtime is not None and mtime + (1.0 if coarse else 0.0) < cutoff
 
 
 def _refuse_unsafe(store: Store, head: int) -> None:
@@ -309,7 +368,7 @@ def _sweep_remote(store: Store, blob: BlobInfo, cutoff: float) -> bool:
             mtime = _mtime(store.root.info(rel))
         except NotFoundError:
             return False
-        if mtime is None or mtime >= cutoff:
+        if not _older(mtime, cutoff, coarse=True):
             return False
     store.blobs.delete(blob.digest)
     return True

@@ -18,6 +18,7 @@ import pytest
 
 import artifacts
 from artifacts import Artifact
+from tests._workers import make_old
 from tests.conftest import Backend, make_bucket, s3_options
 
 
@@ -226,13 +227,6 @@ def test_entry_rotting_after_it_was_applied_is_named(damaged: dict[str, Any]) ->
 
 
 # -- gc ----------------------------------------------------------------------------------------------
-def _age(store: artifacts.Store, digests: list[str], seconds: float) -> None:
-    """Make local blobs look old (S3 LastModified cannot be set: tests there wait instead)."""
-    when = time.time() - seconds
-    for d in digests:
-        os.utime(store.blobs.local_path(d), (when, when))
-
-
 def test_gc_sweeps_only_unreferenced_blobs_older_than_grace(backend: Backend) -> None:
     store = open_(backend)
     with store.start_run(project="p") as run:
@@ -246,12 +240,8 @@ def test_gc_sweeps_only_unreferenced_blobs_older_than_grace(backend: Backend) ->
     young = store.gc(grace_period=3600)  # everything is young: nothing goes
     assert young.deleted == () and young.bytes_freed == 0
 
-    if backend.kind == "local":
-        _age(store, list(store.blobs.iter_digests()), 7200)
-        grace = 3600.0
-    else:
-        time.sleep(2.2)  # S3 / memory timestamps: whole seconds
-        grace = 0.0
+    make_old(store, store.blobs.iter_digests(), 7200)
+    grace = 3600.0
     before = snapshot(store)
     dry = store.gc(grace_period=grace, dry_run=True)
     assert set(dry.deleted) == doomed and dry.dry_run
@@ -288,18 +278,12 @@ def test_dedup_hit_on_an_orphan_while_gc_sweeps_it_loses_nothing(
     store.log_artifact(art("m", w=b"something else"))
     store.delete_version(old.ref)
     reused = [old.file("w").digest, old.file("vocab").digest]
-    if shared_backend.kind == "local":
-        _age(store, reused, 7200)
-        grace = 3600.0
-    else:
-        time.sleep(3.2)  # LastModified has whole seconds: make the orphans older than a 1 s grace
-        grace = 1.0
+    make_old(store, reused, 7200)
+    grace = 3600.0
 
     monkeypatch.setenv("ARTIFACTS_CACHE_DIR", str(tmp_path / "writer"))
     writer = open_(shared_backend)  # another machine
-    writer.blobs.freshen_after = (
-        1.0  # S3 freshens blobs older than this (default 1 h, vs 24 h grace)
-    )
+    assert writer.blobs.freshen_after <= grace  # S3 freshens blobs older than 1 h
     calls = []
     live_digests = store.index.live_digests
 
