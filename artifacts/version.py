@@ -176,11 +176,13 @@ class ArtifactVersion:
         ]
 
     # -- torch -----------------------------------------------------------------------------------
-    def load_state_dict(self, prefix: str = "", map_location: Any = "cpu") -> dict[str, Any]:
+    def load_state_dict(
+        self, prefix: str = "", map_location: Any = "cpu", *, verify: bool = True
+    ) -> dict[str, Any]:
         """Rebuild a state_dict saved with `Artifact.add_state_dict`, without pickle."""
         from . import torch as _torch
 
-        return _torch.load_state_dict(self, prefix=prefix, map_location=map_location)
+        return _torch.load_state_dict(self, prefix=prefix, map_location=map_location, verify=verify)
 
 
 def _entry(row: sqlite3.Row) -> FileEntry:
