@@ -1,4 +1,5 @@
-"""Code that runs in other OS processes for the crash and race tests.
+"""The crash and race campaigns: the workers that run in other OS processes, and the drivers that start,
+kill and check them (used by `tests/test_concurrency.py` and `benchmarks/soak.py`).
 
 Crash tests fork writers from a *zygote*: one interpreter that has already imported `artifacts`, s3fs
 and botocore, reads one JSON command per line on stdin and forks a child per ``run`` command, so each
@@ -15,7 +16,9 @@ Journal lines are ``<kind> <fields...>``:
     r <run id>                  a run was started
     f <run id> <history digest> the run finished with this metric history
     a <ref> <alias>             an alias was set
+    q <name>                    a commit was refused for quota
     g <deleted> <spared>        a gc pass returned
+    done <role>                 the worker finished its operations
 """
 
 from __future__ import annotations
