@@ -18,6 +18,8 @@ from typing import Any
 
 import sqlite_utils
 
+from storage.statcache import init_lock
+
 from .errors import (
     ArtifactsError,
     IntegrityError,
@@ -52,14 +54,22 @@ class Index:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.store_id = store_id
-        self._conn = self._connect()
-        if self._format() != INDEX_FORMAT:
-            self._conn.close()
-            for suffix in ("", "-wal", "-shm"):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(f"{self.path}{suffix}")
-            self._conn = self._connect()
-        self._create_schema(admins)
+        # one process at a time creates (or rebuilds) the file: concurrent first opens would otherwise
+        # delete each other's half-made index ("disk I/O error") or race on WAL ("database is locked")
+        with init_lock(self.path):
+            try:
+                self._conn = self._connect()
+                fmt = self._format()
+            except sqlite3.DatabaseError:  # "file is not a database": a damaged cache, rebuilt
+                fmt = None
+            if fmt != INDEX_FORMAT:
+                with contextlib.suppress(AttributeError):
+                    self._conn.close()
+                for suffix in ("", "-wal", "-shm"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(f"{self.path}{suffix}")
+                self._conn = self._connect()
+            self._create_schema(admins)
 
     # -- setup -----------------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -72,7 +82,7 @@ class Index:
     def _format(self) -> int | None:
         try:
             row = self._conn.execute("SELECT value FROM meta WHERE key='format'").fetchone()
-        except sqlite3.OperationalError:
+        except sqlite3.DatabaseError:  # no meta table yet, or not a database at all: rebuild
             return None
         return int(row[0]) if row else None
 

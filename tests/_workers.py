@@ -228,6 +228,17 @@ def _live_versions(store: artifacts.Store, name: str) -> list[str]:
     return [v.ref for v in _versions(store, name)]
 
 
+# -- one user's processes opening a store at once --------------------------------------------------
+def first_open_worker(
+    url: str, options: dict[str, Any], cache: str, src_dir: str, k: int, start_at: float
+) -> None:
+    """Open the store on a cache (index, stat cache) that several processes create at this moment,
+    and log a directory (many threads consult the stat cache at once)."""
+    time.sleep(max(0.0, start_at - time.time()))
+    store = _open(url, options, cache, "alice")
+    store.log_artifact(Artifact("first", "dataset").add_dir(src_dir).add_bytes("k", b"%d" % k))
+
+
 # -- the zygote (runs in its own process) ------------------------------------------------------------
 def zygote() -> None:
     """Fork a child per ``{"cmd": "run", "fn": ..., "kwargs": {...}}`` line and print its pid;

@@ -12,12 +12,15 @@ Processes are forked from one warm interpreter (see `tests/_workers.py`), so a k
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests._workers import Zygote, crash_campaign, race_campaign
+import artifacts
+from tests._workers import Zygote, crash_campaign, exit_info, race_campaign
 from tests.conftest import Backend
 
 #: SIGKILLs per backend: at least 50 in all.
@@ -87,3 +90,36 @@ def test_writers_alias_movers_deleter_and_gc_race(
     assert stats["quota_refusals"], "u0's writers never reached the quota"
     assert stats["gc_passes"] >= OPS[b.kind]["gc"] and stats["gc_deleted"]
     print(f"race on {b.kind}: {stats}")
+
+
+def test_processes_of_one_user_opening_a_store_at_once(
+    local_backend: Backend, zygote: Zygote, tmp_path: Path
+) -> None:
+    """Several processes sharing one fresh cache directory (index and stat cache) open the store at
+    the same moment and add files from many threads: no "database is locked", no "disk I/O error"."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(12):
+        (src / f"f{i}.txt").write_text(f"file {i}")
+        os.utime(src / f"f{i}.txt", (1_000_000, 1_000_000))  # old enough for the stat cache
+    artifacts.open_store(local_backend.url).close()  # the store exists; the shared cache does not
+    for attempt in range(5):
+        cache = tmp_path / f"shared-cache-{attempt}"
+        start_at = time.time() + 0.5
+        pids = [
+            zygote.run(
+                "first_open_worker",
+                url=local_backend.url,
+                options={},
+                cache=str(cache),
+                src_dir=str(src),
+                k=attempt * 10 + k,
+                start_at=start_at,
+            )
+            for k in range(6)
+        ]
+        for pid in pids:
+            status = zygote.wait(pid)
+            assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, exit_info(status)
+    store = artifacts.open_store(local_backend.url)
+    assert len(store.versions("first")) == 30 and store.verify().ok

@@ -624,3 +624,22 @@ def test_cli_unreachable_endpoint_is_one_line() -> None:
     _one_line_error(
         _cli("--store", "s3://bucket/x", "--storage-options", options, "ls"), "127.0.0.1:9"
     )
+
+
+def test_damaged_local_caches_are_rebuilt_not_fatal(local_backend: Backend, tmp_path: Path) -> None:
+    """The index and the stat cache are caches: garbage in either must cost a rebuild, not an error."""
+    store = open_(local_backend)
+    src = tmp_path / "f.bin"
+    src.write_bytes(b"content")
+    os.utime(src, (1_000_000, 1_000_000))
+    store.log_artifact(art("d", x=b"1").add_file(src, name="f"), aliases=["best"])
+    index, stat = store.index.path, store.blobs.stat_cache.path
+    store.close()
+    for path in (index, stat):
+        for suffix in ("-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        path.write_bytes(b"this is not a database" * 100)
+    again = open_(local_backend)
+    assert again.artifact("d:best").read_bytes("f") == b"content"
+    v = again.log_artifact(art("d", x=b"2").add_file(src, name="f"))
+    assert v.ref == "d:v1" and again.verify().ok
