@@ -42,13 +42,13 @@ class RawEntry:
             obj = json.loads(self.data.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ValueError(f"not valid JSON ({e})") from None
-        except (ValueError, RecursionError) as e:  # a 5000-digit number, [[[[...]]]] nested too deep
+        except (ValueError, RecursionError) as e:  # a 5000-digit number, [[[...]]] too deep
             raise ValueError(f"not usable JSON ({e})") from None
         if not isinstance(obj, dict):
             raise ValueError("not a JSON object")
         fmt = obj.get("format")
-        if fmt != LOG_FORMAT:
-            if isinstance(fmt, int) and fmt > LOG_FORMAT:
+        if fmt != LOG_FORMAT or isinstance(fmt, bool):  # true == 1 in Python, not in the format
+            if isinstance(fmt, int) and not isinstance(fmt, bool) and fmt > LOG_FORMAT:
                 raise ValueError(
                     f"written in log format {fmt}, newer than this library's {LOG_FORMAT}; upgrade"
                 )

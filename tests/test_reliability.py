@@ -153,8 +153,19 @@ def test_damaged_manifest_and_history_blobs_are_named(damaged: dict[str, Any]) -
         (b"[1, 2]", "not a JSON object"),
         (b"[" * 50_000 + b"]" * 50_000, "not usable JSON"),
         (b'{"format": 1, "seq": 999, "op": "alias_set"}', "claims sequence 999"),
+        (b'{"format": true, "op": "alias_set"}', "unknown log format True"),
+        (b'{"format": 1, "seq": 1, "op": "x", "n": ' + b"9" * 5000 + b"}", "not usable JSON"),
     ],
-    ids=["garbage", "binary", "empty", "array", "deeply-nested", "wrong-seq"],
+    ids=[
+        "garbage",
+        "binary",
+        "empty",
+        "array",
+        "deeply-nested",
+        "wrong-seq",
+        "bool-format",
+        "huge-int",
+    ],
 )
 def test_garbage_log_entry_is_named_and_skipped(
     damaged: dict[str, Any], data: bytes, reason: str
