@@ -248,6 +248,11 @@ def main() -> None:
     ]
     print()
     print(
+        "load average (1/5/15 min) at the end: "
+        + " ".join(f"{x:.2f}" for x in os.getloadavg())
+        + f" on {os.cpu_count()} CPUs (load from other processes slows the CPU-bound rows most)"
+    )
+    print(
         f"file: {src} ({gib:.2f} GiB, page-cached), {args.repeat} interleaved runs, {os.cpu_count()} CPUs"
     )
     print(table(rows, ("operation", "median s", "best s", "GiB/s", "ratio (medians)", "target")))

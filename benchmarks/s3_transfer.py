@@ -238,6 +238,11 @@ def run(args: argparse.Namespace, endpoint: str, work: Path, big: Path, smalls: 
         rows.append((name, med[name], min(times[name]), rate))
     print()
     print(
+        "load average (1/5/15 min) at the end: "
+        + " ".join(f"{x:.2f}" for x in os.getloadavg())
+        + f" on {os.cpu_count()} CPUs (load from other processes slows the CPU-bound rows most)"
+    )
+    print(
         f"moto S3 on {endpoint} (own process); big file {size / MIB:.0f} MiB; "
         f"{len(smalls)} small files of {nbytes_small // len(smalls)} B; {args.repeat} interleaved runs"
     )

@@ -11,11 +11,10 @@ import contextlib
 import io
 import os
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -24,14 +23,13 @@ from fsspec.callbacks import Callback, NoOpCallback
 
 from .backend import Root, backend_errors
 from .errors import BackendError, ConflictError, IntegrityError, InvalidPathError, NotFoundError
-from .hashing import CHUNK_SIZE, Hasher, check_digest, hash_bytes, hash_file
+from .hashing import CHUNK_SIZE, check_digest, hash_bytes, hash_file
 from .statcache import StatCache
+from .streams import Relay, Tally, VerifyingReader, as_callback, copy_hashing, write_all
 
 __all__ = ["BlobInfo", "BlobStore", "PutResult", "Relay"]
 
 BLOBS = "blobs"
-#: Buffers in flight in a large copy: one being hashed, the others being written.
-_NBUF = 3
 TMP = "tmp"
 #: On S3, a dedup hit on a blob older than this many seconds refreshes its LastModified (see BlobStore).
 FRESHEN_AFTER = 3600.0
@@ -55,81 +53,6 @@ class BlobInfo:
     digest: str
     size: int
     mtime: float | None
-
-
-def _as_callback(cb: Callback | None) -> Callback:
-    return cb if cb is not None else NoOpCallback()
-
-
-class _VerifyingReader(io.RawIOBase):
-    """A read-only stream that hashes what passes through and raises `IntegrityError` at EOF on mismatch.
-
-    A seek back to the start restarts verification; any other seek turns it off (a partial read cannot
-    be checked). Full sequential reads are always checked.
-    """
-
-    def __init__(self, raw: BinaryIO, digest: str, what: str) -> None:
-        self._raw = raw
-        self._digest = digest
-        self._what = what
-        self._hasher: Hasher | None = Hasher()
-        self._checked = False
-        self._raw_readinto = getattr(raw, "readinto", None)
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return self._raw.seekable()
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        before = self._raw.tell()
-        pos = self._raw.seek(offset, whence)
-        if pos == 0:
-            self._hasher, self._checked = Hasher(), False
-        elif pos != before:
-            self._hasher = None
-        return pos
-
-    def tell(self) -> int:
-        return self._raw.tell()
-
-    def _feed(self, data: bytes | memoryview) -> None:
-        if self._hasher is None:
-            return
-        if len(data):
-            self._hasher.update(data)
-        elif not self._checked:
-            self._checked = True
-            actual = self._hasher.hexdigest()
-            if actual != self._digest:
-                raise IntegrityError(
-                    f"blob {self._digest} is corrupt: its content hashes to {actual} ({self._what}); "
-                    "run `artifacts verify`"
-                )
-
-    def readinto(self, b: Any) -> int:
-        view = memoryview(b).cast("B")
-        if self._raw_readinto is not None:
-            n = self._raw_readinto(view) or 0
-        else:
-            data = self._raw.read(len(view))
-            n = len(data)
-            view[:n] = data
-        self._feed(view[:n])
-        return n
-
-    def readall(self) -> bytes:
-        """Read to EOF in one call (`RawIOBase.readall` would loop in 8 KiB steps)."""
-        data = self._raw.read()
-        self._feed(data)
-        self._feed(b"")
-        return data
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self._raw.close()
-        super().close()
 
 
 class BlobStore:
@@ -194,7 +117,7 @@ class BlobStore:
     ) -> PutResult:
         """Store a local file. Unchanged files known to the stat cache are not even read."""
         path = _source_path(path)
-        cb = _as_callback(callback)
+        cb = as_callback(callback)
         st = os.stat(path)
         known = self.stat_cache.lookup(path, st) if self.stat_cache is not None else None
         if known is not None and self._freshen(known):
@@ -252,7 +175,7 @@ class BlobStore:
         if not put_first and self._freshen(digest):
             cb.relative_update(size)
             return PutResult(digest, size, False)
-        tally = _Tally(cb)
+        tally = Tally(cb)
         try:
             upload(tally)
             return PutResult(digest, size, True)
@@ -262,7 +185,7 @@ class BlobStore:
         # between our PUT and now, store it after all.
         if put_first and not self._freshen(digest):
             try:
-                upload(_Tally(NoOpCallback()))
+                upload(Tally(NoOpCallback()))
                 cb.relative_update(size - tally.n)
                 return PutResult(digest, size, True)
             except ConflictError:
@@ -287,7 +210,7 @@ class BlobStore:
         tmp = self._local_tmp()
         try:
             with open(tmp, "wb", buffering=0) as f:
-                _write_all(f, view)
+                write_all(f, view)
                 if self.fsync:
                     os.fsync(f.fileno())
             written = self._publish_local(tmp, self.root.local(rel))
@@ -303,12 +226,12 @@ class BlobStore:
         Local: one pass into a temp file. Elsewhere the digest must be known before the upload names the
         object, so the stream is spooled to a local temp file while hashing, then uploaded.
         """
-        cb = _as_callback(callback)
+        cb = as_callback(callback)
         if self.root.is_local:
             return self._put_local_stream(f, cb)
         with tempfile.NamedTemporaryFile(prefix="artifacts-spool-", delete=False) as spool:
             try:
-                digest, size = _copy_hashing(f, spool, cb)
+                digest, size = copy_hashing(f, spool, cb)
                 spool.close()
                 # the spool was hashed on the way in; upload it under that digest without re-reading it
                 return self._upload_file(spool.name, digest, size, NoOpCallback())
@@ -324,7 +247,7 @@ class BlobStore:
     ) -> list[PutResult]:
         """Store many local files concurrently; results in the order given. Progress counts bytes."""
         paths = [_source_path(p) for p in paths]
-        cb = _as_callback(callback)
+        cb = as_callback(callback)
         cb.set_size(sum(os.stat(p).st_size for p in paths))
         return self._map(lambda p: self.put_file(p, callback=Relay(cb)), paths, max_workers)
 
@@ -371,7 +294,7 @@ class BlobStore:
                     else src
                 )
                 out = stack.enter_context(open(tmp, "wb", buffering=0))
-                digest, size = _copy_hashing(f, out, cb)
+                digest, size = copy_hashing(f, out, cb)
                 if self.fsync:
                     os.fsync(out.fileno())
             written = self._publish_local(tmp, self.root.local(self.relpath(digest)))
@@ -442,7 +365,7 @@ class BlobStore:
             raise NotFoundError(f"blob {digest} not found in {self.root.url}") from None
         if not verify:
             return raw
-        return io.BufferedReader(_VerifyingReader(raw, digest, self.root.url), CHUNK_SIZE)
+        return io.BufferedReader(VerifyingReader(raw, digest, self.root.url), CHUNK_SIZE)
 
     def read_bytes(self, digest: str, *, verify: bool = True) -> bytes:
         rel = self.relpath(digest)
@@ -469,14 +392,14 @@ class BlobStore:
     ) -> None:
         """Write the blob to ``dest`` via a temp file beside it; ``dest`` appears only if verified."""
         dest = os.fspath(dest)
-        cb = _as_callback(callback)
+        cb = as_callback(callback)
         parent = os.path.dirname(os.path.abspath(dest))
         os.makedirs(parent, exist_ok=True)
         tmp = os.path.join(parent, f".{os.path.basename(dest)}.tmp-{uuid.uuid4().hex[:12]}")
         try:
             if self.root.is_local or self.root.is_memory:
                 with self.open(digest, verify=False) as f, open(tmp, "wb", buffering=0) as out:
-                    actual, _ = _copy_hashing(f, out, cb)
+                    actual, _ = copy_hashing(f, out, cb)
             else:
                 try:
                     with backend_errors(f"download blob {digest}", self.root.url):
@@ -510,7 +433,7 @@ class BlobStore:
     ) -> None:
         """Download many blobs concurrently: ``pairs`` of (digest, destination path)."""
         pairs = list(pairs)
-        cb = _as_callback(callback)
+        cb = as_callback(callback)
         self._map(
             lambda p: self.get_file(p[0], p[1], verify=verify, callback=Relay(cb)),
             pairs,
@@ -555,143 +478,6 @@ class BlobStore:
                     p.unlink()
                     n += 1
         return n
-
-
-class Relay(Callback):
-    """Forwards byte progress of one transfer into a shared callback without resetting its size.
-
-    Several transfers run in threads at once and ``Callback.relative_update`` is a read-modify-write,
-    so updates are serialised (otherwise progress would lose bytes).
-    """
-
-    # re-entrant: a Relay may forward into another Relay (nested transfers)
-    _lock = threading.RLock()
-
-    def __init__(self, parent: Callback | None) -> None:
-        super().__init__()
-        self._parent = _as_callback(parent)
-
-    def set_size(self, size: int | None) -> None:
-        pass
-
-    def relative_update(self, inc: int = 1) -> None:
-        with Relay._lock:
-            self._parent.relative_update(inc)
-
-    def absolute_update(self, value: int) -> None:
-        pass
-
-    def call(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-
-class _Tally(Callback):
-    """Passes progress through to ``inner`` and counts the bytes reported."""
-
-    def __init__(self, inner: Callback) -> None:
-        super().__init__()
-        self._inner = inner
-        self.n = 0
-
-    def set_size(self, size: int | None) -> None:
-        self._inner.set_size(size)
-
-    def relative_update(self, inc: int = 1) -> None:
-        self.n += inc
-        self._inner.relative_update(inc)
-
-    def call(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-
-def _copy_hashing(src: BinaryIO, dst: BinaryIO, cb: Callback) -> tuple[str, int]:
-    """Copy ``src`` to ``dst`` in fixed chunks, hashing the same bytes on the way (one pass).
-
-    From the second chunk on, each chunk's write runs in a helper thread while the chunk is hashed
-    (BLAKE3 and ``write`` both release the GIL), so a large copy costs about max(write, hash) rather than
-    their sum. Hashed and written bytes are the same private buffer, so the digest always names exactly
-    what was written, however the source changes meanwhile. Memory stays at ``_NBUF`` chunks.
-    """
-    h = Hasher()
-    bufs: list[bytearray] = []  # allocated on demand: small inputs need none (see below)
-    pending: list[Future[None] | None] = [None] * _NBUF
-    pool: ThreadPoolExecutor | None = None
-    readinto = getattr(src, "readinto", None)
-    i = n = 0
-    failed: list[BaseException] = []
-
-    def write(chunk: bytes | memoryview) -> None:
-        if failed:  # an earlier chunk failed: write nothing after the hole
-            return
-        try:
-            _write_all(dst, chunk)
-        except BaseException as e:
-            failed.append(e)
-            raise
-
-    def drain() -> BaseException | None:
-        """Wait for every write still in flight; the first error, if any."""
-        first = None
-        for j, fut in enumerate(pending):
-            if fut is not None:
-                pending[j] = None
-                try:
-                    fut.result()
-                except BaseException as e:  # noqa: BLE001 - the caller decides
-                    first = first or e
-        if pool is not None:
-            pool.shutdown(wait=True)
-        return first
-
-    try:
-        while True:
-            k = i % _NBUF
-            if failed:
-                raise failed[0]
-            if pending[k] is not None:
-                pending[k].result()  # that buffer's write is done (or raises here)
-                pending[k] = None
-            if i == 0 or readinto is None or n < CHUNK_SIZE:
-                # until a full chunk came in, read into a bytes object of its own size: zero-filling
-                # chunk-sized buffers would cost a small file more than copying it
-                chunk: bytes | memoryview = src.read(CHUNK_SIZE) or b""
-                n = len(chunk)
-            else:
-                if k >= len(bufs):
-                    bufs.extend(bytearray(CHUNK_SIZE) for _ in range(k + 1 - len(bufs)))
-                n = readinto(bufs[k]) or 0
-                chunk = memoryview(bufs[k])[:n]
-            if not n:
-                break
-            if i == 0:  # small inputs (one chunk) never start a thread
-                _write_all(dst, chunk)
-            else:
-                if pool is None:
-                    pool = ThreadPoolExecutor(1, thread_name_prefix="blob-write")
-                pending[k] = pool.submit(write, chunk)
-            h.update(chunk)
-            cb.relative_update(n)
-            i += 1
-    except BaseException:
-        drain()  # never let the caller close or unlink ``dst`` while a write into it still runs
-        raise
-    error = drain()
-    if error is not None:
-        raise error
-    return h.hexdigest(), h.size
-
-
-def _write_all(dst: BinaryIO, data: bytes | bytearray | memoryview) -> None:
-    """Write every byte: a raw (unbuffered) file may write fewer than asked (Linux caps one write
-    at about 2 GiB), which would silently truncate a blob."""
-    view = memoryview(data).cast("B")
-    total = view.nbytes
-    done = 0
-    while done < total:
-        n = dst.write(view[done:])
-        if n is None:  # a raw file in non-blocking mode (buffered files return the full length)
-            raise BlockingIOError("non-blocking destination would block")
-        done += n
 
 
 def _source_path(path: str | os.PathLike[str]) -> str:

@@ -4,7 +4,7 @@ Measured here on a 1 GiB page-cached file (2 cores, medians of 7): ``blake3(max_
 8 MiB ``readinto`` chunks 0.133 s, 16 MiB 0.144 s, ``update_mmap`` 0.109 s, and 4 MiB chunks read ahead by a
 helper thread while the previous chunk is hashed 0.099 s (10.3 GiB/s; md5 takes 1.4 s). So `hash_file`
 reads ahead in 4 MiB chunks: faster than mmap, bounded memory, and no SIGBUS if the file is truncated
-while being hashed. Copies (ingest, restore) use the same chunk size; see ``blobs._copy_hashing``.
+while being hashed. Copies (ingest, restore) use the same chunk size; see ``streams.copy_hashing``.
 """
 
 from __future__ import annotations

@@ -172,7 +172,7 @@ class TestBlobStore:
 
     def test_failing_destination_write_is_reported(self) -> None:
         """The copy loop writes in a helper thread; a write error must surface, not vanish."""
-        from storage.blobs import _copy_hashing
+        from storage.streams import copy_hashing
 
         class Full(io.RawIOBase):
             def __init__(self) -> None:
@@ -190,7 +190,7 @@ class TestBlobStore:
         dst = Full()
         chunk = storage.hashing.CHUNK_SIZE
         with pytest.raises(OSError, match="No space"):
-            _copy_hashing(io.BytesIO(b"x" * (chunk * 5)), dst, Callback())
+            copy_hashing(io.BytesIO(b"x" * (chunk * 5)), dst, Callback())
         assert dst.writes == 3
 
     # -- dedup -------------------------------------------------------------------------------
@@ -412,7 +412,7 @@ class TestBlobStore:
         with monkeypatch.context() as m:
             m.setattr(blobs_mod, "open", no_read, raising=False)
             m.setattr(blobs_mod, "hash_file", no_read)
-            m.setattr(blobs_mod, "_copy_hashing", no_read)
+            m.setattr(blobs_mod, "copy_hashing", no_read)
             m.setattr(store.root.fs, "put_file", no_read)
             again = store.put_file(src)
         assert (again.digest, again.written) == (first.digest, False)

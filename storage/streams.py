@@ -1,0 +1,233 @@
+"""Streams under the blob store: the one-pass copy that hashes what it writes, a reader that verifies
+what it reads, and progress callbacks that several concurrent transfers can share.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, BinaryIO
+
+from fsspec.callbacks import Callback, NoOpCallback
+
+from .errors import IntegrityError
+from .hashing import CHUNK_SIZE, Hasher
+
+__all__ = ["Relay", "Tally", "VerifyingReader", "as_callback", "copy_hashing", "write_all"]
+
+#: Buffers in flight in a large copy: one being hashed, the others being written.
+_NBUF = 3
+
+
+def as_callback(cb: Callback | None) -> Callback:
+    return cb if cb is not None else NoOpCallback()
+
+
+class VerifyingReader(io.RawIOBase):
+    """A read-only stream that hashes what passes through and raises `IntegrityError` at EOF on mismatch.
+
+    A seek back to the start restarts verification; any other seek turns it off (a partial read cannot
+    be checked). Full sequential reads are always checked.
+    """
+
+    def __init__(self, raw: BinaryIO, digest: str, what: str) -> None:
+        self._raw = raw
+        self._digest = digest
+        self._what = what
+        self._hasher: Hasher | None = Hasher()
+        self._checked = False
+        self._raw_readinto = getattr(raw, "readinto", None)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return self._raw.seekable()
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        before = self._raw.tell()
+        pos = self._raw.seek(offset, whence)
+        if pos == 0:
+            self._hasher, self._checked = Hasher(), False
+        elif pos != before:
+            self._hasher = None
+        return pos
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+    def _feed(self, data: bytes | memoryview) -> None:
+        if self._hasher is None:
+            return
+        if len(data):
+            self._hasher.update(data)
+        elif not self._checked:
+            self._checked = True
+            actual = self._hasher.hexdigest()
+            if actual != self._digest:
+                raise IntegrityError(
+                    f"blob {self._digest} is corrupt: its content hashes to {actual} ({self._what}); "
+                    "run `artifacts verify`"
+                )
+
+    def readinto(self, b: Any) -> int:
+        view = memoryview(b).cast("B")
+        if self._raw_readinto is not None:
+            n = self._raw_readinto(view) or 0
+        else:
+            data = self._raw.read(len(view))
+            n = len(data)
+            view[:n] = data
+        self._feed(view[:n])
+        return n
+
+    def readall(self) -> bytes:
+        """Read to EOF in one call (`RawIOBase.readall` would loop in 8 KiB steps)."""
+        data = self._raw.read()
+        self._feed(data)
+        self._feed(b"")
+        return data
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._raw.close()
+        super().close()
+
+
+class Relay(Callback):
+    """Forwards byte progress of one transfer into a shared callback without resetting its size.
+
+    Several transfers run in threads at once and ``Callback.relative_update`` is a read-modify-write,
+    so updates are serialised (otherwise progress would lose bytes).
+    """
+
+    # re-entrant: a Relay may forward into another Relay (nested transfers)
+    _lock = threading.RLock()
+
+    def __init__(self, parent: Callback | None) -> None:
+        super().__init__()
+        self._parent = as_callback(parent)
+
+    def set_size(self, size: int | None) -> None:
+        pass
+
+    def relative_update(self, inc: int = 1) -> None:
+        with Relay._lock:
+            self._parent.relative_update(inc)
+
+    def absolute_update(self, value: int) -> None:
+        pass
+
+    def call(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+class Tally(Callback):
+    """Passes progress through to ``inner`` and counts the bytes reported."""
+
+    def __init__(self, inner: Callback) -> None:
+        super().__init__()
+        self._inner = inner
+        self.n = 0
+
+    def set_size(self, size: int | None) -> None:
+        self._inner.set_size(size)
+
+    def relative_update(self, inc: int = 1) -> None:
+        self.n += inc
+        self._inner.relative_update(inc)
+
+    def call(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+def copy_hashing(src: BinaryIO, dst: BinaryIO, cb: Callback) -> tuple[str, int]:
+    """Copy ``src`` to ``dst`` in fixed chunks, hashing the same bytes on the way (one pass).
+
+    From the second chunk on, each chunk's write runs in a helper thread while the chunk is hashed
+    (BLAKE3 and ``write`` both release the GIL), so a large copy costs about max(write, hash) rather than
+    their sum. Hashed and written bytes are the same private buffer, so the digest always names exactly
+    what was written, however the source changes meanwhile. Memory stays at ``_NBUF`` chunks.
+    """
+    h = Hasher()
+    bufs: list[bytearray] = []  # allocated on demand: small inputs need none (see below)
+    pending: list[Future[None] | None] = [None] * _NBUF
+    pool: ThreadPoolExecutor | None = None
+    readinto = getattr(src, "readinto", None)
+    i = n = 0
+    failed: list[BaseException] = []
+
+    def write(chunk: bytes | memoryview) -> None:
+        if failed:  # an earlier chunk failed: write nothing after the hole
+            return
+        try:
+            write_all(dst, chunk)
+        except BaseException as e:
+            failed.append(e)
+            raise
+
+    def drain() -> BaseException | None:
+        """Wait for every write still in flight; the first error, if any."""
+        first = None
+        for j, fut in enumerate(pending):
+            if fut is not None:
+                pending[j] = None
+                try:
+                    fut.result()
+                except BaseException as e:  # noqa: BLE001 - the caller decides
+                    first = first or e
+        if pool is not None:
+            pool.shutdown(wait=True)
+        return first
+
+    try:
+        while True:
+            k = i % _NBUF
+            if failed:
+                raise failed[0]
+            if pending[k] is not None:
+                pending[k].result()  # that buffer's write is done (or raises here)
+                pending[k] = None
+            if i == 0 or readinto is None or n < CHUNK_SIZE:
+                # until a full chunk came in, read into a bytes object of its own size: zero-filling
+                # chunk-sized buffers would cost a small file more than copying it
+                chunk: bytes | memoryview = src.read(CHUNK_SIZE) or b""
+                n = len(chunk)
+            else:
+                if k >= len(bufs):
+                    bufs.extend(bytearray(CHUNK_SIZE) for _ in range(k + 1 - len(bufs)))
+                n = readinto(bufs[k]) or 0
+                chunk = memoryview(bufs[k])[:n]
+            if not n:
+                break
+            if i == 0:  # small inputs (one chunk) never start a thread
+                write_all(dst, chunk)
+            else:
+                if pool is None:
+                    pool = ThreadPoolExecutor(1, thread_name_prefix="blob-write")
+                pending[k] = pool.submit(write, chunk)
+            h.update(chunk)
+            cb.relative_update(n)
+            i += 1
+    except BaseException:
+        drain()  # never let the caller close or unlink ``dst`` while a write into it still runs
+        raise
+    error = drain()
+    if error is not None:
+        raise error
+    return h.hexdigest(), h.size
+
+
+def write_all(dst: BinaryIO, data: bytes | bytearray | memoryview) -> None:
+    """Write every byte: a raw (unbuffered) file may write fewer than asked (Linux caps one write
+    at about 2 GiB), which would silently truncate a blob."""
+    view = memoryview(data).cast("B")
+    total = view.nbytes
+    done = 0
+    while done < total:
+        n = dst.write(view[done:])
+        if n is None:  # a raw file in non-blocking mode (buffered files return the full length)
+            raise BlockingIOError("non-blocking destination would block")
+        done += n
