@@ -30,11 +30,12 @@ from .errors import (
     NotFoundError,
     QuotaExceededError,
 )
-from .index import Index, run_node, version_node
+from .index import Index
 from .lineage import Lineage, LineageEdge, LineageNode
 from .log import CommitLog, RawEntry, backoff
 from .manifest import FileEntry, Manifest, canonical_json
 from .names import check_alias, check_name, parse_ref
+from .rules import run_node, version_node
 from .run import Run, environment
 from .version import ArtifactVersion
 
