@@ -25,7 +25,15 @@ from .backend import Root, backend_errors
 from .errors import BackendError, ConflictError, IntegrityError, InvalidPathError, NotFoundError
 from .hashing import CHUNK_SIZE, check_digest, hash_bytes, hash_file
 from .statcache import StatCache
-from .streams import Relay, Tally, VerifyingReader, as_callback, copy_hashing, write_all
+from .streams import (
+    Relay,
+    Tally,
+    VerifyingReader,
+    as_callback,
+    copy_file_hashing,
+    copy_hashing,
+    write_all,
+)
 
 __all__ = ["BlobInfo", "BlobStore", "PutResult", "Relay"]
 
@@ -293,8 +301,9 @@ class BlobStore:
                     if isinstance(src, str)
                     else src
                 )
-                out = stack.enter_context(open(tmp, "wb", buffering=0))
-                digest, size = copy_hashing(f, out, cb)
+                out = stack.enter_context(open(tmp, "w+b", buffering=0))
+                got = copy_file_hashing(f.fileno(), out.fileno(), cb) if f is not src else None
+                digest, size = got if got is not None else copy_hashing(f, out, cb)
                 if self.fsync:
                     os.fsync(out.fileno())
             written = self._publish_local(tmp, self.root.local(self.relpath(digest)))
@@ -397,7 +406,15 @@ class BlobStore:
         os.makedirs(parent, exist_ok=True)
         tmp = os.path.join(parent, f".{os.path.basename(dest)}.tmp-{uuid.uuid4().hex[:12]}")
         try:
-            if self.root.is_local or self.root.is_memory:
+            if self.root.is_local:
+                try:
+                    f = open(self.root.local(self.relpath(digest)), "rb", buffering=0)  # noqa: SIM115
+                except FileNotFoundError:
+                    raise NotFoundError(f"blob {digest} not found in {self.root.url}") from None
+                with f, open(tmp, "w+b", buffering=0) as out:
+                    got = copy_file_hashing(f.fileno(), out.fileno(), cb)
+                    actual, _ = got if got is not None else copy_hashing(f, out, cb)
+            elif self.root.is_memory:
                 with self.open(digest, verify=False) as f, open(tmp, "wb", buffering=0) as out:
                     actual, _ = copy_hashing(f, out, cb)
             else:

@@ -5,7 +5,9 @@ what it reads, and progress callbacks that several concurrent transfers can shar
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
+import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, BinaryIO
@@ -15,7 +17,15 @@ from fsspec.callbacks import Callback, NoOpCallback
 from .errors import IntegrityError
 from .hashing import CHUNK_SIZE, Hasher
 
-__all__ = ["Relay", "Tally", "VerifyingReader", "as_callback", "copy_hashing", "write_all"]
+__all__ = [
+    "Relay",
+    "Tally",
+    "VerifyingReader",
+    "as_callback",
+    "copy_file_hashing",
+    "copy_hashing",
+    "write_all",
+]
 
 #: Buffers in flight in a large copy: one being hashed, the others being written.
 _NBUF = 3
@@ -223,6 +233,72 @@ def copy_hashing(src: BinaryIO, dst: BinaryIO, cb: Callback) -> tuple[str, int]:
     if error is not None:
         raise error
     return h.hexdigest(), h.size
+
+
+#: copy_file_range errors that mean "not between these two files": fall back to reading and writing.
+_NO_KERNEL_COPY = {
+    errno.EXDEV,
+    errno.ENOSYS,
+    errno.EINVAL,
+    errno.EOPNOTSUPP,
+    errno.EBADF,
+    errno.EPERM,
+}
+
+
+def copy_file_hashing(src_fd: int, dst_fd: int, cb: Callback) -> tuple[str, int] | None:
+    """Copy the regular file ``src_fd`` into the empty ``dst_fd`` (open for reading and writing) inside
+    the kernel (``copy_file_range``, what ``cp`` does), hashing the copy as read back from ``dst_fd``.
+
+    Returns (digest, size), or None when the kernel cannot copy between these two files (another
+    filesystem, a pipe, no support): nothing was written then, and the caller uses `copy_hashing`.
+
+    The digest is of the bytes in ``dst_fd``, so it names exactly what was stored even if the source
+    changes meanwhile. While chunk k is hashed a helper thread copies chunk k+1. Why not read and write
+    from Python: measured here (1 GiB page-cached, 7 runs), writes from user memory took 0.27-2.6 s
+    (median 1.24 s, the time in the kernel), this 0.34-0.37 s, ``cp`` 0.31-0.32 s.
+    """
+    if not hasattr(os, "copy_file_range"):
+        return None
+    try:
+        n = os.copy_file_range(src_fd, dst_fd, CHUNK_SIZE, 0, 0)
+    except OSError as e:
+        if e.errno in _NO_KERNEL_COPY:
+            return None
+        raise
+    h = Hasher(threaded=False)  # the copy thread has the other core (see copy_hashing)
+    buf = bytearray(min(n, CHUNK_SIZE) or 1)
+    off = 0
+
+    def hash_back(start: int, count: int) -> None:
+        view = memoryview(buf)
+        done = 0
+        while done < count:
+            got = os.preadv(dst_fd, [view[: min(len(buf), count - done)]], start + done)
+            if not got:
+                raise OSError(errno.EIO, "the copy came back shorter than written")
+            h.update(view[:got])
+            done += got
+        cb.relative_update(count)
+
+    if n < CHUNK_SIZE:  # small (or a short copy): no thread
+        while n:
+            if n > len(buf):
+                buf = bytearray(n)
+            hash_back(off, n)
+            off += n
+            n = os.copy_file_range(src_fd, dst_fd, CHUNK_SIZE, off, off)
+        return h.hexdigest(), off
+    with ThreadPoolExecutor(1, thread_name_prefix="blob-copy") as pool:
+        while n:
+            ahead = pool.submit(os.copy_file_range, src_fd, dst_fd, CHUNK_SIZE, off + n, off + n)
+            try:
+                hash_back(off, n)
+            finally:
+                nxt = ahead.result()  # never leave a copy into dst running
+            off += n
+            n = nxt
+    return h.hexdigest(), off
 
 
 def write_all(dst: BinaryIO, data: bytes | bytearray | memoryview) -> None:
