@@ -529,6 +529,31 @@ def test_local_put_killed_mid_write_leaves_no_visible_blob(tmp_path: Path) -> No
     assert list((root / "tmp").glob("*")) == []
 
 
+def test_local_copy_falls_back_without_kernel_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Across filesystems copy_file_range fails (EXDEV); put and restore then read and write."""
+    import errno
+
+    data = os.urandom(storage.hashing.CHUNK_SIZE * 2 + 999)
+    src = tmp_path / "src.bin"
+    src.write_bytes(data)
+    store = storage.open_blob_store(str(tmp_path / "store"))
+    calls = []
+
+    def exdev(*a: Any) -> int:
+        calls.append(a)
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "copy_file_range", exdev)
+    r = store.put_file(src)
+    assert (r.digest, r.size, r.written) == (b3(data), len(data), True)
+    store.get_file(r.digest, tmp_path / "out.bin")
+    assert (tmp_path / "out.bin").read_bytes() == data
+    assert len(calls) == 2  # both tried the kernel copy first
+    assert store.verify_blob(r.digest)
+
+
 # -- bad store URLs -------------------------------------------------------------------------------
 @pytest.mark.parametrize("url", ["gs://bucket/x", "ftp://host/x", "nosuch://a"])
 def test_unknown_url_scheme(url: str) -> None:
