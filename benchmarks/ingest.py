@@ -185,9 +185,10 @@ def main() -> None:
         store_ro.hash_local_file(src)  # no stat cache: hashes every time
 
     ops: list[tuple[str, Callable[[], Any], Callable[[], None] | None]] = [
-        ("cp", cp, fresh(cp_out)),
-        ("ingest", ingest, fresh(store_dir)),
-        ("restore", restore, fresh(restored)),
+        # every writing op starts from the same state: all earlier outputs deleted and synced
+        ("cp", cp, fresh(cp_out, store_dir, restored)),
+        ("ingest", ingest, fresh(cp_out, store_dir, restored)),
+        ("restore", restore, fresh(cp_out, store_dir, restored)),
         ("blake3 raw, chunks", lambda: blake3_chunks(src), None),
         ("blake3 raw, mmap", lambda: blake3_mmap(src), None),
         ("our hash_local_file", ours_hash, None),
