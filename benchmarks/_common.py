@@ -24,6 +24,22 @@ def median_time(
     return statistics.median(times)
 
 
+def interleaved_medians(
+    fns: dict[str, Callable[[], Any]], repeat: int = 9, setup: Callable[[], Any] | None = None
+) -> dict[str, float]:
+    """Median time of each function, run in alternation (a, b, a, b, ...) so that a noisy neighbour or a
+    slow spell of the machine hits every contender alike, as a ratio needs."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            if setup is not None:
+                setup()
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
 def table(rows: list[tuple[Any, ...]], header: tuple[str, ...]) -> str:
     cells = [tuple(str(c) for c in header)] + [tuple(_fmt(c) for c in r) for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]

@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 import artifacts  # noqa: E402
-from benchmarks._common import median_time, table  # noqa: E402
+from benchmarks._common import interleaved_medians, table  # noqa: E402
 
 
 class GRUClassifier(torch.nn.Module):
@@ -76,7 +76,7 @@ def main() -> None:
     ap.add_argument("--vocab", type=int, default=20_000)
     ap.add_argument("--embed", type=int, default=100)
     ap.add_argument("--hidden", type=int, default=256)
-    ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--repeat", type=int, default=15)
     args = ap.parse_args()
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as t:
@@ -134,11 +134,20 @@ def main() -> None:
                 )
             )
 
-        t_save = median_time(lambda: torch.save(model.state_dict(), pt), args.repeat, perturb)
-        t_log = median_time(log_new, args.repeat, perturb)
+        w = interleaved_medians(
+            {"save": lambda: torch.save(model.state_dict(), pt), "log": log_new},
+            args.repeat,
+            perturb,
+        )
         version = store.artifact("train:latest")
-        t_load = median_time(lambda: torch.load(pt, weights_only=True), args.repeat)
-        t_restore = median_time(lambda: version.load_state_dict(), args.repeat)
+        r = interleaved_medians(
+            {
+                "load": lambda: torch.load(pt, weights_only=True),
+                "restore": lambda: version.load_state_dict(),
+            },
+            args.repeat,
+        )
+        t_save, t_log, t_load, t_restore = w["save"], w["log"], r["load"], r["restore"]
         restored = version.load_state_dict()
         assert restored.keys() == sd.keys()
         print(

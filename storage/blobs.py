@@ -91,6 +91,7 @@ class BlobStore:
         self.fsync = fsync
         self.max_workers = max_workers
         self.freshen_after = freshen_after
+        self._dirs: set[str] = set()
 
     # -- naming ----------------------------------------------------------------------------------
     @staticmethod
@@ -268,14 +269,21 @@ class BlobStore:
         with ThreadPoolExecutor(workers) as pool:
             return list(pool.map(fn, items))
 
+    def _ensure_dir(self, d: str) -> None:
+        """``makedirs`` once per directory and process: a checkpoint puts many blobs, and the failing
+        ``mkdir`` calls of ``exist_ok`` cost more than writing its small tensors."""
+        if d not in self._dirs:
+            os.makedirs(d, exist_ok=True)
+            self._dirs.add(d)
+
     def _local_tmp(self) -> str:
         d = self.root.local(TMP)
-        os.makedirs(d, exist_ok=True)
+        self._ensure_dir(d)
         return os.path.join(d, f"{os.getpid()}-{uuid.uuid4().hex}")
 
     def _publish_local(self, tmp: str, target: str) -> bool:
         """Make ``tmp`` visible as ``target`` atomically; if it already exists keep the existing one."""
-        os.makedirs(os.path.dirname(target), exist_ok=True)
+        self._ensure_dir(os.path.dirname(target))
         try:
             os.link(tmp, target)
             written = True
