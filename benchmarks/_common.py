@@ -8,6 +8,7 @@ import statistics
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 
@@ -22,6 +23,36 @@ def median_time(
         fn()
         times.append(time.perf_counter() - t)
     return statistics.median(times)
+
+
+CHUNK = 8 << 20
+
+
+def make_random_file(path: Path, size: int) -> None:
+    """Write ``size`` random (incompressible, undeduplicable) bytes to ``path``, unless already there."""
+    if path.exists() and path.stat().st_size == size:
+        return
+    print(f"writing {size / 2**20:.0f} MiB of random bytes to {path} ...", flush=True)
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            n = min(left, CHUNK)
+            f.write(os.urandom(n))
+            left -= n
+
+
+def read_through(path: Path) -> None:
+    """Bring a file into the page cache: every contender is measured on a page-cached input."""
+    with open(path, "rb", buffering=0) as f:
+        buf = bytearray(CHUNK)
+        while f.readinto(buf):
+            pass
+
+
+def load_line() -> str:
+    """The load average, printed with every table: load from other processes slows CPU-bound rows."""
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return f"load average (1/5/15 min) at the end: {load} on {os.cpu_count()} CPUs"
 
 
 def interleaved_medians(

@@ -49,7 +49,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import artifacts  # noqa: E402
-from benchmarks._common import table  # noqa: E402
+from benchmarks._common import load_line, make_random_file, read_through, table  # noqa: E402
 
 MIB = 1 << 20
 CHUNK = 8 << 20
@@ -141,24 +141,6 @@ def parse_size(text: str) -> int:
     if t and t[-1] in units:
         return int(float(t[:-1]) * units[t[-1]])
     return int(t)
-
-
-def make_file(path: Path, size: int) -> None:
-    print(f"writing {size / MIB:.0f} MiB of random bytes to {path} ...", flush=True)
-    with open(path, "wb") as f:
-        left = size
-        while left:
-            n = min(left, CHUNK)
-            f.write(os.urandom(n))
-            left -= n
-
-
-def read_through(path: Path) -> None:
-    """Bring the file into the page cache (every tool is measured on a page-cached input)."""
-    with open(path, "rb", buffering=0) as f:
-        buf = bytearray(CHUNK)
-        while f.readinto(buf):
-            pass
 
 
 def rm(path: Path) -> None:
@@ -466,7 +448,7 @@ def run(args: argparse.Namespace, work: Path) -> None:
     else:
         src = work / "input" / f"bench-{parse_size(args.size)}.bin"
         src.parent.mkdir()
-        make_file(src, parse_size(args.size))
+        make_random_file(src, parse_size(args.size))
         old = time.time() - 60  # not "racy": stat caches trust it at once
         os.utime(src, (old, old))
     size = src.stat().st_size
@@ -574,11 +556,7 @@ def report(
             )
         )
     print()
-    print(
-        "load average (1/5/15 min) at the end: "
-        + " ".join(f"{x:.2f}" for x in os.getloadavg())
-        + f" on {os.cpu_count()} CPUs"
-    )
+    print(load_line())
     print(
         f"file: {size / MIB:.0f} MiB of random bytes, page-cached; {args.repeat} interleaved fresh runs "
         f"per tool; anchors python: {python or '-'}"

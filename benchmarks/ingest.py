@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO))
 import blake3  # noqa: E402
 
 import storage  # noqa: E402
-from benchmarks._common import table  # noqa: E402
+from benchmarks._common import load_line, make_random_file, read_through, table  # noqa: E402
 
 GIB = 1 << 30
 CHUNK = 8 << 20
@@ -47,26 +47,6 @@ def parse_size(text: str) -> int:
     if t and t[-1] in units:
         return int(float(t[:-1]) * units[t[-1]])
     return int(t)
-
-
-def make_file(path: Path, size: int) -> None:
-    if path.exists() and path.stat().st_size == size:
-        return
-    print(f"writing {size / GIB:.2f} GiB of random bytes to {path} ...", flush=True)
-    with open(path, "wb") as f:
-        left = size
-        while left:
-            n = min(left, CHUNK)
-            f.write(os.urandom(n))
-            left -= n
-
-
-def read_through(path: Path) -> None:
-    """Bring the file into the page cache (the targets are stated for a page-cached file)."""
-    with open(path, "rb", buffering=0) as f:
-        buf = bytearray(CHUNK)
-        while f.readinto(buf):
-            pass
 
 
 def rm(path: Path) -> None:
@@ -158,7 +138,7 @@ def main() -> None:
     else:
         size = parse_size(args.size)
         src = Path(args.dir) / f"artifacts-bench-{size}.bin"
-        make_file(src, size)
+        make_random_file(src, size)
     size = src.stat().st_size
     gib = size / GIB
     read_through(src)
@@ -248,11 +228,7 @@ def main() -> None:
         row("our hash_local_file", None, ""),
     ]
     print()
-    print(
-        "load average (1/5/15 min) at the end: "
-        + " ".join(f"{x:.2f}" for x in os.getloadavg())
-        + f" on {os.cpu_count()} CPUs (load from other processes slows the CPU-bound rows most)"
-    )
+    print(load_line())
     print(
         f"file: {src} ({gib:.2f} GiB, page-cached), {args.repeat} interleaved runs, {os.cpu_count()} CPUs"
     )

@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO))
 import s3fs  # noqa: E402
 
 import storage  # noqa: E402
-from benchmarks._common import table  # noqa: E402
+from benchmarks._common import load_line, table  # noqa: E402
 from benchmarks.ingest import parse_size  # noqa: E402
 
 MIB = 1 << 20
@@ -237,11 +237,7 @@ def run(args: argparse.Namespace, endpoint: str, work: Path, big: Path, smalls: 
             rate = f"{len(smalls) / med[name]:.0f} files/s"
         rows.append((name, med[name], min(times[name]), rate))
     print()
-    print(
-        "load average (1/5/15 min) at the end: "
-        + " ".join(f"{x:.2f}" for x in os.getloadavg())
-        + f" on {os.cpu_count()} CPUs (load from other processes slows the CPU-bound rows most)"
-    )
+    print(load_line())
     print(
         f"moto S3 on {endpoint} (own process); big file {size / MIB:.0f} MiB; "
         f"{len(smalls)} small files of {nbytes_small // len(smalls)} B; {args.repeat} interleaved runs"
