@@ -13,7 +13,6 @@ tensors that changed.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -153,13 +152,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--name", default=None, help="artifact name (default <base name>-finetune)")
-    p.add_argument(
-        "--store", default=None, help="store URL (default $ARTIFACTS_STORE or ./.artifacts)"
-    )
-    p.add_argument("--storage-options", default=None, help="JSON dict for fsspec (S3 endpoint...)")
+    g.add_store_args(p)
     args = p.parse_args(argv)
-    opts = json.loads(args.storage_options) if args.storage_options else None
-    store = artifacts.open_store(args.store, storage_options=opts)
+    store = g.open_store_from_args(args)
     return finetune(store, args.base, epochs=args.epochs, lr=args.lr, name=args.name)
 
 

@@ -360,3 +360,18 @@ def producer_inputs(checkpoint: Any) -> tuple[Any, Any, Any]:
             f"one vocabulary (it used {[v.ref for v in run.inputs()]})"
         )
     return run, by_type["dataset"][0], by_type["vocabulary"][0]
+
+
+def add_store_args(p: Any) -> None:
+    """``--store`` and ``--storage-options``, shared by every example script."""
+    p.add_argument(
+        "--store", default=None, help="store URL (default $ARTIFACTS_STORE or ./.artifacts)"
+    )
+    p.add_argument("--storage-options", default=None, help="JSON dict for fsspec (S3 endpoint...)")
+
+
+def open_store_from_args(args: Any) -> Any:
+    import artifacts
+
+    opts = json.loads(args.storage_options) if args.storage_options else None
+    return artifacts.open_store(args.store, storage_options=opts)

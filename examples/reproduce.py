@@ -148,13 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "target", help="an evaluate run id (or run/<id>), or a model ref such as name:best"
     )
-    p.add_argument(
-        "--store", default=None, help="store URL (default $ARTIFACTS_STORE or ./.artifacts)"
-    )
-    p.add_argument("--storage-options", default=None, help="JSON dict for fsspec (S3 endpoint...)")
+    g.add_store_args(p)
     args = p.parse_args(argv)
-    opts = json.loads(args.storage_options) if args.storage_options else None
-    store = artifacts.open_store(args.store, storage_options=opts)
+    store = g.open_store_from_args(args)
     return 0 if reproduce(store, args.target).matches else 1
 
 

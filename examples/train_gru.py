@@ -222,10 +222,7 @@ def evaluate(store: artifacts.Store, cfg: dict[str, Any], model_ref: str) -> Any
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict[str, Any]]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument(
-        "--store", default=None, help="store URL (default $ARTIFACTS_STORE or ./.artifacts)"
-    )
-    p.add_argument("--storage-options", default=None, help="JSON dict for fsspec (S3 endpoint...)")
+    g.add_store_args(p)
     p.add_argument("--epochs", type=int)
     p.add_argument("--hidden", type=int)
     p.add_argument("--embed-dim", type=int)
@@ -256,8 +253,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict[str, An
 
 
 def open_store(args: argparse.Namespace) -> artifacts.Store:
-    opts = json.loads(args.storage_options) if args.storage_options else None
-    return artifacts.open_store(args.store, storage_options=opts)
+    return g.open_store_from_args(args)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
