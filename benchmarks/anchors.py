@@ -381,28 +381,19 @@ class Bench:
         return times
 
     def wandb(self, keep: bool = False) -> dict[str, Any]:
-        assert self.python
-        box = fresh_dir(self.work / "wandb")
-        env = anchor_env(box)
-        os.sync()
-        res, wall = run_snippet(
-            self.python, WANDB, [str(box / "wandb"), str(self.src)], env, self.timeout, "wandb"
-        )
-        res["process"] = wall
-        res["disk"] = disk_bytes(box, {self.src_key})
-        if keep:
-            res["files"] = big_files(box, MIB)
-        else:
-            rm(box)
-        return res
+        return self._snippet_anchor("wandb", WANDB, "wandb", keep)
 
     def mlflow(self, keep: bool = False) -> dict[str, Any]:
+        return self._snippet_anchor("mlflow", MLFLOW, "mlruns", keep)
+
+    def _snippet_anchor(self, name: str, snippet: str, data_dir: str, keep: bool) -> dict[str, Any]:
+        """Run one anchor's snippet in a fresh sandbox; time, disk use and (with ``keep``) its files."""
         assert self.python
-        box = fresh_dir(self.work / "mlflow")
+        box = fresh_dir(self.work / name)
         env = anchor_env(box)
         os.sync()
         res, wall = run_snippet(
-            self.python, MLFLOW, [str(box / "mlruns"), str(self.src)], env, self.timeout, "mlflow"
+            self.python, snippet, [str(box / data_dir), str(self.src)], env, self.timeout, name
         )
         res["process"] = wall
         res["disk"] = disk_bytes(box, {self.src_key})
