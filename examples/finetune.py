@@ -25,7 +25,7 @@ import gru_common as g  # noqa: E402
 import torch  # noqa: E402
 
 import artifacts  # noqa: E402
-from artifacts.torch import checkpoint_artifact, restore_model  # noqa: E402
+from artifacts.torch import restore_model  # noqa: E402
 from artifacts.vocab import load_vocabulary  # noqa: E402
 from storage import hash_bytes  # noqa: E402
 
@@ -94,34 +94,18 @@ def finetune(
         print(f"{'checkpoint':<30}{'full size':>12}{'stored':>12}{'changed tensors':>18}")
         for epoch in range(epochs):
             t0 = time.perf_counter()
-            loss = g.train_epoch(
+            ckpt, _, val = g.train_checkpoint(
+                run,
                 model,
-                train_data,
                 optimizer,
-                batch_size=cfg["batch_size"],
-                pad_index=vocab.pad_index,
+                train_data,
+                val_data,
+                cfg,
+                name=name,
+                epoch=epoch,
                 seed=cfg["seed"] + 1,
-                epoch=epoch,
-                clip=cfg["clip"],
-            )
-            val = g.evaluate(
-                model, val_data, batch_size=cfg["eval_batch_size"], pad_index=vocab.pad_index
-            )
-            run.log(
-                {"train_loss": loss, "val_loss": val["loss"], "val_acc": val["acc"]}, step=epoch
-            )
-            ckpt = checkpoint_artifact(
-                name,
-                model=model,
-                optimizer=optimizer,
-                epoch=epoch,
-                metadata={
-                    "arch": dict(base.metadata["arch"]),
-                    "base": base.ref,
-                    "val_acc": val["acc"],
-                    "val_loss": val["loss"],
-                    "val_correct": val["correct"],
-                },
+                pad_index=vocab.pad_index,
+                metadata={"arch": dict(base.metadata["arch"]), "base": base.ref},
             )
             changed = changed_tensor_bytes(store, ckpt)
             before = stored_bytes(store)

@@ -375,3 +375,48 @@ def open_store_from_args(args: Any) -> Any:
 
     opts = json.loads(args.storage_options) if args.storage_options else None
     return artifacts.open_store(args.store, storage_options=opts)
+
+
+def train_checkpoint(
+    run: Any,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    train_data: Any,
+    val_data: Any,
+    cfg: dict[str, Any],
+    *,
+    name: str,
+    epoch: int,
+    seed: int,
+    pad_index: int,
+    metadata: dict[str, Any],
+) -> tuple[Any, float, dict[str, Any]]:
+    """One epoch: train, validate, log the metrics to ``run``, and build its checkpoint artifact
+    (model, optimizer, epoch, RNG states). Returns (checkpoint, train loss, validation metrics)."""
+    from artifacts.torch import checkpoint_artifact
+
+    loss = train_epoch(
+        model,
+        train_data,
+        optimizer,
+        batch_size=cfg["batch_size"],
+        pad_index=pad_index,
+        seed=seed,
+        epoch=epoch,
+        clip=cfg["clip"],
+    )
+    val = evaluate(model, val_data, batch_size=cfg["eval_batch_size"], pad_index=pad_index)
+    run.log({"train_loss": loss, "val_loss": val["loss"], "val_acc": val["acc"]}, step=epoch)
+    ckpt = checkpoint_artifact(
+        name,
+        model=model,
+        optimizer=optimizer,
+        epoch=epoch,
+        metadata={
+            **metadata,
+            "val_acc": val["acc"],
+            "val_loss": val["loss"],
+            "val_correct": val["correct"],
+        },
+    )
+    return ckpt, loss, val

@@ -32,7 +32,6 @@ import gru_common as g  # noqa: E402
 import torch  # noqa: E402
 
 import artifacts  # noqa: E402
-from artifacts.torch import checkpoint_artifact  # noqa: E402
 from artifacts.vocab import Vocabulary, add_vocabulary, load_vocabulary  # noqa: E402
 
 DEFAULTS: dict[str, Any] = {
@@ -141,33 +140,18 @@ def train(store: artifacts.Store, cfg: dict[str, Any], dataset_ref: str, vocab_r
         best, best_ref = -1.0, None
         for epoch in range(cfg["epochs"]):
             t0 = time.perf_counter()
-            loss = g.train_epoch(
+            ckpt, loss, val = g.train_checkpoint(
+                run,
                 model,
-                train_data,
                 optimizer,
-                batch_size=cfg["batch_size"],
-                pad_index=vocab.pad_index,
+                train_data,
+                val_data,
+                cfg,
+                name=cfg["model_name"],
+                epoch=epoch,
                 seed=cfg["seed"],
-                epoch=epoch,
-                clip=cfg["clip"],
-            )
-            val = g.evaluate(
-                model, val_data, batch_size=cfg["eval_batch_size"], pad_index=vocab.pad_index
-            )
-            run.log(
-                {"train_loss": loss, "val_loss": val["loss"], "val_acc": val["acc"]}, step=epoch
-            )
-            ckpt = checkpoint_artifact(
-                cfg["model_name"],
-                model=model,
-                optimizer=optimizer,
-                epoch=epoch,
-                metadata={
-                    "arch": arch,
-                    "val_acc": val["acc"],
-                    "val_loss": val["loss"],
-                    "val_correct": val["correct"],
-                },
+                pad_index=vocab.pad_index,
+                metadata={"arch": arch},
             )
             better = val["acc"] > best
             version = run.log_artifact(ckpt, aliases=["best"] if better else [])
