@@ -533,9 +533,11 @@ def test_subprocess_exit_statuses(tmp_path: Path) -> None:
     cat.stdout.close()  # `artifacts cat big x | head -c 10`
     assert cat.wait(timeout=120) == 141 and cat.stderr.read() == b""  # quiet, as `git` does
     script = shutil.which("artifacts")
-    if script is not None:  # the console script of the installed package
-        p = run("show", "reviews:v9", exe=(script,))
-        assert p.returncode == 1 and p.stderr.startswith("error: ") and p.stderr.count("\n") == 1
+    assert script is not None, (
+        "the console script `artifacts` is installed by the README's pip install"
+    )
+    p = run("show", "reviews:v9", exe=(script,))
+    assert p.returncode == 1 and p.stderr.startswith("error: ") and p.stderr.count("\n") == 1
 
 
 def cli_doc() -> str:

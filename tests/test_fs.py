@@ -373,7 +373,8 @@ def test_default_store_from_environment(
 
 
 def test_pandas_read_csv(backend: Any) -> None:
-    pd = pytest.importorskip("pandas")
+    import pandas as pd  # in the dev extra
+
     with artifacts.open_store(backend.url, storage_options=backend.storage_options) as store:
         art = artifacts.Artifact("dataset", type="dataset")
         art.add_bytes("train.csv", b"text,label\ngood,1\nbad,0\n")
