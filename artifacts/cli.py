@@ -556,6 +556,20 @@ def quota(c: CliContext, user: str | None, size: str | None) -> None:
 
 @main.command()
 @click.argument("user", required=False)
+@pass_ctx
+def admin(c: CliContext, user: str | None) -> None:
+    """List the store admins, or make USER one (admins only).
+
+    Admins may set quotas and delete other users' versions; the store's creator is the first.
+    """
+    store = c.store()
+    if user is not None:
+        store.add_admin(user)
+    out("admins: " + ", ".join(store.admins()))
+
+
+@main.command()
+@click.argument("user", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
 def usage(c: CliContext, user: str | None, as_json: bool) -> None:

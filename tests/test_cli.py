@@ -378,6 +378,14 @@ def test_quota_and_usage(cli: Cli, data: Path, tmp_path: Path) -> None:
     assert cli.json("usage")["quota"] is None
 
 
+def test_admin(cli: Cli) -> None:
+    assert cli.ok("admin").stdout == "admins: alice\n"
+    cli.fails("admin", "carol", user="bob", match="only store admins may add admins")
+    assert cli.ok("admin", "bob").stdout == "admins: alice, bob\n"
+    cli.ok("quota", "carol", "--set", "1GB", user="bob")  # bob may now set quotas
+    cli.fails("admin", "not a name", match="invalid user name")
+
+
 def test_verify_gc_reindex(cli: Cli, data: Path, tmp_path: Path) -> None:
     cli.ok("put", "reviews", str(data), "-t", "dataset")
     (tmp_path / "other.txt").write_text("other content")
