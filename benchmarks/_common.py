@@ -85,18 +85,10 @@ def _fmt(c: Any) -> str:
     return str(c)
 
 
-@contextlib.contextmanager
-def moto_s3() -> Iterator[tuple[str, dict[str, Any]]]:
-    """A moto S3 server on 127.0.0.1 with one fresh bucket: yields (s3 url, storage_options)."""
+def make_bucket(endpoint: str) -> str:
+    """A fresh bucket on ``endpoint``, created with boto3 rather than the code being measured."""
     import boto3
-    from moto.server import ThreadedMotoServer
 
-    for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        os.environ.setdefault(k, "testing")
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
     bucket = f"bench-{uuid.uuid4().hex[:12]}"
     boto3.client(
         "s3",
@@ -105,6 +97,21 @@ def moto_s3() -> Iterator[tuple[str, dict[str, Any]]]:
         aws_secret_access_key="testing",
         region_name="us-east-1",
     ).create_bucket(Bucket=bucket)
+    return bucket
+
+
+@contextlib.contextmanager
+def moto_s3() -> Iterator[tuple[str, dict[str, Any]]]:
+    """A moto S3 server on 127.0.0.1 with one fresh bucket: yields (s3 url, storage_options)."""
+    from moto.server import ThreadedMotoServer
+
+    for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        os.environ.setdefault(k, "testing")
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    bucket = make_bucket(endpoint)
     opts = {
         "key": "testing",
         "secret": "testing",

@@ -65,24 +65,21 @@ def fresh(*paths: Path) -> Callable[[], None]:
     return setup
 
 
-def md5_file(path: Path) -> str:
-    h = hashlib.md5()
+def _chunked_digest(h: Any, path: Path) -> str:
     buf = bytearray(CHUNK)
     view = memoryview(buf)
     with open(path, "rb", buffering=0) as f:
         while n := f.readinto(buf):
             h.update(view[:n])
     return h.hexdigest()
+
+
+def md5_file(path: Path) -> str:
+    return _chunked_digest(hashlib.md5(), path)
 
 
 def blake3_chunks(path: Path) -> str:
-    h = blake3.blake3(max_threads=blake3.blake3.AUTO)
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
-    with open(path, "rb", buffering=0) as f:
-        while n := f.readinto(buf):
-            h.update(view[:n])
-    return h.hexdigest()
+    return _chunked_digest(blake3.blake3(max_threads=blake3.blake3.AUTO), path)
 
 
 def blake3_mmap(path: Path) -> str:

@@ -23,7 +23,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ sys.path.insert(0, str(REPO))
 import s3fs  # noqa: E402
 
 import storage  # noqa: E402
-from benchmarks._common import load_line, table  # noqa: E402
+from benchmarks._common import load_line, make_bucket, table  # noqa: E402
 from benchmarks.ingest import parse_size  # noqa: E402
 
 MIB = 1 << 20
@@ -121,16 +120,7 @@ def main() -> None:
 
 
 def run(args: argparse.Namespace, endpoint: str, work: Path, big: Path, smalls: list[Path]) -> None:
-    import boto3
-
-    bucket = f"bench-{uuid.uuid4().hex[:12]}"
-    boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    ).create_bucket(Bucket=bucket)
+    bucket = make_bucket(endpoint)
     opts = options(endpoint)
     fs = s3fs.S3FileSystem(**opts)
     store = storage.open_blob_store(f"s3://{bucket}/store", opts)
