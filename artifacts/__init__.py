@@ -14,10 +14,6 @@ Importing this package does not import torch; only `artifacts.torch` does.
 
 from __future__ import annotations
 
-import atexit
-from collections.abc import Mapping
-from typing import Any
-
 from .artifact import Artifact
 from .errors import (
     ArtifactsError,
@@ -39,6 +35,22 @@ from .manifest import FileEntry
 from .run import Run
 from .store import ArtifactSummary, Store, open_store
 from .version import ArtifactVersion
+from .wandb_api import (
+    config,
+    finish,
+    init,
+    log,
+    log_artifact,
+    summary,
+    unwatch,
+    use_artifact,
+    watch,
+)
+
+# W&B's ``wandb.run``: the run `init` started (None before and after). It replaces the package
+# attribute that importing the ``artifacts.run`` submodule set; ``from artifacts.run import Run``
+# still works (it reads sys.modules).
+globals()["run"] = None
 
 __version__ = "0.1.0"
 
@@ -66,23 +78,15 @@ __all__ = [
     "Run",
     "Store",
     "VerifyReport",
+    "config",
+    "finish",
     "init",
+    "log",
+    "log_artifact",
     "open_store",
+    "run",
+    "summary",
+    "unwatch",
+    "use_artifact",
+    "watch",
 ]
-
-
-def init(
-    *,
-    project: str,
-    config: Mapping[str, Any] | None = None,
-    url: str | None = None,
-    user: str | None = None,
-    storage_options: Mapping[str, Any] | None = None,
-    **kwargs: Any,
-) -> Run:
-    """Start a run on the default store, W&B style; it finishes at exit if not finished before."""
-    run = open_store(url, user=user, storage_options=storage_options).start_run(
-        project=project, config=config, **kwargs
-    )
-    atexit.register(run.finish)
-    return run

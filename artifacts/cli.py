@@ -457,9 +457,42 @@ def runs(c: CliContext, project: str | None, as_json: bool) -> None:
 @main.command()
 @click.argument("run_id", metavar="ID")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option(
+    "--follow", is_flag=True, help="Print history rows (JSON lines) as they arrive, until it ends."
+)
+@click.option("--poll", type=click.FloatRange(min=0.01), default=1.0, help="--follow: seconds.")
+@click.option(
+    "--mark",
+    type=click.Choice(["crashed", "failed", "killed", "finished"]),
+    help="Close a run that cannot finish itself (its process died), keeping its history.",
+)
+@click.option("--force", is_flag=True, help="--mark: even if the run sent a heartbeat recently.")
 @pass_ctx
-def run(c: CliContext, run_id: str, as_json: bool) -> None:
-    """Show one run: config, summary metrics, inputs and outputs."""
+def run(
+    c: CliContext,
+    run_id: str,
+    as_json: bool,
+    follow: bool,
+    poll: float,
+    mark: str | None,
+    force: bool,
+) -> None:
+    """Show one run: config, summary metrics, inputs and outputs.
+
+    A run whose process died reads `crashed` once its heartbeat is older than $ARTIFACTS_CRASH_TIMEOUT
+    seconds (default 300); `--mark crashed` records that for good.
+    """
+    if follow:
+        from .follow import follow_rows
+
+        for row in follow_rows(c.store(), run_id, poll):
+            out(json.dumps(row, sort_keys=True))
+        click.echo(f"run {run_id} is {c.store().run(run_id).status}", err=True)
+        return
+    if mark is not None:
+        closed = c.store().close_run(run_id, mark, force=force)
+        out(f"marked run {closed.id} {closed.status} ({len(closed.history())} history rows kept)")
+        return
     r = c.store().run(run_id)
     d = run_dict(r, full=True)
     if as_json:
@@ -470,6 +503,8 @@ def run(c: CliContext, run_id: str, as_json: bool) -> None:
         ("status", r.status),
         ("user", f"{r.user}@{r.host}" if r.host else r.user),
         ("group", r.group),
+        ("tags", ", ".join(r.tags)),
+        ("notes", r.notes),
         ("started", when(r.started_at)),
         ("finished", when(r.finished_at) if r.finished_at else None),
         ("command", " ".join(r.command) if r.command else None),

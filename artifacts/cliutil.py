@@ -238,6 +238,8 @@ def run_dict(r: Run, full: bool = False) -> dict[str, Any]:
         "started_at": r.started_at,
         "finished_at": r.finished_at,
         "summary": r.summary,
+        "tags": list(r.tags),
+        "notes": r.notes,
     }
     if full:
         d.update(

@@ -28,7 +28,7 @@ from .rules import Rules, run_node
 
 __all__ = ["INDEX_FORMAT", "Index"]
 
-INDEX_FORMAT = 3
+INDEX_FORMAT = 4
 
 
 class Index(Rules):
@@ -93,6 +93,9 @@ class Index(Rules):
                     "started_at": str,
                     "finished_at": str,
                     "seq": int,
+                    "tags": str,
+                    "notes": str,
+                    "chunks": int,
                 },
                 pk="id",
             )

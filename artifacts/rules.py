@@ -21,6 +21,7 @@ from .errors import (
 )
 from .manifest import Manifest
 from .names import check_alias, check_name
+from .values import check_notes, check_tags
 
 __all__ = ["Rules", "run_node", "version_node"]
 
@@ -71,29 +72,41 @@ class Rules:
         check_name(r["project"], "project name")
         if c.execute("SELECT 1 FROM runs WHERE id=?", (r["id"],)).fetchone():
             raise InvalidStateError(f"run {r['id']} already exists")
+        row = {
+            "id": r["id"],
+            "project": r["project"],
+            "name": r.get("name"),
+            "group_": r.get("group"),
+            "job_type": r.get("job_type"),
+            "user": user,
+            "host": r.get("host"),
+            "status": "running",
+            "config": _j(r.get("config") or {}),
+            "summary": "{}",
+            "history": None,
+            "command": _j(r.get("command")),
+            "git": r.get("git"),
+            "env": _j(r.get("env") or {}),
+            "started_at": e["ts"],
+            "finished_at": None,
+            "seq": seq,
+            "tags": _j(check_tags(r.get("tags") or [])),
+            "notes": check_notes(r.get("notes") or ""),
+            "chunks": None,
+        }
+        cols = ", ".join(f'"{k}"' for k in row)
         c.execute(
-            "INSERT INTO runs VALUES (?,?,?,?,?,?,?,'running',?,'{}',NULL,?,?,?,?,NULL,?)",
-            (
-                r["id"],
-                r["project"],
-                r.get("name"),
-                r.get("group"),
-                r.get("job_type"),
-                user,
-                r.get("host"),
-                _j(r.get("config") or {}),
-                _j(r.get("command")),
-                r.get("git"),
-                _j(r.get("env") or {}),
-                e["ts"],
-                seq,
-            ),
+            f"INSERT INTO runs ({cols}) VALUES ({', '.join('?' * len(row))})", list(row.values())
         )
 
-    def _running(self, c: sqlite3.Connection, run_id: str, user: str) -> sqlite3.Row:
+    def _run_row(self, c: sqlite3.Connection, run_id: str) -> sqlite3.Row:
         row = c.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
         if row is None:
             raise NotFoundError(f"run {run_id} not found")
+        return row
+
+    def _running(self, c: sqlite3.Connection, run_id: str, user: str) -> sqlite3.Row:
+        row = self._run_row(c, run_id)
         if row["status"] != "running":
             raise InvalidStateError(f"run {run_id} is {row['status']}; start a new run to log more")
         if row["user"] != user:
@@ -101,13 +114,57 @@ class Rules:
         return row
 
     def _apply_run_finished(self, c: sqlite3.Connection, seq: int, e: dict, user: str) -> None:
-        self._running(c, e["run_id"], user)
-        if e["status"] not in ("finished", "failed", "crashed"):
-            raise ValueError(f"unknown run status {e['status']!r}")
+        status = e["status"]
+        if status not in ("finished", "failed", "killed", "crashed"):
+            raise ValueError(f"unknown run status {status!r}")
+        row = self._run_row(c, e["run_id"])
+        if row["status"] != "running":
+            raise InvalidStateError(f"run {e['run_id']} is {row['status']} already")
+        if row["user"] != user and status != "crashed" and not self.is_admin(user, c):
+            raise PermissionDeniedError(
+                f"run {e['run_id']} belongs to {row['user']}: others may only mark it crashed"
+            )
+        chunks = e.get("chunks")
+        if chunks is not None and (type(chunks) is not int or chunks < 0):
+            raise ValueError(f"invalid chunk count {chunks!r}")
+        config = e.get("config")
+        if config is not None and not isinstance(config, dict):
+            raise ValueError("config of a finished run must be an object")
         c.execute(
-            "UPDATE runs SET status=?, summary=?, history=?, finished_at=? WHERE id=?",
-            (e["status"], _j(e.get("summary") or {}), e.get("history"), e["ts"], e["run_id"]),
+            "UPDATE runs SET status=?, summary=?, history=?, finished_at=?, chunks=?, "
+            "config=COALESCE(?, config) WHERE id=?",
+            (
+                status,
+                _j(e.get("summary") or {}),
+                e.get("history"),
+                e["ts"],
+                chunks,
+                _j(config) if config is not None else None,
+                e["run_id"],
+            ),
         )
+
+    def _apply_run_updated(self, c: sqlite3.Connection, seq: int, e: dict, user: str) -> None:
+        """Name, tags or notes edited, during the run or after it (its user or an admin)."""
+        row = self._run_row(c, e["run_id"])
+        if row["user"] != user and not self.is_admin(user, c):
+            raise PermissionDeniedError(
+                f"run {e['run_id']} belongs to {row['user']}; only they or a store admin may edit it"
+            )
+        sets: dict[str, Any] = {}
+        if "name" in e:
+            name = e["name"]
+            if name is not None and (not isinstance(name, str) or not name or len(name) > 128):
+                raise ValueError("run name must be a non-empty string of at most 128 chars")
+            sets["name"] = name
+        if "tags" in e:
+            sets["tags"] = _j(check_tags(e["tags"]))
+        if "notes" in e:
+            sets["notes"] = check_notes(e["notes"])
+        if not sets:
+            raise ValueError("run_updated changes nothing")
+        assignments = ", ".join(f"{k}=?" for k in sets)
+        c.execute(f"UPDATE runs SET {assignments} WHERE id=?", [*sets.values(), e["run_id"]])
 
     def _apply_version_logged(self, c: sqlite3.Connection, seq: int, e: dict, user: str) -> None:
         name, typ = check_name(e["name"]), check_name(e["type"], "artifact type")

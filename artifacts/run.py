@@ -4,59 +4,89 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import platform
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .artifact import Artifact, check_json
+from .chunks import epoch_seconds, is_stale, merge_rows, read_chunks, read_heartbeat
 from .errors import InvalidStateError, InvalidValueError
+from .live import LiveHistory, clean_json
 from .manifest import canonical_json
+from .values import Config, Summary
 
 if TYPE_CHECKING:
     import sqlite3
     from types import TracebackType
 
+    from .chunks import Chunk, Heartbeat
     from .store import Store
     from .version import ArtifactVersion
 
-__all__ = ["Run", "environment"]
+__all__ = ["STATUSES", "Run", "close_run", "environment", "exit_status"]
 
 _PACKAGES = ("artifacts-store", "torch", "numpy", "fsspec", "s3fs", "blake3", "sqlite-utils")
+STATUSES = ("running", "finished", "failed", "killed", "crashed")
+_REMOTE_TTL = 1.0  # seconds a read-only Run reuses what it read of a live run
 
 
 class Run:
     """A run record; the one returned by `Store.start_run` is active and can log.
 
-    Metric history is buffered in memory and written once, as a JSONL blob, when the run finishes: one
-    log entry per run instead of one per step.
+    An active run flushes its new history rows and summary to the store from a background thread every
+    ``flush_interval`` seconds (see `artifacts.live`); its finish entry writes the whole history as one
+    blob and records how many chunks were flushed. Any other process reads a live run's flushed rows,
+    summary and heartbeat; a run silent past the crash timeout reads as ``crashed``.
     """
 
-    def __init__(self, store: Store, row: sqlite3.Row, *, active: bool = False) -> None:
+    def __init__(
+        self,
+        store: Store,
+        row: sqlite3.Row,
+        *,
+        active: bool = False,
+        flush_interval: float | None = None,
+        flush_rows: int | None = None,
+    ) -> None:
         self._store = store
         self.id: str = row["id"]
         self.project: str = row["project"]
-        self.name: str | None = row["name"]
+        self._name: str | None = row["name"]
         self.group: str | None = row["group_"]
         self.job_type: str | None = row["job_type"]
         self.user: str = row["user"]
         self.host: str | None = row["host"]
-        self.status: str = row["status"]
-        self.config: dict[str, Any] = json.loads(row["config"] or "{}")
-        self.summary: dict[str, Any] = json.loads(row["summary"] or "{}")
+        self._status: str = row["status"]
+        self._tags: tuple[str, ...] = tuple(json.loads(row["tags"] or "[]"))
+        self._notes: str = row["notes"] or ""
+        self._config = Config(json.loads(row["config"] or "{}"), on_change=self._config_changed)
+        self._summary = Summary(json.loads(row["summary"] or "{}"))
         self.command: list[str] | None = json.loads(row["command"] or "null")
         self.git: str | None = row["git"]
         self.env: dict[str, Any] = json.loads(row["env"] or "{}")
         self.started_at: str = row["started_at"]
         self.finished_at: str | None = row["finished_at"]
         self._history_digest: str | None = row["history"]
+        self._chunks: int | None = row["chunks"]
         self._active = active
-        self._history: list[dict[str, Any]] = []
-        self._step = 0
+        self._config_dirty = False
+        self._remote: tuple[float, Heartbeat | None, list[Chunk] | None] | None = None
+        self._watch: Any = None
+        self._live: LiveHistory | None = None
+        if active:
+            self._live = LiveHistory(
+                store.root,
+                self.id,
+                self._summary,
+                flush_interval=flush_interval,
+                flush_rows=flush_rows,
+                config=lambda: dict(self._config),
+            )
 
     def __repr__(self) -> str:
         return f"Run({self.id!r}, project={self.project!r}, name={self.name!r}, status={self.status!r})"
@@ -67,32 +97,125 @@ class Run:
     def __hash__(self) -> int:
         return hash(self.id)
 
+    # -- state -----------------------------------------------------------------------------------
+    @property
+    def status(self) -> str:
+        """``running``, ``finished``, ``failed``, ``killed``, or ``crashed``: a running run whose
+        heartbeat is older than the crash timeout reads as crashed (derived, until closed)."""
+        if self._status == "running" and not self._active:
+            beat, _ = self._remote_state(chunks=False)
+            last = beat.t if beat is not None else epoch_seconds(self.started_at)
+            if is_stale(last, beat.interval if beat is not None else None):
+                return "crashed"
+        return self._status
+
+    @property
+    def heartbeat(self) -> float | None:
+        """Epoch seconds of the last flush of a running run (None if it never flushed or ended)."""
+        if self._status != "running":
+            return None
+        if self._live is not None:
+            return time.time()
+        beat, _ = self._remote_state(chunks=False)
+        return beat.t if beat is not None else None
+
+    @property
+    def summary(self) -> Summary:
+        """The last logged value of each metric, or what was set explicitly (``summary["best"] = x``).
+        For a live run in another process: as of its last flush."""
+        if self._status == "running" and not self._active:
+            _, chunks = self._remote_state()
+            if chunks:
+                return Summary(chunks[-1].summary)
+        return self._summary
+
+    @property
+    def config(self) -> Config:
+        """The run's config; on an active run, changes (``config.lr = ...``, ``config.update()``) are
+        flushed with the history and recorded in the finish entry."""
+        if self._status == "running" and not self._active:
+            _, chunks = self._remote_state()
+            for chunk in reversed(chunks):
+                if chunk.config is not None:
+                    return Config(chunk.config)
+        return self._config
+
+    @property
+    def name(self) -> str | None:
+        return self._name
+
+    @name.setter
+    def name(self, value: str | None) -> None:
+        self._store.update_run(self.id, name=value)
+        self._name = value
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return self._tags
+
+    @tags.setter
+    def tags(self, value: Iterable[str]) -> None:
+        tags = tuple(value)
+        self._store.update_run(self.id, tags=tags)
+        self._tags = tags
+
+    @property
+    def notes(self) -> str:
+        return self._notes
+
+    @notes.setter
+    def notes(self, value: str) -> None:
+        self._store.update_run(self.id, notes=value)
+        self._notes = value
+
+    def _config_changed(self) -> None:
+        self._config_dirty = True
+        if self._live is not None:
+            self._live.config_changed()
+
+    def _remote_state(self, chunks: bool = True) -> tuple[Heartbeat | None, list[Chunk]]:
+        """Heartbeat and flushed chunks of a live run elsewhere, re-read at most once a second."""
+        now = time.monotonic()
+        cached = self._remote
+        if (
+            cached is not None
+            and now - cached[0] < _REMOTE_TTL
+            and (not chunks or cached[2] is not None)
+        ):
+            return cached[1], cached[2] or []
+        beat = read_heartbeat(self._store.root, self.id)
+        got = (
+            read_chunks(self._store.root, self.id, hint=beat.chunks if beat else 0)
+            if chunks
+            else None
+        )
+        self._remote = (now, beat, got)
+        return beat, got or []
+
     # -- writing (active runs only) ---------------------------------------------------------------
-    def _require_active(self) -> None:
-        if self.status != "running":
-            raise InvalidStateError(f"run {self.id} is {self.status}; start a new run to log more")
-        if not self._active:
+    def _require_active(self) -> LiveHistory:
+        if self._status != "running":
+            raise InvalidStateError(f"run {self.id} is {self._status}; start a new run to log more")
+        if self._live is None:
             raise InvalidStateError(
                 f"run {self.id} was started by another process; it is read-only here"
             )
+        return self._live
 
-    def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
-        """Record metrics for one step; the latest value of each key also goes into ``summary``."""
-        self._require_active()
-        if not isinstance(metrics, Mapping):
-            raise InvalidValueError(
-                f"run.log() takes a dict of metrics, got {type(metrics).__name__}"
-            )
-        if step is not None and (not isinstance(step, int) or step < 0):
-            raise InvalidValueError(f"step must be a non-negative int, got {step!r}")
-        row = check_json(dict(metrics), "metrics", limit=1024 * 1024)
-        if any(not isinstance(k, str) or k.startswith("_") for k in row):
-            raise InvalidValueError("metric names must be strings not starting with '_'")
-        self._step = step if step is not None else self._step
-        row["_step"] = self._step
-        self._history.append(row)
-        self.summary.update({k: v for k, v in row.items() if k != "_step"})
-        self._step += 1
+    def log(
+        self, metrics: Mapping[str, Any], step: int | None = None, commit: bool | None = None
+    ) -> None:
+        """Record metrics, with W&B's step rules (see `artifacts.live`); the latest value of each key
+        also goes into ``summary``. No I/O: a background thread flushes."""
+        live = self._require_active()
+        if self._watch is not None:
+            metrics = self._watch.add_to(metrics)
+        live.log(metrics, step, commit)
+
+    @property
+    def step(self) -> int:
+        """The current (open) step: where ``log()`` without ``step=`` puts its metrics."""
+        return self._live.step if self._live is not None else 0
 
     def use_artifact(self, ref: str | ArtifactVersion) -> ArtifactVersion:
         """Declare an input: resolves ``ref`` and records the edge version -> this run."""
@@ -108,21 +231,40 @@ class Run:
             )
         return self._store.log_artifact(artifact, aliases=aliases, run=self)
 
-    def finish(self, status: str = "finished") -> None:
-        """Write the history and summary and mark the run finished (idempotent)."""
-        if not self._active or self.status != "running":
+    def flush(self) -> None:
+        """Write what was logged so far now, instead of at the next flush interval."""
+        self._require_active().flush()
+
+    def finish(self, status: str | None = None, exit_code: int | None = None) -> None:
+        """Flush the rest, write the history and summary and end the run (idempotent).
+
+        ``status`` defaults to ``finished``, or ``failed`` for a non-zero ``exit_code`` (W&B's).
+        """
+        if self._live is None or self._status != "running":
             return
-        summary = check_json(_clean(self.summary), "summary")
-        history = None
-        if self._history:
-            data = b"\n".join(canonical_json(_clean(h)) for h in self._history) + b"\n"
-            history = self._store.blobs.put_bytes(data).digest
-        self._store._commit(
-            "run_finished",
-            {"run_id": self.id, "status": status, "summary": summary, "history": history},
-        )
-        self.status = status
+        if status is None:
+            status = "finished" if not exit_code else "failed"
+        if status not in STATUSES[1:]:
+            raise InvalidValueError(
+                f"status must be one of {', '.join(STATUSES[1:])}, not {status!r}"
+            )
+        summary = check_json(clean_json(dict(self._summary)), "summary")
+        self._live.close()
+        lines = self._live.lines
+        history = self._store.blobs.put_bytes(b"\n".join(lines) + b"\n").digest if lines else None
+        payload: dict[str, Any] = {
+            "run_id": self.id,
+            "status": status,
+            "summary": summary,
+            "history": history,
+            "chunks": self._live.chunks,
+        }
+        if self._config_dirty:
+            payload["config"] = check_json(clean_json(dict(self._config)), "config")
+        self._store._commit("run_finished", payload)
+        self._status = status
         self._history_digest = history
+        self._chunks = self._live.chunks
         self._active = False
 
     def __enter__(self) -> Run:
@@ -134,17 +276,24 @@ class Run:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.finish("finished" if exc_type is None else "failed")
+        self.finish(exit_status(exc_type, exc))
 
     # -- reading ---------------------------------------------------------------------------------
     def history(self) -> list[dict[str, Any]]:
-        """Every dict passed to `log`, in order, each with its ``_step``."""
-        if self._active:
-            return [dict(h) for h in self._history]
-        if self._history_digest is None:
+        """Every step's metrics, in order, each with its ``_step``; a live run's as flushed so far."""
+        if self._live is not None and self._status == "running":
+            rows = [json.loads(line) for line in self._live.lines]
+            return merge_rows([*rows, *self._live.pending()])
+        if self._history_digest is not None:
+            data = self._store.blobs.read_bytes(self._history_digest)
+            return [json.loads(line) for line in data.splitlines() if line.strip()]
+        if self._status == "running":
+            _, chunks = self._remote_state()
+        elif self._chunks:
+            chunks = read_chunks(self._store.root, self.id, 1, self._chunks)
+        else:
             return []
-        data = self._store.blobs.read_bytes(self._history_digest)
-        return [json.loads(line) for line in data.splitlines() if line.strip()]
+        return merge_rows(row for c in chunks for row in c.rows)
 
     def inputs(self) -> list[ArtifactVersion]:
         return self._store._versions_of_run(self.id, "consumed")
@@ -153,15 +302,49 @@ class Run:
         return self._store._versions_of_run(self.id, "produced")
 
 
-def _clean(obj: Any) -> Any:
-    """Replace NaN/inf (common in losses) by None so the stored JSON is standard."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_clean(v) for v in obj]
-    return obj
+def exit_status(exc_type: type[BaseException] | None, exc: BaseException | None) -> str:
+    """How a block or a script ended: ``finished``, ``killed`` (Ctrl-C) or ``failed``."""
+    if exc_type is None:
+        return "finished"
+    if issubclass(exc_type, KeyboardInterrupt):
+        return "killed"
+    if issubclass(exc_type, SystemExit) and isinstance(exc, SystemExit):
+        return "finished" if exc.code in (None, 0) else "failed"
+    return "failed"
+
+
+def close_run(store: Store, run_id: str, status: str = "crashed", *, force: bool = False) -> Run:
+    """Commit the finish entry of a run that cannot finish itself, keeping its flushed history."""
+    if status not in STATUSES[1:]:
+        raise InvalidValueError(f"status must be one of {', '.join(STATUSES[1:])}, not {status!r}")
+    run = store.run(run_id)
+    if run._status != "running":
+        raise InvalidStateError(f"run {run_id} is already {run._status}")
+    beat = read_heartbeat(store.root, run_id)
+    if not force and run.status == "running":
+        age = time.time() - (beat.t if beat else epoch_seconds(run.started_at))
+        raise InvalidStateError(
+            f"run {run_id} was alive {age:.0f} s ago: wait for the crash timeout "
+            "($ARTIFACTS_CRASH_TIMEOUT) or force it (--force / force=True)"
+        )
+    chunks = read_chunks(store.root, run_id, hint=beat.chunks if beat else 0)
+    rows = merge_rows(row for c in chunks for row in c.rows)
+    history = None
+    if rows:
+        data = b"\n".join(canonical_json(r) for r in rows) + b"\n"
+        history = store.blobs.put_bytes(data).digest
+    payload: dict[str, Any] = {
+        "run_id": run_id,
+        "status": status,
+        "summary": chunks[-1].summary if chunks else dict(run._summary),
+        "history": history,
+        "chunks": len(chunks),
+    }
+    config = next((c.config for c in reversed(chunks) if c.config is not None), None)
+    if config is not None:
+        payload["config"] = config
+    store._commit("run_finished", payload)
+    return store.run(run_id)
 
 
 def environment() -> dict[str, Any]:

@@ -7,6 +7,7 @@ import datetime as _dt
 import getpass
 import json
 import os
+import sys
 import threading
 import time
 import uuid
@@ -20,7 +21,7 @@ from fsspec.callbacks import Callback
 from storage import BlobStore, Root, StatCache, default_cache_dir, hash_bytes, open_root
 from storage.blobs import Relay
 
-from .artifact import Artifact, check_json
+from .artifact import Artifact
 from .errors import (
     ConflictError,
     IntegrityError,
@@ -32,11 +33,13 @@ from .errors import (
 )
 from .index import Index
 from .lineage import Lineage, LineageEdge, LineageNode
+from .live import check_interval
 from .log import CommitLog, RawEntry, backoff
 from .manifest import FileEntry, Manifest, canonical_json
 from .names import check_alias, check_name, parse_ref
 from .rules import run_node, version_node
 from .run import Run, environment
+from .values import check_notes, check_tags, plain_mapping
 from .version import ArtifactVersion
 
 __all__ = ["ArtifactSummary", "Store", "open_store"]
@@ -44,6 +47,13 @@ __all__ = ["ArtifactSummary", "Store", "open_store"]
 STORE_FORMAT = 1
 STORE_FILE = "store.json"
 _MAX_ATTEMPTS = 200
+
+
+class _Unset:
+    """The default of an optional argument where None is a meaningful value."""
+
+
+_UNSET = _Unset()
 
 
 def _now() -> str:
@@ -131,6 +141,7 @@ class Store:
             }
             with contextlib.suppress(ConflictError):
                 self.root.create_exclusive(STORE_FILE, canonical_json(info))
+                print(f"artifacts: created a new store at {self.url}", file=sys.stderr)
             data = self.root.read(STORE_FILE)
         try:
             info = json.loads(data)
@@ -204,13 +215,29 @@ class Store:
         name: str | None = None,
         group: str | None = None,
         job_type: str | None = None,
+        tags: Iterable[str] | None = None,
+        notes: str | None = None,
+        flush_interval: float | None = None,
+        flush_rows: int | None = None,
     ) -> Run:
-        """Start a run; use it as a context manager so it finishes (or fails) with the block."""
+        """Start a run; use it as a context manager so it finishes (or fails) with the block.
+
+        Its history and summary are flushed to the store every ``flush_interval`` seconds (default
+        ``$ARTIFACTS_FLUSH_INTERVAL``, else 5) or every ``flush_rows`` rows (default 1000), from a
+        background thread: a killed process loses at most the last interval.
+        """
         check_name(project, "project name")
         for label, value in (("run name", name), ("group", group), ("job_type", job_type)):
             if value is not None and (not isinstance(value, str) or not value or len(value) > 128):
                 raise InvalidValueError(f"{label} must be a non-empty string of at most 128 chars")
-        cfg = check_json(dict(config or {}), "config")
+        cfg = plain_mapping(config, "config")
+        extra: dict[str, Any] = {}
+        if tags is not None:
+            extra["tags"] = check_tags(list(tags) if not isinstance(tags, str) else tags)
+        if notes is not None:
+            extra["notes"] = check_notes(notes)
+        if flush_interval is not None:
+            check_interval(flush_interval)
         run_id = uuid.uuid4().hex[:12]
         env = environment()
         self._commit(
@@ -223,11 +250,53 @@ class Store:
                     "group": group,
                     "job_type": job_type,
                     "config": cfg,
+                    **extra,
                     **env,
                 }
             },
         )
-        return Run(self, self.index.run(run_id), active=True)
+        return Run(
+            self,
+            self.index.run(run_id),
+            active=True,
+            flush_interval=flush_interval,
+            flush_rows=flush_rows,
+        )
+
+    def update_run(
+        self,
+        run_id: str,
+        *,
+        name: str | None | _Unset = _UNSET,
+        tags: Iterable[str] | _Unset = _UNSET,
+        notes: str | _Unset = _UNSET,
+    ) -> Run:
+        """Rename a run or replace its tags or notes, while it runs or after (its user or an admin)."""
+        changes: dict[str, Any] = {}
+        if not isinstance(name, _Unset):
+            if name is not None and (not isinstance(name, str) or not name or len(name) > 128):
+                raise InvalidValueError("run name must be a non-empty string of at most 128 chars")
+            changes["name"] = name
+        if not isinstance(tags, _Unset):
+            changes["tags"] = check_tags(list(tags) if not isinstance(tags, str) else tags)
+        if not isinstance(notes, _Unset):
+            changes["notes"] = check_notes(notes)
+        if not changes:
+            raise InvalidValueError("update_run() needs name=, tags= or notes=")
+        self.sync()
+        self.index.run(run_id)  # a clear NotFoundError before committing anything
+        self._commit("run_updated", {"run_id": run_id, **changes})
+        return Run(self, self.index.run(run_id))
+
+    def close_run(self, run_id: str, status: str = "crashed", *, force: bool = False) -> Run:
+        """End a run that cannot end itself (its process was killed), keeping its flushed history.
+
+        Anyone may mark a silent run ``crashed``; one with a recent heartbeat is refused unless
+        ``force``.
+        """
+        from .run import close_run
+
+        return close_run(self, run_id, status, force=force)
 
     def run(self, run_id: str) -> Run:
         self.sync()

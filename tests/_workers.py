@@ -24,6 +24,7 @@ Journal lines are ``<kind> <fields...>``:
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import random
@@ -241,7 +242,8 @@ def first_open_worker(
 
 # -- the zygote (runs in its own process) ------------------------------------------------------------
 def zygote() -> None:
-    """Fork a child per ``{"cmd": "run", "fn": ..., "kwargs": {...}}`` line and print its pid;
+    """Fork a child per ``{"cmd": "run", "fn": ..., "kwargs": {...}}`` line (``fn`` is a function
+    of this module or ``"package.module:function"``) and print its pid;
     ``{"cmd": "wait", "pid": N}`` reaps it and prints its status. Imports happen once, here."""
     import s3fs  # noqa: F401 - imported once so that forked children start warm
     import sqlite_utils  # noqa: F401
@@ -255,7 +257,9 @@ def zygote() -> None:
                 code = 0
                 try:
                     signal.signal(signal.SIGINT, signal.SIG_DFL)
-                    globals()[cmd["fn"]](**cmd["kwargs"])
+                    module, _, name = cmd["fn"].rpartition(":")  # "pkg.module:fn" or "fn"
+                    where = vars(importlib.import_module(module)) if module else globals()
+                    where[name](**cmd["kwargs"])
                 except BaseException as e:  # reported to the test through the exit status
                     print(f"worker failed: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
                     code = 3

@@ -23,7 +23,9 @@ class Backend:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+def _isolated_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Each test gets its own per-user cache (stat cache, index), as a fresh machine would."""
     monkeypatch.setenv("ARTIFACTS_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
     monkeypatch.delenv("ARTIFACTS_STORE", raising=False)
