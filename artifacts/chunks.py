@@ -194,8 +194,9 @@ def read_chunks(
                 out.append(decode_chunk(data, run_id, i))
             except ValueError as e:
                 raise ArtifactsError(str(e)) from None
+        # past the known ones, probe from one at a time: most probes of a live run find nothing
+        batch = 1 if n <= hint <= last and stop is None else min(batch * 4, _MAX_BATCH)
         n = last + 1
-        batch = min(batch * 4, _MAX_BATCH)
     return out
 
 

@@ -186,7 +186,7 @@ def put(
     identical to the latest version makes no new version (its aliases are still applied).
     """
     meta = parse_metadata(metadata)
-    store = c.store()
+    store = c.store(create=True)  # as open_store() does; the new store is announced on stderr
     before = _latest(store, name)
     if type_ is None:
         known = {a.name: a.type for a in store.artifacts()}
