@@ -384,8 +384,8 @@ def get(
         )
         return
     dest = dest if dest is not None else Path(f"{v.name}-v{v.version}")
-    if dest.exists() and not dest.is_dir():
-        raise CliError(f"{dest} exists and is not a directory")
+    if dest.exists() and not dest.is_dir():  # a usage error, as click reports a bad path
+        raise click.BadParameter(f"directory {str(dest)!r} is a file.", param_hint="'DEST'")
     with Progress.bar(c.quiet, f"get {v.ref}") as cb:
         cb.set_size(v.size)
         try:
