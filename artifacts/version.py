@@ -94,6 +94,7 @@ class ArtifactVersion:
         *,
         force: bool = False,
         callback: Callback | None = None,
+        link: bool = False,
     ) -> Path:
         """Write every file under ``dest`` (default: a per-user cache folder for this version), verified.
 
@@ -176,6 +177,19 @@ class ArtifactVersion:
             self._store._run_from_row(r)
             for r in self._store.index.version_runs(self.ref, "consumed")
         ]
+
+    def save_safetensors(
+        self,
+        path: str | os.PathLike[str],
+        prefix: str | None = None,
+        *,
+        callback: Callback | None = None,
+    ) -> Path:
+        """Write this version's tensors as one standard ``.safetensors`` file (same version, same bytes);
+        see `artifacts.safetensors.save_safetensors`."""
+        from .safetensors import save_safetensors
+
+        return save_safetensors(self, path, prefix, callback=callback)
 
     # -- torch -----------------------------------------------------------------------------------
     def load_state_dict(

@@ -8,6 +8,7 @@ is not written again. Reads verify the digest by default.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 import tempfile
@@ -27,6 +28,7 @@ from .hashing import CHUNK_SIZE, check_digest, hash_bytes, hash_file
 from .quarantine import missing_error, set_aside
 from .statcache import StatCache
 from .streams import (
+    RangeReader,
     Relay,
     Tally,
     VerifyingReader,
@@ -47,6 +49,8 @@ FRESHEN_AFTER = 3600.0
 #: blob exists) instead of a HEAD first and then a PUT: below about a round trip's worth of bytes,
 #: re-sending them costs less than asking first.
 PUT_FIRST_MAX = 1024 * 1024
+#: On a non-local root, a file range up to this size is read into memory for its put; larger ones spool.
+RANGE_IN_MEMORY = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -238,17 +242,23 @@ class BlobStore:
         return PutResult(digest, size, False)
 
     def put_bytes(self, data: bytes | bytearray | memoryview) -> PutResult:
-        """Store an in-memory buffer (hashed without copying)."""
+        """Store an in-memory buffer (hashed without copying, locally).
+
+        Elsewhere a mutable buffer is copied once to be sent, and the copy is what is hashed: the bytes
+        sent are the bytes hashed even if the caller's buffer changes meanwhile.
+        """
+        if not self.root.is_local:
+            payload = data if isinstance(data, bytes) else bytes(memoryview(data).cast("B"))
+            digest = hash_bytes(payload)
+
+            def upload(_: Callback) -> None:
+                self.root.create_exclusive(self.relpath(digest), payload)
+
+            return self._put_remote(digest, len(payload), upload, NoOpCallback())
         view = memoryview(data).cast("B") if not isinstance(data, bytes) else data
         digest = hash_bytes(view)
         size = len(view)
         rel = self.relpath(digest)
-        if not self.root.is_local:
-
-            def upload(_: Callback) -> None:
-                self.root.create_exclusive(rel, view if isinstance(view, bytes) else bytes(view))
-
-            return self._put_remote(digest, size, upload, NoOpCallback())
         if self._freshen(digest, size):
             return PutResult(digest, size, False)
         tmp = self._local_tmp()
@@ -281,6 +291,69 @@ class BlobStore:
                 return self._upload_file(spool.name, digest, size, NoOpCallback())
             finally:
                 os.unlink(spool.name)
+
+    def put_range(
+        self,
+        path: str | os.PathLike[str],
+        offset: int,
+        length: int,
+        *,
+        callback: Callback | None = None,
+    ) -> PutResult:
+        """Store ``length`` bytes of a local file from ``offset`` on (one tensor of a .safetensors file).
+
+        Locally the kernel copies the range and the copy is hashed as read back; elsewhere the range is
+        read once into memory (or spooled, when large) and the bytes sent are the bytes hashed.
+        """
+        path = _source_path(path)
+        cb = as_callback(callback)
+        with open(path, "rb", buffering=0) as f:
+            if self.root.is_local:
+                return self._put_local_range(f, offset, length, cb)
+            if length <= RANGE_IN_MEMORY:
+                data = bytearray(length)
+                if RangeReader(f.fileno(), offset, length).readinto(data) != length:
+                    raise OSError(errno.EIO, f"{path} ended before {offset + length}")
+                result = self.put_bytes(data)
+                cb.relative_update(length)
+                return result
+            return self.put_stream(RangeReader(f.fileno(), offset, length), callback=cb)
+
+    def _put_local_range(self, f: BinaryIO, offset: int, length: int, cb: Callback) -> PutResult:
+        def write(out: BinaryIO) -> tuple[str, int]:
+            got = copy_file_hashing(f.fileno(), out.fileno(), cb, src_offset=offset, length=length)
+            if got is None:
+                reader = io.BufferedReader(RangeReader(f.fileno(), offset, length), CHUNK_SIZE)
+                got = copy_hashing(reader, out, cb)
+            if got[1] != length:
+                raise OSError(errno.EIO, f"read {got[1]} of {length} bytes at {offset}")
+            return got
+
+        return self._put_local_via_tmp(write)
+
+    def _put_local_via_tmp(self, write: Callable[[BinaryIO], tuple[str, int]]) -> PutResult:
+        """Write a new blob into a temp file with ``write`` (returns digest, size), then publish it."""
+        tmp = self._local_tmp()
+        try:
+            with open(tmp, "w+b", buffering=0) as out:
+                digest, size = write(out)
+                if self.fsync:
+                    os.fsync(out.fileno())
+            written = self._publish_local(tmp, self.root.local(self.relpath(digest)), size)
+            return PutResult(digest, size, written)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+    def hash_range(self, path: str | os.PathLike[str], offset: int, length: int) -> str:
+        """The digest of ``length`` bytes of a local file from ``offset`` (for quota prechecks)."""
+        with open(_source_path(path), "rb", buffering=0) as f:
+            reader = io.BufferedReader(RangeReader(f.fileno(), offset, length), CHUNK_SIZE)
+            digest, size = hash_file(reader)
+        if size != length:
+            raise OSError(errno.EIO, f"{path} ended before {offset + length}")
+        return digest
 
     def put_files(
         self,
@@ -341,25 +414,14 @@ class BlobStore:
         return written
 
     def _put_local_stream(self, src: str | BinaryIO, cb: Callback) -> PutResult:
-        tmp = self._local_tmp()
-        try:
-            with contextlib.ExitStack() as stack:
-                f = (
-                    stack.enter_context(open(src, "rb", buffering=0))
-                    if isinstance(src, str)
-                    else src
-                )
-                out = stack.enter_context(open(tmp, "w+b", buffering=0))
-                got = copy_file_hashing(f.fileno(), out.fileno(), cb) if f is not src else None
-                digest, size = got if got is not None else copy_hashing(f, out, cb)
-                if self.fsync:
-                    os.fsync(out.fileno())
-            written = self._publish_local(tmp, self.root.local(self.relpath(digest)), size)
-            return PutResult(digest, size, written)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        def write(out: BinaryIO) -> tuple[str, int]:
+            if not isinstance(src, str):
+                return copy_hashing(src, out, cb)
+            with open(src, "rb", buffering=0) as f:
+                got = copy_file_hashing(f.fileno(), out.fileno(), cb)
+                return got if got is not None else copy_hashing(f, out, cb)
+
+        return self._put_local_via_tmp(write)
 
     def _freshen(self, digest: str, size: int | None = None) -> bool:
         """True if the blob is stored; on a hit also refresh its modification time for gc (see class).
