@@ -145,8 +145,10 @@ class ArtifactVersion:
         bad = []
         for f in self.files():
             try:
-                if not self._store.blobs.verify_blob(f.digest):
+                if not self._store.blobs.verify_blob(f.digest, set_aside_bad=True):
                     bad.append(f"{f.path} (blob {f.digest} is corrupt)")
+            except IntegrityError:  # set aside by an earlier verify
+                bad.append(f"{f.path} (blob {f.digest} is corrupt)")
             except NotFoundError:
                 bad.append(f"{f.path} (blob {f.digest} is missing)")
         if bad:
