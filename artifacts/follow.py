@@ -22,7 +22,7 @@ def follow_rows(store: Store, run_id: str, poll: float = 1.0) -> Iterator[dict[s
     open is yielded once, complete.
     """
     run = store.run(run_id)
-    if run._status != "running" and run._chunks is None:  # finished before live history existed
+    if run._status != "running":  # finished already: its history blob has every row
         yield from run.history()
         return
     seen, held = 0, None

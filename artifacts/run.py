@@ -287,12 +287,9 @@ class Run:
         if self._history_digest is not None:
             data = self._store.blobs.read_bytes(self._history_digest)
             return [json.loads(line) for line in data.splitlines() if line.strip()]
-        if self._status == "running":
-            _, chunks = self._remote_state()
-        elif self._chunks:
-            chunks = read_chunks(self._store.root, self.id, 1, self._chunks)
-        else:
+        if self._status != "running":  # a finished run with rows always has its history blob
             return []
+        _, chunks = self._remote_state()
         return merge_rows(row for c in chunks for row in c.rows)
 
     def inputs(self) -> list[ArtifactVersion]:
