@@ -29,7 +29,7 @@ from typing import Any
 from storage import Root
 
 from .chunks import Heartbeat, chunk_path, encode_chunk, heartbeat_path
-from .errors import ArtifactsError, BackendError, ConflictError, InvalidValueError
+from .errors import ArtifactsError, ConflictError, InvalidValueError
 from .manifest import canonical_json
 from .values import Summary, to_json_value
 
@@ -268,25 +268,16 @@ class LiveHistory:
         self.root.write(heartbeat_path(self.run_id), canonical_json(beat.to_dict()))
 
     def close(self) -> None:
-        """Close the open step, stop the thread and flush the rest; raises if it cannot be written."""
-        with self._lock:
-            self._close_locked()
+        """Close the open step and stop the thread; the rows not flushed yet join `lines` without a
+        chunk of their own (the finish entry's history blob holds them: one write fewer at finish)."""
         self._stopped = True
         self._wake.set()
         if self._thread is not threading.current_thread():
             self._thread.join(timeout=max(self.interval, 1.0) + 60)
-        last: BaseException | None = None
-        for attempt in range(3):
-            try:
-                self.flush()
-                break
-            except Exception as e:  # noqa: BLE001 - retried, then reported
-                last = e
-                time.sleep(0.2 * (attempt + 1))
-        else:
-            raise BackendError(
-                f"could not write the last history of run {self.run_id}: {last}"
-            ) from last
+        with self._io, self._lock:
+            self._close_locked()
+            closed, self._closed = self._closed, []
+        self.lines.extend(canonical_json(clean_json(r)) for r in closed)
         _writers.discard(self)
 
     def pending(self) -> list[dict[str, Any]]:

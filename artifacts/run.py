@@ -236,7 +236,7 @@ class Run:
         self._require_active().flush()
 
     def finish(self, status: str | None = None, exit_code: int | None = None) -> None:
-        """Flush the rest, write the history and summary and end the run (idempotent).
+        """Write the whole history (one blob) and the summary, and end the run (idempotent).
 
         ``status`` defaults to ``finished``, or ``failed`` for a non-zero ``exit_code`` (W&B's).
         """
