@@ -682,5 +682,8 @@ def reindex(c: CliContext) -> None:
     )
 
 
+for _command in __import__("artifacts.cli_transfer", fromlist=["COMMANDS"]).COMMANDS:
+    main.add_command(_command)  # sync, cache
+
 if __name__ == "__main__":
     main(prog_name="artifacts")

@@ -178,19 +178,21 @@ class Store:
         self.index = Index(path, store_id=self.info["id"], admins=[self.info["created_by"]])
         self.sync()
 
-    def _commit(self, entry: Entry) -> Applied:
+    def _commit(self, entry: Entry, ts: str | None = None) -> Applied:
         """Validate against the head and create the next entry; on a lost race replay and retry.
 
         The entry is encoded and decoded again first, so a writer commits only what every reader
         accepts. Returns what the entry did, as validated at the head it was committed after.
+        ``ts``: the entry's time when it is a copy of an older one (`copy_to`), else now.
         """
         with self._lock:
-            return self._commit_locked(entry)
+            return self._commit_locked(entry, ts)
 
-    def _commit_locked(self, entry: Entry) -> Applied:
+    def _commit_locked(self, entry: Entry, ts: str | None = None) -> Applied:
         for attempt in range(_MAX_ATTEMPTS):
             seq = self.index.last_seq + 1
-            data = encode(dataclasses.replace(entry, seq=seq, user=self.user, ts=_now()))
+            when = ts if isinstance(ts, str) else _now()
+            data = encode(dataclasses.replace(entry, seq=seq, user=self.user, ts=when))
             try:
                 typed = decode(seq, data)
             except EntryError as e:
@@ -511,6 +513,22 @@ class Store:
         self.sync()
         return self.index.is_admin(user or self.user)
 
+    # -- between stores --------------------------------------------------------------------------
+    def copy_to(
+        self,
+        other: Store,
+        refs: Iterable[str] | None = None,
+        *,
+        with_lineage: bool = True,
+        callback: Callback | None = None,
+    ) -> CopyReport:
+        """Copy versions (default: all live ones) with the runs that produced and consumed them, their
+        history and aliases, into ``other``; only missing blobs move. Idempotent and resumable: each
+        copied entry remembers its source (see `artifacts.transfer`)."""
+        from .transfer import copy_to
+
+        return copy_to(self, other, refs, with_lineage=with_lineage, callback=callback)
+
     # -- maintenance -----------------------------------------------------------------------------
     def verify(self, ref: str | None = None, *, quick: bool = False) -> VerifyReport:
         from .maintenance import verify
@@ -524,3 +542,4 @@ class Store:
 
 
 from .maintenance import GcReport, VerifyReport  # noqa: E402  (maintenance imports Store lazily)
+from .transfer import CopyReport  # noqa: E402

@@ -61,9 +61,11 @@ __all__ = [
     "RunStarted",
     "VersionDeleted",
     "VersionLogged",
+    "build",
     "decode",
     "encode",
     "entry_format",
+    "from_dict",
     "operation",
     "spec",
 ]
@@ -243,13 +245,17 @@ class Entry:
     user: str = spec(USER, default="", required=True)
     ts: str = spec(lambda v, w: str_field(v, w, max_len=64), default="", required=True)
     seq: int = spec(lambda v, w: int_field(v, w, low=1), default=0, required=True)
+    #: where a copied entry came from (`artifacts.transfer`): source store id, seq and user
+    source: dict[str, Any] | None = spec(opt(json_object), default=None)
 
     def to_dict(self) -> dict[str, Any]:
         """The entry as stored: a JSON-ready dict."""
         body: dict[str, Any] = {}
         for f in _own_fields(type(self)):
             body[f.metadata["wire"] or f.name] = _dump(getattr(self, f.name))
-        head = {"format": LOG_FORMAT, "seq": self.seq, "op": self.OP, "user": self.user, "ts": self.ts}
+        head: dict[str, Any] = {"format": LOG_FORMAT, "seq": self.seq, "op": self.OP, "user": self.user, "ts": self.ts}
+        if self.source is not None:  # absent, not null, in entries that are no copies
+            head["source"] = self.source
         return {**head, self.NEST: body} if self.NEST else {**head, **body}
 
     def to_json(self) -> str:
@@ -434,8 +440,20 @@ def decode(seq: int, data: bytes) -> Entry:
     return from_dict(cls, obj)
 
 
-def from_dict(cls: type[Entry], obj: Mapping[str, Any]) -> Entry:
-    """Check every field of ``obj`` (a decoded entry of operation ``cls``) and build the entry."""
+def build(op: str, fields: Mapping[str, Any]) -> Entry:
+    """An entry of ``op`` from wire-shaped ``fields`` (say, a copy of another store's entry), checked
+    as `decode` checks them; ``seq``, ``user`` and ``ts`` are left for the commit to fill in."""
+    cls = OPERATIONS.get(op)
+    if cls is None:
+        raise EntryError(f"unknown operation {_short(op)}")
+    return from_dict(cls, fields, with_head=False)
+
+
+def from_dict(cls: type[Entry], obj: Mapping[str, Any], *, with_head: bool = True) -> Entry:
+    """Check every field of ``obj`` (a decoded entry of operation ``cls``) and build the entry.
+
+    ``with_head=False``: ``obj`` has no ``seq``/``user``/``ts`` (yet); they keep their defaults.
+    """
     body = obj
     if cls.NEST:
         body = obj.get(cls.NEST)
@@ -443,6 +461,8 @@ def from_dict(cls: type[Entry], obj: Mapping[str, Any]) -> Entry:
             raise EntryError(f"{cls.OP}: {cls.NEST!r} must be an object, not {_type_name(body)}")
     values: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
+        if not with_head and f.name in ("seq", "user", "ts"):
+            continue
         src = obj if f.name in _BASE else body
         key = f.metadata["wire"] or f.name
         where = f"{cls.OP}: {cls.NEST + '.' if cls.NEST and src is body else ''}{key}"
