@@ -646,5 +646,7 @@ def reindex(c: CliContext) -> None:
     )
 
 
+from . import cli_ui  # noqa: E402, F401  (registers `ui` and `report`)
+
 if __name__ == "__main__":
     main(prog_name="artifacts")
