@@ -6,28 +6,27 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import warnings
-
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
-warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
-from starlette.testclient import TestClient  # noqa: E402
+from starlette.testclient import TestClient
+from ui_demo import XSS_CONFIG, XSS_FILE, Demo, build
 
 import artifacts
 from artifacts.cli import main
 from artifacts.ui import create_app, write_report
 from artifacts.ui.charts import downsample, metric_series
-from artifacts.ui.views import lineage_graph
 from artifacts.ui.render import Links
-from ui_demo import XSS_CONFIG, XSS_FILE, Demo, build
+from artifacts.ui.views import lineage_graph
 
-ARTIFACTS_BIN = shutil.which("artifacts") or "artifacts"  # the console script (PYTHONPATH picks our code)
+ARTIFACTS_BIN = (
+    shutil.which("artifacts") or "artifacts"
+)  # the console script (PYTHONPATH picks our code)
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +109,11 @@ def test_downloads_are_attachments_with_the_exact_bytes(demo: Demo, client: Test
     assert resp.status_code == 200
     assert resp.content == b"<html><script>alert(2)</script></html>"
     disposition = resp.headers["content-disposition"]
-    assert disposition.startswith("attachment;") and "<" not in disposition and '"><' not in disposition
+    assert (
+        disposition.startswith("attachment;")
+        and "<" not in disposition
+        and '"><' not in disposition
+    )
     assert resp.headers["content-type"] == "application/octet-stream"
     v = demo.store.artifact("reviews:v0")
     assert resp.headers["x-artifacts-digest"] == v.file(XSS_FILE).digest
@@ -144,13 +147,15 @@ def test_runs_table_sorts_groups_and_paginates(demo: Demo, client: TestClient) -
     assert cells[0] == "4"  # two baseline runs, the failed one, the live one
     assert float(cells[1]) == pytest.approx(0.1) and float(cells[3]) > 0.85
     page2 = client.get("/runs?per_page=3&page=2").text
-    assert "page 2 of 3" in page2 and len(re.findall(r'<tr data-run=', page2)) == 3
+    assert "page 2 of 3" in page2 and len(re.findall(r"<tr data-run=", page2)) == 3
 
 
-def test_compare_overlays_runs_and_puts_differing_config_first(demo: Demo, client: TestClient) -> None:
+def test_compare_overlays_runs_and_puts_differing_config_first(
+    demo: Demo, client: TestClient
+) -> None:
     html = client.get(f"/compare?runs={demo.runs['train0']},{demo.runs['train1']}").text
     rows = re.findall(r'<tr class="(differs|same)" data-key="([^"]+)">', html)
-    config_rows = rows[: 3]  # config.dataset, hidden, lr
+    config_rows = rows[:3]  # config.dataset, hidden, lr
     assert config_rows[0] == ("differs", "lr") and ("same", "hidden") in config_rows
     data = re.search(r'<script type="application/json" id="chart-data">(.*?)</script>', html, re.S)
     spec = __import__("json").loads(data.group(1))
@@ -163,7 +168,12 @@ def test_version_page_shows_tensors_shared_with_previous_aliases_and_lineage(
 ) -> None:
     html = client.get("/artifacts/gru/v1").text
     shared = dict(re.findall(r'<tr data-tensor="model/([^"]+)">.*?badge (shared|new)', html, re.S))
-    assert shared == {"embedding.weight": "shared", "fc.bias": "new", "fc.weight": "new", "gru.weight": "new"}
+    assert shared == {
+        "embedding.weight": "shared",
+        "fc.bias": "new",
+        "fc.weight": "new",
+        "gru.weight": "new",
+    }
     assert "float32" in html and "[16, 4]" in html
     best = client.get("/artifacts/gru/best").text
     assert 'class="badge alias">best</span>' in best and "gru:v" in best
@@ -183,7 +193,9 @@ def test_lineage_graph_has_every_node_as_a_link_and_collapses_look_alike_checkpo
     groups = re.findall(r'data-node="(group/[^"]+)"', around_train)
     assert len(groups) == 1  # the checkpoints nobody evaluated, folded into one node
     assert "gru ×4" in around_train and 'href="/artifacts/gru"' in around_train
-    hrefs = re.findall(r'<g class="node[^"]*" data-node="[^"]+" transform="[^"]+">\s*<a href="([^"]+)">', html)
+    hrefs = re.findall(
+        r'<g class="node[^"]*" data-node="[^"]+" transform="[^"]+">\s*<a href="([^"]+)">', html
+    )
     assert len(hrefs) == len(nodes)
     edges = set(re.findall(r'data-source="([^"]+)" data-target="([^"]+)"', html))
     assert ("reviews:v0", f"run/{demo.runs['vocab']}") in edges
@@ -265,19 +277,26 @@ def test_token_is_required_once_then_a_cookie(demo: Demo) -> None:
 
 
 def test_loopback_server_refuses_foreign_host_headers(demo: Demo) -> None:
-    c = TestClient(create_app(demo.store, allowed_hosts=["127.0.0.1", "localhost"]), base_url="http://127.0.0.1:9")
+    c = TestClient(
+        create_app(demo.store, allowed_hosts=["127.0.0.1", "localhost"]),
+        base_url="http://127.0.0.1:9",
+    )
     assert c.get("/runs").status_code == 200
     assert c.get("/runs", headers={"host": "evil.example:9"}).status_code == 400
 
 
-def test_report_is_self_contained_escaped_and_lists_every_digest(demo: Demo, tmp_path: Path) -> None:
+def test_report_is_self_contained_escaped_and_lists_every_digest(
+    demo: Demo, tmp_path: Path
+) -> None:
     out = write_report(demo.store, f"run/{demo.runs['train0']}", tmp_path / "r.html")
     html = out.read_text()
     assert not re.search(r'(?:src|href|action)="', html.replace('href="#', "")), "a link or source"
     assert "http://" not in html and "https://" not in html and "url(#arrow)" in html
     nonce = re.search(r"script-src 'nonce-([^']+)'", html).group(1)
     scripts = re.findall(r"<script\b[^>]*>", html)
-    assert scripts and all(f'nonce="{nonce}"' in s or 'type="application/json"' in s for s in scripts)
+    assert scripts and all(
+        f'nonce="{nonce}"' in s or 'type="application/json"' in s for s in scripts
+    )
     assert "uPlot" in html and 'data-chart="m-val_acc"' in html
     for v in demo.store.lineage(f"run/{demo.runs['train0']}", "both").versions():
         assert v.attrs["digest"] in html
@@ -295,7 +314,9 @@ def test_report_command_and_its_errors(demo: Demo, tmp_path: Path) -> None:
     res = runner.invoke(main, ["--store", demo.store.url, "report", "gru:best", "-o", str(target)])
     assert res.exit_code == 0, res.output
     assert "wrote" in res.output and target.stat().st_size > 50_000
-    bad = runner.invoke(main, ["--store", demo.store.url, "report", "nope:v0", "-o", str(tmp_path / "x.html")])
+    bad = runner.invoke(
+        main, ["--store", demo.store.url, "report", "nope:v0", "-o", str(tmp_path / "x.html")]
+    )
     assert bad.exit_code == 1 and "no artifact named 'nope'" in bad.output
     assert not (tmp_path / "x.html").exists()
 
@@ -305,7 +326,9 @@ def test_ui_command_needs_a_token_off_loopback(demo: Demo, tmp_path: Path) -> No
 
     proc = subprocess.Popen(
         [ARTIFACTS_BIN, "--store", demo.store.url, "ui", "--host", "0.0.0.0", "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         line = proc.stdout.readline()
@@ -339,3 +362,30 @@ def test_downsampling_keeps_the_envelope_within_the_pixel_budget() -> None:
     assert np.all(np.diff(xs) > 0)
     series = metric_series([{"_step": i, "a": i, "b": None, "c": "text"} for i in range(10)], 800)
     assert [s.metric for s in series] == ["a"] and series[0].points == 10
+
+
+def test_package_data_ships_every_template_and_asset() -> None:
+    import fnmatch
+
+    import tomllib
+
+    root = Path(__file__).resolve().parent.parent
+    globs = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"
+    ]["artifacts.ui"]
+    ui = root / "artifacts" / "ui"
+    assets = [
+        p.relative_to(ui).as_posix()
+        for d in ("templates", "static")
+        for p in (ui / d).rglob("*")
+        if p.is_file()
+    ]
+    assert len(assets) > 15
+    missing = [a for a in assets if not any(fnmatch.fnmatchcase(a, g) for g in globs)]
+    assert not missing, f"add these to [tool.setuptools.package-data]: {missing}"
+    assert (ui / "static/vendor/uplot/LICENSE").read_text().startswith("The MIT License")
+
+
+def test_the_ui_and_report_do_not_import_torch() -> None:
+    code = "import sys, artifacts.cli, artifacts.ui, artifacts.ui.routes; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)

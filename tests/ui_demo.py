@@ -34,7 +34,9 @@ def _checkpoint(epoch: int, frozen: np.random.Generator, seed: int) -> artifacts
     for name, shape in TENSORS.items():
         source = frozen if name == "embedding.weight" else rng
         data = np.ascontiguousarray(source.standard_normal(shape, dtype=np.float32))
-        art.add_bytes(f"model/{name}", data.tobytes(), meta={"dtype": "float32", "shape": list(shape)})
+        art.add_bytes(
+            f"model/{name}", data.tobytes(), meta={"dtype": "float32", "shape": list(shape)}
+        )
     art.add_json("checkpoint.json", {"epoch": epoch})
     return art
 
@@ -66,7 +68,9 @@ def build(url: str, *, steps: int = 40) -> Demo:
     best_ref = None
     for k, lr in enumerate((1e-3, 3e-3)):
         with store.start_run(
-            project="gru-sentiment", job_type="train", group="baseline",
+            project="gru-sentiment",
+            job_type="train",
+            group="baseline",
             config={"lr": lr, "hidden": 8, "dataset": dataset.ref},
         ) as run:
             run.use_artifact(dataset.ref)
@@ -74,7 +78,10 @@ def build(url: str, *, steps: int = 40) -> Demo:
             best = -1.0
             for step in range(steps):
                 acc = 0.5 + 0.4 * (1 - math.exp(-step / (8 + 4 * k)))
-                run.log({"val_acc": acc, "train_loss": 1 / (1 + step), "val_loss": 0.9 - acc / 2}, step=step)
+                run.log(
+                    {"val_acc": acc, "train_loss": 1 / (1 + step), "val_loss": 0.9 - acc / 2},
+                    step=step,
+                )
                 if k == 0 and step % max(1, steps // 5) == 0:
                     frozen.bit_generator.state = frozen_state
                     aliases = ["best"] if acc > best else []
@@ -82,7 +89,9 @@ def build(url: str, *, steps: int = 40) -> Demo:
                     v = run.log_artifact(_checkpoint(step, frozen, step), aliases=aliases)
                     best_ref = v.ref if aliases else best_ref
         demo.runs[f"train{k}"] = run.id
-    with store.start_run(project="gru-sentiment", job_type="evaluate", config={"split": "test"}) as run:
+    with store.start_run(
+        project="gru-sentiment", job_type="evaluate", config={"split": "test"}
+    ) as run:
         run.use_artifact("gru:best")
         run.log({"test_acc": 0.81})
     demo.runs["evaluate"] = run.id

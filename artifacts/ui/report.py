@@ -16,6 +16,8 @@ import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from markupsafe import Markup
+
 from ..errors import InvalidValueError
 from . import views
 from .render import STATIC_DIR, Links, environment
@@ -72,8 +74,8 @@ def render_report(store: Store, target: str) -> str:
         "report": True,
         "section": "",
         "nonce": secrets.token_urlsafe(18),
-        "inline_css": css,
-        "inline_js": js,
+        "inline_css": Markup(css),  # noqa: S704 - the package's own files, checked by _inline
+        "inline_js": Markup(js),  # noqa: S704
         "store_url": store.url,
         "seq": store.index.last_seq,
         "generated_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
