@@ -23,8 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import artifacts  # noqa: E402
 from artifacts.log import RawEntry  # noqa: E402
+
+import artifacts  # noqa: E402
 from artifacts.manifest import canonical_json  # noqa: E402
 from benchmarks._common import load_line, median_time, table  # noqa: E402
 
