@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .artifact import Artifact, check_json
+from .catalog.entries import RunFinished
 from .chunks import epoch_seconds, is_stale, merge_rows, read_chunks, read_heartbeat
 from .errors import InvalidStateError, InvalidValueError
 from .live import LiveHistory, clean_json
@@ -145,7 +146,7 @@ class Run:
         return self._name
 
     @name.setter
-    def name(self, value: str | None) -> None:
+    def name(self, value: str) -> None:
         self._store.update_run(self.id, name=value)
         self._name = value
 
@@ -252,16 +253,19 @@ class Run:
         self._live.close()
         lines = self._live.lines
         history = self._store.blobs.put_bytes(b"\n".join(lines) + b"\n").digest if lines else None
-        payload: dict[str, Any] = {
-            "run_id": self.id,
-            "status": status,
-            "summary": summary,
-            "history": history,
-            "chunks": self._live.chunks,
-        }
+        config = None
         if self._config_dirty:
-            payload["config"] = check_json(clean_json(dict(self._config)), "config")
-        self._store._commit("run_finished", payload)
+            config = check_json(clean_json(dict(self._config)), "config")
+        self._store._commit(
+            RunFinished(
+                run_id=self.id,
+                status=status,
+                summary=summary,
+                history=history,
+                chunks=self._live.chunks,
+                config=config,
+            )
+        )
         self._status = status
         self._history_digest = history
         self._chunks = self._live.chunks
@@ -330,17 +334,16 @@ def close_run(store: Store, run_id: str, status: str = "crashed", *, force: bool
     if rows:
         data = b"\n".join(canonical_json(r) for r in rows) + b"\n"
         history = store.blobs.put_bytes(data).digest
-    payload: dict[str, Any] = {
-        "run_id": run_id,
-        "status": status,
-        "summary": chunks[-1].summary if chunks else dict(run._summary),
-        "history": history,
-        "chunks": len(chunks),
-    }
-    config = next((c.config for c in reversed(chunks) if c.config is not None), None)
-    if config is not None:
-        payload["config"] = config
-    store._commit("run_finished", payload)
+    store._commit(
+        RunFinished(
+            run_id=run_id,
+            status=status,
+            summary=chunks[-1].summary if chunks else dict(run._summary),
+            history=history,
+            chunks=len(chunks),
+            config=next((c.config for c in reversed(chunks) if c.config is not None), None),
+        )
+    )
     return store.run(run_id)
 
 
