@@ -142,7 +142,9 @@ class DownloadCache:
         entries = []
         for digest, size, used in self._entries():
             entries.append(CacheEntry(digest, size, used, self._in_use(digest)))
-        return CacheInfo(str(self.path), self.max_size, sum(e.size for e in entries), tuple(entries))
+        return CacheInfo(
+            str(self.path), self.max_size, sum(e.size for e in entries), tuple(entries)
+        )
 
     def _entries(self) -> list[tuple[str, int, float]]:
         out = []
@@ -230,6 +232,16 @@ class DownloadCache:
                 if _HELD.get(digest) != fd:
                     os.close(fd)
                 raise
+
+    def release(self, digest: str) -> None:
+        """Tell the cache this process no longer reads the folder of ``digest`` (it may be evicted).
+
+        Long-running processes that download many versions call this when done with one; otherwise
+        every folder a process got stays in use until it exits."""
+        with _HELD_LOCK:
+            fd = _HELD.pop(digest, None)
+            if fd is not None:
+                os.close(fd)
 
     def _build(self, version: ArtifactVersion, callback: Callback | None) -> None:
         digest = version.digest
@@ -366,7 +378,9 @@ def checkout(
         return target
     if link:
         todo = _link_all(version, todo, callback)
-    if todo:  # each file through a temp file, renamed over whatever (even a read-only link) was there
+    if (
+        todo
+    ):  # each file through a temp file, renamed over whatever (even a read-only link) was there
         version._store.blobs.get_files([(f.digest, out) for f, out in todo], callback=callback)
     return target
 
