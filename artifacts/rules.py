@@ -21,6 +21,7 @@ from .errors import (
 )
 from .manifest import Manifest
 from .names import check_alias, check_name
+from .runkeys import record_keys
 
 __all__ = ["Rules", "run_node", "version_node"]
 
@@ -69,10 +70,17 @@ class Rules:
     def _apply_run_started(self, c: sqlite3.Connection, seq: int, e: dict, user: str) -> None:
         r = e["run"]
         check_name(r["project"], "project name")
+        tags = r.get("tags")
+        if tags is not None and (
+            not isinstance(tags, list) or not all(isinstance(t, str) and t for t in tags)
+        ):
+            raise ValueError("run tags must be a list of non-empty strings")
         if c.execute("SELECT 1 FROM runs WHERE id=?", (r["id"],)).fetchone():
             raise InvalidStateError(f"run {r['id']} already exists")
         c.execute(
-            "INSERT INTO runs VALUES (?,?,?,?,?,?,?,'running',?,'{}',NULL,?,?,?,?,NULL,?)",
+            "INSERT INTO runs (id, project, name, group_, job_type, user, host, status, config,"
+            " summary, history, command, git, env, started_at, finished_at, seq, tags)"
+            " VALUES (?,?,?,?,?,?,?,'running',?,'{}',NULL,?,?,?,?,NULL,?,?)",
             (
                 r["id"],
                 r["project"],
@@ -87,8 +95,10 @@ class Rules:
                 _j(r.get("env") or {}),
                 e["ts"],
                 seq,
+                _j(tags) if tags else None,
             ),
         )
+        record_keys(c, "config", r.get("config") or {})
 
     def _running(self, c: sqlite3.Connection, run_id: str, user: str) -> sqlite3.Row:
         row = c.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
@@ -108,6 +118,7 @@ class Rules:
             "UPDATE runs SET status=?, summary=?, history=?, finished_at=? WHERE id=?",
             (e["status"], _j(e.get("summary") or {}), e.get("history"), e["ts"], e["run_id"]),
         )
+        record_keys(c, "summary", e.get("summary") or {})
 
     def _apply_version_logged(self, c: sqlite3.Connection, seq: int, e: dict, user: str) -> None:
         name, typ = check_name(e["name"]), check_name(e["type"], "artifact type")

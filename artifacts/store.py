@@ -10,7 +10,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +37,16 @@ from .manifest import FileEntry, Manifest, canonical_json
 from .names import check_alias, check_name, parse_ref
 from .rules import run_node, version_node
 from .run import Run, environment
+from .runkeys import RunField, run_fields
+from .runquery import (
+    ComputeUsage,
+    RunGroup,
+    RunPage,
+    compute,
+    run_groups,
+    select_runs,
+    select_versions,
+)
 from .version import ArtifactVersion
 
 __all__ = ["ArtifactSummary", "Store", "open_store"]
@@ -204,9 +214,15 @@ class Store:
         name: str | None = None,
         group: str | None = None,
         job_type: str | None = None,
+        tags: Iterable[str] = (),
     ) -> Run:
         """Start a run; use it as a context manager so it finishes (or fails) with the block."""
         check_name(project, "project name")
+        if isinstance(tags, str):
+            tags = [tags]
+        tags = list(tags)
+        if not all(isinstance(t, str) and t and len(t) <= 128 for t in tags):
+            raise InvalidValueError("tags must be non-empty strings of at most 128 chars")
         for label, value in (("run name", name), ("group", group), ("job_type", job_type)):
             if value is not None and (not isinstance(value, str) or not value or len(value) > 128):
                 raise InvalidValueError(f"{label} must be a non-empty string of at most 128 chars")
@@ -223,6 +239,7 @@ class Store:
                     "group": group,
                     "job_type": job_type,
                     "config": cfg,
+                    **({"tags": sorted(set(tags))} if tags else {}),
                     **env,
                 }
             },
@@ -233,9 +250,58 @@ class Store:
         self.sync()
         return Run(self, self.index.run(run_id))
 
-    def runs(self, project: str | None = None) -> list[Run]:
+    def runs(
+        self,
+        project: str | None = None,
+        *,
+        where: str | None = None,
+        order_by: Sequence[str] | str | None = None,
+        limit: int | None = None,
+        after: str | None = None,
+    ) -> RunPage:
+        """Runs matching the query ``where`` (see the README's query language), oldest first unless
+        ``order_by`` says otherwise (``["-summary.val_acc", "started_at"]``). With ``limit``, the
+        result's ``next_cursor`` passed as ``after`` gives the next page (keyset pagination)."""
         self.sync()
-        return [Run(self, r) for r in self.index.runs(project)]
+        with self._lock:
+            rows, cursor = select_runs(
+                self.index._conn, project=project, where=where, order_by=order_by, limit=limit, after=after
+            )
+        return RunPage([Run(self, r) for r in rows], next_cursor=cursor)
+
+    def run_groups(
+        self,
+        by: Sequence[str] | str = ("group", "job_type"),
+        *,
+        where: str | None = None,
+        metrics: Iterable[str] = (),
+        project: str | None = None,
+    ) -> list[RunGroup]:
+        """Run counts per distinct ``by`` value, with min/mean/max of each metric (``summary.<key>``)."""
+        self.sync()
+        with self._lock:
+            return run_groups(self.index._conn, by=by, where=where, metrics=metrics, project=project)
+
+    def run_fields(self) -> list[RunField]:
+        """Every ``config.<key>`` / ``summary.<key>`` some run has, with the JSON types seen (columns
+        to offer, keys to complete)."""
+        self.sync()
+        with self._lock:
+            return run_fields(self.index._conn)
+
+    def compute(
+        self,
+        by: str = "user",
+        *,
+        where: str | None = None,
+        since: Any = None,
+        until: Any = None,
+    ) -> list[ComputeUsage]:
+        """Runs, wall-clock hours and GPU-hours per ``by`` value (user, project, group, job_type, ...)
+        within [since, until); runs still open count to their last heartbeat (or now), as estimates."""
+        self.sync()
+        with self._lock:
+            return compute(self.index._conn, by=by, where=where, since=since, until=until)
 
     def _run_from_row(self, row: Any) -> Run:
         return Run(self, row)
@@ -354,12 +420,16 @@ class Store:
     def _version(self, name: str, version: int) -> ArtifactVersion:
         return ArtifactVersion.from_row(self, self.index.resolve(name, version))
 
-    def versions(self, name: str) -> list[ArtifactVersion]:
-        check_name(name)
+    def versions(self, name: str | None, *, where: str | None = None) -> list[ArtifactVersion]:
+        """The live versions of ``name`` (of every artifact when None), oldest first, optionally
+        filtered by a query over version fields and ``metadata.<key>``."""
+        if name is not None:
+            check_name(name)
         self.sync()
-        rows = self.index.versions(name)
-        if not rows and not self.index.exists(name):
+        if name is not None and not self.index.exists(name):
             raise NotFoundError(f"no artifact named {name!r}")
+        with self._lock:
+            rows = select_versions(self.index._conn, name, where)
         return [ArtifactVersion.from_row(self, r) for r in rows]
 
     def artifacts(self) -> list[ArtifactSummary]:
