@@ -256,3 +256,82 @@ def history(c: CliContext, run_id: str, keys: tuple[str, ...], as_csv: bool, as_
         table(
             ["STEP", *wanted], [[cell(row.get(k)) for k in cols] for row in rows], right=("STEP",)
         )
+
+
+@main.command()
+@click.argument("run_ids", nargs=-1, required=True, metavar="RUN RUN...")
+@click.option("--all", "show_all", is_flag=True, help="Also list the config keys all runs share.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def compare(c: CliContext, run_ids: tuple[str, ...], show_all: bool, as_json: bool) -> None:
+    """Runs side by side: the config keys that differ, every summary metric, and differing inputs."""
+    if len(run_ids) < 2:
+        raise CliError("compare needs at least two runs")
+    cmp = c.store().compare_runs(list(run_ids))
+    if as_json:
+        print_json(cmp.to_dict())
+        return
+    rows: list[list[str]] = []
+
+    def section(title: str, items: dict[str, list[Any]]) -> None:
+        rows.append([title] + [""] * len(cmp.runs))
+        rows.extend([f"  {k}", *(cell(v) for v in vals)] for k, vals in items.items())
+
+    section(
+        f"config ({len(cmp.config)} differ)" if cmp.config else "config: no differences", cmp.config
+    )
+    if show_all:
+        section("config (shared)", {k: [v] * len(cmp.runs) for k, v in cmp.same_config.items()})
+    section("summary", cmp.summary)
+    section("inputs (differ)" if cmp.different_inputs else "inputs: the same", cmp.different_inputs)
+    table(["", *cmp.runs], rows)
+    if cmp.same_config and not show_all:
+        out(f"({len(cmp.same_config)} config keys are the same in every run; --all lists them)")
+
+
+@main.command()
+@click.argument("ref_a", metavar="REF")
+@click.argument("ref_b", metavar="REF")
+@click.option(
+    "--no-values", is_flag=True, help="Do not load changed tensors to measure max |diff|."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def diff(c: CliContext, ref_a: str, ref_b: str, no_values: bool, as_json: bool) -> None:
+    """What changed between two versions: files and tensors added (+), removed (-), changed (~).
+
+    For checkpoints each changed tensor shows dtype and shape, and max |b - a| when both load (with
+    torch installed); bytes shared and new say what storing the second version cost.
+    """
+    from .cliutil import format_size
+
+    store = c.store()
+    d = store.diff(ref_a, ref_b)
+    if not no_values and any(ch.is_tensor for ch in d.changed):
+        try:
+            from .torch import tensor_differences
+        except ImportError:  # torch not installed: the manifest part is still right
+            pass
+        else:
+            d = tensor_differences(store.artifact(d.a), store.artifact(d.b), d)
+    if as_json:
+        print_json(d.to_dict())
+        return
+    out(
+        f"{d.a} -> {d.b}: {len(d.changed)} changed, {len(d.added)} added, {len(d.removed)} removed, "
+        f"{d.unchanged} unchanged; {format_size(d.bytes_shared)} shared, {format_size(d.bytes_new)} new"
+    )
+
+    def what(ch: Any, side: str) -> str:
+        dtype, shape, size = (getattr(ch, f"{k}_{side}") for k in ("dtype", "shape", "size"))
+        return f"{dtype} {shape}" if dtype else format_size(size)
+
+    rows = [["-", ch.path, what(ch, "a"), ""] for ch in d.removed]
+    rows += [["+", ch.path, "", what(ch, "b")] for ch in d.added]
+    for ch in d.changed:
+        note = what(ch, "b") if what(ch, "a") != what(ch, "b") else "same shape"
+        if ch.max_abs_diff is not None:
+            note += f", max |diff| {ch.max_abs_diff:.6g}"
+        rows.append(["~", ch.path, what(ch, "a"), note])
+    if rows:
+        table(["", "PATH", "A", "B"], sorted(rows, key=lambda r: r[1]), indent="  ")

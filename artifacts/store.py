@@ -21,6 +21,7 @@ from storage import BlobStore, Root, StatCache, default_cache_dir, hash_bytes, o
 from storage.blobs import Relay
 
 from .artifact import Artifact, check_json
+from .compare import RunComparison, VersionDiff, compare_runs, diff_versions
 from .errors import (
     ConflictError,
     IntegrityError,
@@ -471,6 +472,17 @@ class Store:
             raise InvalidNameError(f"delete_version needs a version, e.g. {r.name}:v0, not {ref!r}")
         v = self.artifact(ref)
         self._commit("version_deleted", {"name": v.name, "version": v.version})
+
+    def compare_runs(self, ids: Sequence[str]) -> RunComparison:
+        """Runs side by side (ids or unique prefixes): config keys that differ, summaries, inputs."""
+        if isinstance(ids, str):
+            raise InvalidValueError("compare_runs takes a list of run ids")
+        return compare_runs([self.run(i) for i in ids])
+
+    def diff(self, a: str, b: str) -> VersionDiff:
+        """Files (tensors) added, removed and changed from version ``a`` to ``b``, and the bytes they
+        share; `artifacts.torch.tensor_differences` adds max |b - a| per changed tensor."""
+        return diff_versions(self.artifact(a), self.artifact(b))
 
     # -- lineage ---------------------------------------------------------------------------------
     def lineage(self, ref: str, direction: str = "upstream", depth: int | None = None) -> Lineage:
