@@ -21,7 +21,7 @@ from typing import Any
 
 import click
 
-from . import __version__
+from . import __version__, cli_query
 from .artifact import Artifact
 from .cliutil import (
     CliContext,
@@ -665,7 +665,7 @@ def reindex(c: CliContext) -> None:
     )
 
 
-from . import cli_query  # noqa: E402,F401  (registers runs, compute, history, compare, diff)
+cli_query.register(main)  # runs, compute, history, compare, diff
 
 if __name__ == "__main__":
     main(prog_name="artifacts")

@@ -8,7 +8,7 @@
     artifacts diff gru:v3 gru:v4
 
 They call the same engine as `Store.runs / run_groups / compute / compare_runs / diff` (registered on
-the main group by `artifacts.cli`).
+the main group by `artifacts.cli` through `register`).
 """
 
 from __future__ import annotations
@@ -21,11 +21,12 @@ from typing import Any
 
 import click
 
-from .cli import main, pass_ctx
 from .cliutil import CliContext, CliError, out, print_json, run_dict, table, when
 from .run import Run
 
-__all__ = ["cell", "run_value"]
+__all__ = ["cell", "register", "run_value"]
+
+pass_ctx = click.make_pass_decorator(CliContext)
 
 _DEFAULT_COLUMNS = ("id", "project", "group", "job_type", "name", "status", "user", "started_at")
 _HEADERS = {"job_type": "JOB", "started_at": "STARTED", "finished_at": "FINISHED"}
@@ -89,7 +90,7 @@ def _header(field: str) -> str:
     return _HEADERS.get(field, field.upper() if "." not in field else field)
 
 
-@main.command("runs")
+@click.command("runs")
 @click.option("-p", "--project", help="Only runs of this project.")
 @click.option(
     "-w",
@@ -175,7 +176,7 @@ def runs(
         click.echo(f"more runs follow: add --after {page.next_cursor}", err=True)
 
 
-@main.command()
+@click.command()
 @click.option(
     "--by",
     default="user",
@@ -219,7 +220,7 @@ def compute(
         out("~ includes runs still open, counted to their last heartbeat (or now)")
 
 
-@main.command()
+@click.command()
 @click.argument("run_id", metavar="RUN")
 @click.option(
     "-k",
@@ -258,7 +259,7 @@ def history(c: CliContext, run_id: str, keys: tuple[str, ...], as_csv: bool, as_
         )
 
 
-@main.command()
+@click.command()
 @click.argument("run_ids", nargs=-1, required=True, metavar="RUN RUN...")
 @click.option("--all", "show_all", is_flag=True, help="Also list the config keys all runs share.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -289,7 +290,7 @@ def compare(c: CliContext, run_ids: tuple[str, ...], show_all: bool, as_json: bo
         out(f"({len(cmp.same_config)} config keys are the same in every run; --all lists them)")
 
 
-@main.command()
+@click.command()
 @click.argument("ref_a", metavar="REF")
 @click.argument("ref_b", metavar="REF")
 @click.option(
@@ -335,3 +336,9 @@ def diff(c: CliContext, ref_a: str, ref_b: str, no_values: bool, as_json: bool) 
         rows.append(["~", ch.path, what(ch, "a"), note])
     if rows:
         table(["", "PATH", "A", "B"], sorted(rows, key=lambda r: r[1]), indent="  ")
+
+
+def register(group: click.Group) -> None:
+    """Add these commands to the `artifacts` group (called once by `artifacts.cli`)."""
+    for command in (runs, compute, history, compare, diff):
+        group.add_command(command)

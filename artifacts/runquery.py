@@ -220,6 +220,9 @@ def run_groups(
     sql = (
         f"SELECT {gs}, COUNT(*) AS n{aggs} FROM (SELECT {', '.join(inner)} FROM runs"
         + (f" WHERE {' AND '.join(conds)}" if conds else "")
+        # LIMIT -1 keeps the subquery from being flattened into the aggregate, which would evaluate
+        # each metric's JSON extraction once per aggregate (4x) instead of once per run
+        + (" LIMIT -1" if metrics else "")
         + f") GROUP BY {gs} ORDER BY {gs}"
     )
     out = []

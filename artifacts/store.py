@@ -432,13 +432,12 @@ class Store:
     def _version(self, name: str, version: int) -> ArtifactVersion:
         return ArtifactVersion.from_row(self, self.index.resolve(name, version))
 
-    def versions(self, name: str | None, *, where: str | None = None) -> list[ArtifactVersion]:
-        """The live versions of ``name`` (of every artifact when None), oldest first, optionally
-        filtered by a query over version fields and ``metadata.<key>``."""
-        if name is not None:
-            check_name(name)
+    def versions(self, name: str, *, where: str | None = None) -> list[ArtifactVersion]:
+        """The live versions of ``name``, oldest first, optionally filtered by a query over version
+        fields and ``metadata.<key>`` (``where='metadata.epoch >= 3 and aliases = "best"'``)."""
+        check_name(name)
         self.sync()
-        if name is not None and not self.index.exists(name):
+        if not self.index.exists(name):
             raise NotFoundError(f"no artifact named {name!r}")
         with self._lock:
             rows = select_versions(self.index._conn, name, where)

@@ -246,7 +246,7 @@ def test_versions_where(backend: Any) -> None:
         1,
         2,
     ]
-    assert [v.ref for v in store.versions(None, where='metadata.split = "test"')] == ["data:v0"]
+    assert [v.ref for v in store.versions("data", where='metadata.split = "test"')] == ["data:v0"]
     with pytest.raises(QueryError, match="unknown field 'summary'"):
         store.versions("data", where="summary.acc > 1")
 
