@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _common import load_line, median_time  # noqa: E402
 
 import artifacts  # noqa: E402
-from artifacts.log import RawEntry  # noqa: E402
+from artifacts.catalog.log import RawEntry  # noqa: E402
 from artifacts.manifest import canonical_json  # noqa: E402
 
 GROUPS = ["baseline", "wide", "deep", "small"] + [f"sweep-{i}" for i in range(46)]

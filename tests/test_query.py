@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import artifacts
+from artifacts.catalog.index import Index
+from artifacts.catalog.log import RawEntry
 from artifacts.errors import AmbiguousError, NotFoundError, QueryError
-from artifacts.index import Index
-from artifacts.log import RawEntry
 from artifacts.manifest import canonical_json
 from artifacts.query import And, Compare, Has, In, Match, Node, Not, Or, parse
 from artifacts.querysql import parse_date

@@ -1,0 +1,463 @@
+"""The index: a local SQLite replay of the commit log, for fast queries. Deleting it loses nothing.
+
+Entries are applied in order, one transaction per sync; several processes may share one index. The rules
+that decide what an entry does (or why it is refused) are in `artifacts.catalog.rules`; an entry that breaks one
+is recorded as rejected with its sequence number and the reason, and has no effect.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from storage.statcache import init_lock
+
+from ..errors import ArtifactsError, NotFoundError
+from ..runquery import resolve_run_id
+from .entries import Entry, decode
+from .log import RawEntry
+from .rules import Applied, Rules, run_node
+
+__all__ = ["INDEX_FORMAT", "Index", "IndexMoved"]
+
+#: 4: entries are decoded with full field validation (an index built before may hold entries that
+#: are now rejected, so it is rebuilt from the log) and meta keeps the store's total size.
+#: 5: runs.tags, the query engine's indexes and the run_keys table (artifacts.runquery).
+INDEX_FORMAT = 5
+
+
+class IndexMoved(Exception):
+    """Internal to the commit loop: another process applied entries while a change was validated."""
+
+
+class Index(Rules):
+    def __init__(self, path: str | os.PathLike[str], *, store_id: str, admins: list[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.store_id = store_id
+        # one process at a time creates (or rebuilds) the file: concurrent first opens would otherwise
+        # delete each other's half-made index ("disk I/O error") or race on WAL ("database is locked")
+        with init_lock(self.path):
+            try:
+                self._conn = self._connect()
+                fmt = self._format()
+            except sqlite3.DatabaseError:  # "file is not a database": a damaged cache, rebuilt
+                fmt = None
+            if fmt != INDEX_FORMAT:
+                with contextlib.suppress(AttributeError):
+                    self._conn.close()
+                for suffix in ("", "-wal", "-shm"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(f"{self.path}{suffix}")
+                self._conn = self._connect()
+            self._create_schema(admins)
+
+    # -- setup -----------------------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.row_factory = sqlite3.Row
+        return conn
+
+    def _format(self) -> int | None:
+        try:
+            row = self._conn.execute("SELECT value FROM meta WHERE key='format'").fetchone()
+        except sqlite3.DatabaseError:  # no meta table yet, or not a database at all: rebuild
+            return None
+        return int(row[0]) if row else None
+
+    def _create_schema(self, admins: list[str]) -> None:
+        db = sqlite_utils.Database(self._conn)
+        with self.transaction() as c:
+            if "meta" in db.table_names():
+                return
+            db["meta"].create({"key": str, "value": str}, pk="key")
+            db["runs"].create(
+                {
+                    "id": str,
+                    "project": str,
+                    "name": str,
+                    "group_": str,
+                    "job_type": str,
+                    "user": str,
+                    "host": str,
+                    "status": str,
+                    "config": str,
+                    "summary": str,
+                    "history": str,
+                    "command": str,
+                    "git": str,
+                    "env": str,
+                    "started_at": str,
+                    "finished_at": str,
+                    "seq": int,
+                    "tags": str,
+                },
+                pk="id",
+            )
+            # the query engine's fixed fields (artifacts.runquery): filters, orders and group-bys
+            db["runs"].create_index(["seq"], unique=True)
+            for cols in (["project", "seq"], ["group_", "job_type"], ["job_type"], ["user"]):
+                db["runs"].create_index(cols)
+            db["runs"].create_index(["status"])
+            db["runs"].create_index(["started_at"])
+            # every (config|summary, key path, JSON type) seen: type checks in queries, column pickers
+            db["run_keys"].create({"source": str, "path": str, "type": str}, pk=("source", "path", "type"))
+            db["artifacts"].create({"name": str, "type": str, "next_version": int}, pk="name")
+            db["versions"].create(
+                {
+                    "id": int,
+                    "name": str,
+                    "version": int,
+                    "node": str,
+                    "type": str,
+                    "digest": str,
+                    "size": int,
+                    "metadata": str,
+                    "description": str,
+                    "user": str,
+                    "created_at": str,
+                    "run_id": str,
+                    "deleted": int,
+                    "seq": int,
+                },
+                pk="id",
+            )
+            db["versions"].create_index(["name", "version"], unique=True)
+            db["versions"].create_index(["node"], unique=True)
+            db["versions"].create_index(["user", "deleted"])
+            db["files"].create(
+                {"version_id": int, "path": str, "digest": str, "size": int, "meta": str},
+                pk=("version_id", "path"),
+            )
+            db["files"].create_index(["digest"])
+            db["aliases"].create({"name": str, "alias": str, "version": int}, pk=("name", "alias"))
+            db["edges"].create(
+                {"src": str, "dst": str, "kind": str, "seq": int}, pk=("src", "dst", "kind")
+            )
+            db["edges"].create_index(["dst"])
+            db["quotas"].create({"user": str, "bytes": int}, pk="user")
+            db["admins"].create({"user": str}, pk="user")
+            db["rejected"].create({"seq": int, "reason": str}, pk="seq")
+            c.executemany(
+                "INSERT INTO meta VALUES (?, ?)",
+                [
+                    ("format", str(INDEX_FORMAT)),
+                    ("last_seq", "0"),
+                    ("store_id", self.store_id),
+                    ("total_size", "0"),
+                ],
+            )
+            c.executemany("INSERT OR IGNORE INTO admins VALUES (?)", [(a,) for a in admins])
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        c = self._conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            yield c
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        c.execute("COMMIT")
+
+    def close(self) -> None:
+        self._conn.close()
+
+    # -- applying the log ------------------------------------------------------------------------
+    @property
+    def last_seq(self) -> int:
+        return self._last_seq(self._conn)
+
+    @staticmethod
+    def _last_seq(c: sqlite3.Connection) -> int:
+        return int(c.execute("SELECT value FROM meta WHERE key='last_seq'").fetchone()[0])
+
+    def apply(self, entries: list[RawEntry]) -> list[tuple[int, str]]:
+        """Apply entries in order (skipping ones already applied); returns the (seq, reason) rejected."""
+        rejected = []
+        with self.transaction() as c:
+            last = self._last_seq(c)
+            for raw in entries:
+                if raw.seq <= last:
+                    continue
+                if raw.seq != last + 1:
+                    break  # a gap: the caller will fetch the missing entries next sync
+                c.execute("SAVEPOINT entry")
+                try:
+                    self._apply_entry(c, decode(raw.seq, raw.data))
+                except (ArtifactsError, ValueError) as e:  # EntryError is a ValueError
+                    c.execute("ROLLBACK TO entry")
+                    reason = str(e)
+                    c.execute("INSERT OR REPLACE INTO rejected VALUES (?, ?)", (raw.seq, reason))
+                    rejected.append((raw.seq, reason))
+                c.execute("RELEASE entry")
+                last = raw.seq
+            c.execute("UPDATE meta SET value=? WHERE key='last_seq'", (str(last),))
+        return rejected
+
+    def check(self, entry: Entry) -> Applied:
+        """Validate ``entry`` as if it were committed next, at ``entry.seq``; raises the rule it breaks
+        (`IndexMoved` when the index is no longer at ``entry.seq - 1``). Returns what it would do."""
+        with contextlib.suppress(_Rollback), self.transaction() as c:
+            if self._last_seq(c) != entry.seq - 1:
+                raise IndexMoved(entry.seq)
+            applied = self._apply_entry(c, entry)
+            raise _Rollback
+        return applied
+
+    # -- queries ---------------------------------------------------------------------------------
+    def _latest(self, c: sqlite3.Connection, name: str) -> sqlite3.Row | None:
+        return c.execute(
+            "SELECT * FROM versions WHERE name=? AND deleted=0 ORDER BY version DESC LIMIT 1",
+            (name,),
+        ).fetchone()
+
+    def _version_row(self, c: sqlite3.Connection, name: str, version: int) -> sqlite3.Row:
+        row = c.execute(
+            "SELECT * FROM versions WHERE name=? AND version=?", (name, version)
+        ).fetchone()
+        if row is None:
+            art = c.execute("SELECT next_version FROM artifacts WHERE name=?", (name,)).fetchone()
+            why = (
+                f"no artifact named {name!r}"
+                if art is None
+                else f"{name} has versions v0..v{art[0] - 1}"
+            )
+            raise NotFoundError(f"{name}:v{version} not found: {why}")
+        if row["deleted"]:
+            raise NotFoundError(f"{name}:v{version} was deleted (log entry {row['deleted']})")
+        return row
+
+    def resolve(
+        self, name: str, version: int | None = None, alias: str | None = None
+    ) -> sqlite3.Row:
+        c = self._conn
+        if version is not None:
+            return self._version_row(c, name, version)
+        if alias is not None:
+            row = c.execute(
+                "SELECT version FROM aliases WHERE name=? AND alias=?", (name, alias)
+            ).fetchone()
+            if row is None:
+                known = self.exists(name)
+                raise NotFoundError(
+                    f"{name}:{alias} not found: "
+                    + (
+                        f"no version of {name!r} has alias {alias!r}"
+                        if known
+                        else f"no artifact named {name!r}"
+                    )
+                )
+            return self._version_row(c, name, row["version"])
+        row = self._latest(c, name)
+        if row is None:
+            raise NotFoundError(
+                f"{name} not found: "
+                + (
+                    "all its versions were deleted"
+                    if self.exists(name)
+                    else f"no artifact named {name!r}"
+                )
+            )
+        return row
+
+    def exists(self, name: str) -> bool:
+        return (
+            self._conn.execute("SELECT 1 FROM artifacts WHERE name=?", (name,)).fetchone()
+            is not None
+        )
+
+    def version_by_node(self, node: str) -> sqlite3.Row | None:
+        return self._conn.execute("SELECT * FROM versions WHERE node=?", (node,)).fetchone()
+
+    def versions(self, name: str, include_deleted: bool = False) -> list[sqlite3.Row]:
+        q = "SELECT * FROM versions WHERE name=?" + ("" if include_deleted else " AND deleted=0")
+        return self._conn.execute(q + " ORDER BY version", (name,)).fetchall()
+
+    def artifacts(self) -> list[sqlite3.Row]:
+        return self._conn.execute(
+            "SELECT a.name, a.type, COUNT(v.id) AS versions, COALESCE(SUM(v.size), 0) AS size,"
+            " MAX(v.created_at) AS updated_at FROM artifacts a LEFT JOIN versions v"
+            " ON v.name = a.name AND v.deleted = 0 GROUP BY a.name ORDER BY a.name"
+        ).fetchall()
+
+    def aliases(self, name: str, version: int) -> list[str]:
+        rows = self._conn.execute(
+            "SELECT alias FROM aliases WHERE name=? AND version=? ORDER BY alias", (name, version)
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def files(self, vid: int) -> list[sqlite3.Row]:
+        return self._conn.execute(
+            "SELECT * FROM files WHERE version_id=? ORDER BY path", (vid,)
+        ).fetchall()
+
+    def file(self, vid: int, path: str) -> sqlite3.Row | None:
+        return self._conn.execute(
+            "SELECT * FROM files WHERE version_id=? AND path=?", (vid, path)
+        ).fetchone()
+
+    def run(self, run_id: str) -> sqlite3.Row:
+        """A run by id, or by a unique prefix of its id (at least 4 characters, as git allows)."""
+        row = self._conn.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
+        if row is None:
+            full = resolve_run_id(self._conn, run_id)  # NotFoundError, or AmbiguousError listing them
+            row = self._conn.execute("SELECT * FROM runs WHERE id=?", (full,)).fetchone()
+        return row
+
+    def runs(self, project: str | None = None) -> list[sqlite3.Row]:
+        if project is None:
+            return self._conn.execute("SELECT * FROM runs ORDER BY seq").fetchall()
+        return self._conn.execute(
+            "SELECT * FROM runs WHERE project=? ORDER BY seq", (project,)
+        ).fetchall()
+
+    def run_versions(self, run_id: str, kind: str) -> list[sqlite3.Row]:
+        """Versions a run consumed (``kind='consumed'``) or produced, in log order."""
+        node = run_node(run_id)
+        if kind == "produced":
+            q = (
+                "SELECT v.* FROM edges e JOIN versions v ON v.node = e.dst "
+                "WHERE e.src=? AND e.kind='produced' ORDER BY e.seq"
+            )
+        else:
+            q = (
+                "SELECT v.* FROM edges e JOIN versions v ON v.node = e.src "
+                "WHERE e.dst=? AND e.kind='consumed' ORDER BY e.seq"
+            )
+        return self._conn.execute(q, (node,)).fetchall()
+
+    def version_runs(self, node: str, kind: str) -> list[sqlite3.Row]:
+        """Runs that produced (``kind='produced'``) or consumed a version, in log order."""
+        if kind == "produced":
+            q = (
+                "SELECT r.* FROM edges e JOIN runs r ON 'run/' || r.id = e.src "
+                "WHERE e.dst=? AND e.kind='produced' ORDER BY e.seq"
+            )
+        else:
+            q = (
+                "SELECT r.* FROM edges e JOIN runs r ON 'run/' || r.id = e.dst "
+                "WHERE e.src=? AND e.kind='consumed' ORDER BY e.seq"
+            )
+        return self._conn.execute(q, (node,)).fetchall()
+
+    def is_admin(self, user: str, c: sqlite3.Connection | None = None) -> bool:
+        c = c or self._conn
+        return c.execute("SELECT 1 FROM admins WHERE user=?", (user,)).fetchone() is not None
+
+    def admins(self) -> list[str]:
+        return [r[0] for r in self._conn.execute("SELECT user FROM admins ORDER BY user")]
+
+    def quota(self, user: str, c: sqlite3.Connection | None = None) -> int | None:
+        row = (c or self._conn).execute("SELECT bytes FROM quotas WHERE user=?", (user,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def usage(self, user: str, c: sqlite3.Connection | None = None) -> int:
+        """Total size of the distinct blobs referenced by the live versions ``user`` created."""
+        row = (
+            (c or self._conn)
+            .execute(
+                "SELECT COALESCE(SUM(size), 0) FROM (SELECT DISTINCT f.digest, f.size FROM files f"
+                " JOIN versions v ON v.id = f.version_id WHERE v.user=? AND v.deleted=0)",
+                (user,),
+            )
+            .fetchone()
+        )
+        return int(row[0])
+
+    def user_digests(self, user: str, digests: list[str]) -> set[str]:
+        """Which of ``digests`` already count toward ``user``'s usage."""
+        out: set[str] = set()
+        for i in range(0, len(digests), 500):
+            chunk = digests[i : i + 500]
+            q = (
+                "SELECT DISTINCT f.digest FROM files f JOIN versions v ON v.id = f.version_id"
+                f" WHERE v.user=? AND v.deleted=0 AND f.digest IN ({','.join('?' * len(chunk))})"
+            )
+            out.update(r[0] for r in self._conn.execute(q, (user, *chunk)))
+        return out
+
+    def live_digests(self) -> set[str]:
+        """Every blob a live version or a run refers to (gc's mark phase): files, manifests, histories."""
+        c = self._conn
+        out = {
+            r[0]
+            for r in c.execute(
+                "SELECT DISTINCT f.digest FROM files f JOIN versions v ON v.id = f.version_id"
+                " WHERE v.deleted=0"
+            )
+        }
+        out.update(r[0] for r in c.execute("SELECT digest FROM versions WHERE deleted=0"))
+        out.update(r[0] for r in c.execute("SELECT history FROM runs WHERE history IS NOT NULL"))
+        return out
+
+    def all_referenced(self) -> dict[str, str]:
+        """Every blob any entry refers to (live or not), mapped to a place that refers to it."""
+        c = self._conn
+        out: dict[str, str] = {}
+        for r in c.execute(
+            "SELECT f.digest, v.node, f.path FROM files f JOIN versions v"
+            " ON v.id = f.version_id WHERE v.deleted=0"
+        ):
+            out.setdefault(r[0], f"{r[1]}/{r[2]}")
+        for r in c.execute("SELECT digest, node FROM versions WHERE deleted=0"):
+            out.setdefault(r[0], f"manifest of {r[1]}")
+        for r in c.execute("SELECT history, id FROM runs WHERE history IS NOT NULL"):
+            out.setdefault(r[0], f"history of run {r[1]}")
+        return out
+
+    def rejected(self) -> list[tuple[int, str]]:
+        return [
+            (r[0], r[1])
+            for r in self._conn.execute("SELECT seq, reason FROM rejected ORDER BY seq")
+        ]
+
+    def lineage(
+        self, node: str, direction: str, depth: int | None
+    ) -> tuple[list[str], list[sqlite3.Row]]:
+        """Nodes reachable from ``node`` along data flow (recursive CTE), and the edges among them."""
+        steps = []
+        if direction in ("upstream", "both"):
+            steps.append(("src", "dst"))
+        if direction in ("downstream", "both"):
+            steps.append(("dst", "src"))
+        nodes: set[str] = {node}
+        for to, frm in steps:  # each direction separately: 'both' is ancestors plus descendants
+            if depth is None:  # UNION on the node alone terminates even on cycles
+                q = (
+                    f"WITH RECURSIVE walk(node) AS (SELECT ? UNION SELECT e.{to} FROM edges e"
+                    f" JOIN walk w ON e.{frm} = w.node) SELECT node FROM walk"
+                )
+                args: tuple[Any, ...] = (node,)
+            else:  # one level is run + version, so two edges
+                q = (
+                    f"WITH RECURSIVE walk(node, d) AS (SELECT ?, 0 UNION SELECT e.{to}, w.d + 1"
+                    f" FROM edges e JOIN walk w ON e.{frm} = w.node WHERE w.d < ?)"
+                    " SELECT DISTINCT node FROM walk"
+                )
+                args = (node, 2 * depth)
+            nodes.update(r[0] for r in self._conn.execute(q, args))
+        ordered = sorted(nodes)
+        edges: list[sqlite3.Row] = []
+        for i in range(0, len(ordered), 400):
+            chunk = ordered[i : i + 400]
+            marks = ",".join("?" * len(chunk))
+            edges.extend(
+                self._conn.execute(
+                    f"SELECT * FROM edges WHERE src IN ({marks}) ORDER BY seq", chunk
+                )
+            )
+        keep = set(ordered)
+        return ordered, [e for e in edges if e["dst"] in keep]
+
+
+class _Rollback(Exception):
+    pass
