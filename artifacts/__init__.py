@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from .artifact import Artifact
 from .errors import (
+    AmbiguousError,
     ArtifactsError,
     BackendError,
     ConflictError,
@@ -27,12 +28,15 @@ from .errors import (
     InvalidValueError,
     NotFoundError,
     PermissionDeniedError,
+    QueryError,
     QuotaExceededError,
 )
 from .lineage import Lineage, LineageEdge, LineageNode
 from .maintenance import GcReport, VerifyReport
 from .manifest import FileEntry
 from .run import Run
+from .runkeys import RunField
+from .runquery import ComputeUsage, MetricStats, RunGroup, RunPage
 from .store import ArtifactSummary, Store, open_store
 from .version import ArtifactVersion
 from .wandb_api import (
@@ -55,11 +59,13 @@ globals()["run"] = None
 __version__ = "0.1.0"
 
 __all__ = [
+    "AmbiguousError",
     "Artifact",
     "ArtifactSummary",
     "ArtifactVersion",
     "ArtifactsError",
     "BackendError",
+    "ComputeUsage",
     "ConflictError",
     "FileEntry",
     "GcReport",
@@ -72,10 +78,15 @@ __all__ = [
     "Lineage",
     "LineageEdge",
     "LineageNode",
+    "MetricStats",
     "NotFoundError",
     "PermissionDeniedError",
+    "QueryError",
     "QuotaExceededError",
     "Run",
+    "RunField",
+    "RunGroup",
+    "RunPage",
     "Store",
     "VerifyReport",
     "config",

@@ -151,8 +151,8 @@ class Run:
         self._name = value
 
     @property
-    def tags(self) -> tuple[str, ...]:
-        return self._tags
+    def tags(self) -> list[str]:
+        return list(self._tags)
 
     @tags.setter
     def tags(self, value: Iterable[str]) -> None:
@@ -355,12 +355,35 @@ def environment() -> dict[str, Any]:
     for pkg in _PACKAGES:
         with contextlib.suppress(metadata.PackageNotFoundError):
             versions[pkg] = metadata.version(pkg)
+    env: dict[str, Any] = {
+        "versions": versions,
+        "platform": platform.platform(),
+        "cwd": os.getcwd(),
+    }
+    cuda = _cuda_devices()
+    if cuda is not None:
+        env["cuda"] = cuda
     return {
         "host": socket.gethostname(),
         "command": [sys.executable, *sys.argv],
         "git": _git_commit(),
-        "env": {"versions": versions, "platform": platform.platform(), "cwd": os.getcwd()},
+        "env": env,
     }
+
+
+def _cuda_devices() -> dict[str, Any] | None:
+    """CUDA devices visible to the run (for GPU-hours), only when the script already imported torch:
+    importing it here would cost seconds and initialise CUDA in processes that never use it."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return None
+    try:
+        if not torch.cuda.is_available():
+            return {"count": 0, "names": []}
+        n = torch.cuda.device_count()
+        return {"count": n, "names": [torch.cuda.get_device_name(i) for i in range(n)]}
+    except Exception:  # a broken driver must not stop a run from starting
+        return None
 
 
 def _git_commit() -> str | None:

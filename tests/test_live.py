@@ -122,12 +122,12 @@ def test_tags_notes_and_rename_are_in_the_log(backend: Backend) -> None:
     with store.start_run(project="p", name="first", tags=["a", "b"], notes="try 1") as run:
         run.tags = [*run.tags, "c"]
     rec = open_(backend).run(run.id)
-    assert (rec.tags, rec.notes, rec.name) == (("a", "b", "c"), "try 1", "first")
+    assert (rec.tags, rec.notes, rec.name) == (["a", "b", "c"], "try 1", "first")
     rec.name, rec.notes = "renamed", "it worked"
     store.update_run(run.id, tags=["final"])
     store.reindex()  # everything comes back from the log
     again = store.run(run.id)
-    assert (again.tags, again.notes, again.name) == (("final",), "it worked", "renamed")
+    assert (again.tags, again.notes, again.name) == (["final"], "it worked", "renamed")
     for bad in ({"tags": "a"}, {"tags": [""]}, {"tags": [1]}, {"notes": 3}, {"name": ""}):
         with pytest.raises(artifacts.InvalidValueError):
             store.update_run(run.id, **bad)  # type: ignore[arg-type]
@@ -232,7 +232,7 @@ def test_old_index_is_rebuilt_with_the_new_columns(local_backend: Backend) -> No
         db.execute("ALTER TABLE runs DROP COLUMN chunks")
         db.execute("UPDATE meta SET value='3' WHERE key='format'")
     again = open_(local_backend).run(run.id)
-    assert again.tags == ("t",) and again.history() == [{"x": 1, "_step": 0}]
+    assert again.tags == ["t"] and again.history() == [{"x": 1, "_step": 0}]
 
 
 # -- the module-level W&B API ------------------------------------------------------------------------
@@ -271,7 +271,7 @@ def test_module_api_mirrors_wandb(local_backend: Backend, tmp_path: Path) -> Non
     assert artifacts.run is None
     store = open_(local_backend)
     first = store.run(run.id)
-    assert first.status == "finished" and first.tags == ("w",) and first.notes == "n"
+    assert first.status == "finished" and first.tags == ["w"] and first.notes == "n"
     assert first.config == {"learning_rate": 0.01, "epochs": 2}
     assert first.history() == [{"loss": 1.0, "acc": 0.5, "_step": 0}]
     assert first.summary["best"] == 0.5 and [o.ref for o in first.outputs()] == [v.ref]
@@ -361,7 +361,7 @@ def test_wandb_training_script_runs_unchanged(local_backend: Backend, tmp_path: 
     store = open_(local_backend)
     run = store.run(out.stdout.split()[-1])
     assert run.status == "finished" and run.job_type == "train"
-    assert run.tags == ("gru", "wandb-port") and run.config["learning_rate"] == 2e-3
+    assert run.tags == ["gru", "wandb-port"] and run.config["learning_rate"] == 2e-3
     history = run.history()
     assert [h["_step"] for h in history] == [0, 1]
     for h in history:  # train_loss and val_* logged in two calls land on one step

@@ -21,6 +21,7 @@ from ..errors import (
     PermissionDeniedError,
     QuotaExceededError,
 )
+from ..runkeys import record_keys
 from .entries import (
     INT64_MAX,
     AdminAdded,
@@ -90,32 +91,29 @@ class Rules:
     def _apply_run_started(self, c: sqlite3.Connection, e: RunStarted) -> None:
         if c.execute("SELECT 1 FROM runs WHERE id=?", (e.id,)).fetchone():
             raise InvalidStateError(f"run {e.id} already exists")
-        row = {
-            "id": e.id,
-            "project": e.project,
-            "name": e.name,
-            "group_": e.group,
-            "job_type": e.job_type,
-            "user": e.user,
-            "host": e.host,
-            "status": "running",
-            "config": _j(e.config),
-            "summary": "{}",
-            "history": None,
-            "command": _j(list(e.command) if e.command is not None else None),
-            "git": e.git,
-            "env": _j(e.env),
-            "started_at": e.ts,
-            "finished_at": None,
-            "seq": e.seq,
-            "tags": _j(list(e.tags)),
-            "notes": e.notes,
-            "chunks": None,
-        }
-        cols = ", ".join(f'"{k}"' for k in row)
         c.execute(
-            f"INSERT INTO runs ({cols}) VALUES ({', '.join('?' * len(row))})", list(row.values())
+            "INSERT INTO runs (id, project, name, group_, job_type, user, host, status, config,"
+            " summary, history, command, git, env, started_at, finished_at, seq, tags, notes)"
+            " VALUES (?,?,?,?,?,?,?,'running',?,'{}',NULL,?,?,?,?,NULL,?,?,?)",
+            (
+                e.id,
+                e.project,
+                e.name,
+                e.group,
+                e.job_type,
+                e.user,
+                e.host,
+                _j(e.config),
+                _j(list(e.command) if e.command is not None else None),
+                e.git,
+                _j(e.env),
+                e.ts,
+                e.seq,
+                _j(list(e.tags)) if e.tags else None,
+                e.notes,
+            ),
         )
+        record_keys(c, "config", e.config)
 
     def _run_row(self, c: sqlite3.Connection, run_id: str) -> sqlite3.Row:
         row = c.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
@@ -154,6 +152,7 @@ class Rules:
                 e.run_id,
             ),
         )
+        record_keys(c, "summary", e.summary)
 
     def _apply_run_updated(self, c: sqlite3.Connection, e: RunUpdated) -> None:
         row = self._run_row(c, e.run_id)
