@@ -239,19 +239,27 @@ def _log_problems(
         unapplied, "log entry {} is not applied (it follows a gap)", "log entries not applied"
     )
     if reparse:
-        todo = [s for s in sorted(paths) if s not in rejected and s <= applied]
+        every = [s for s in sorted(paths) if s <= applied]
+        todo = [s for s in every if s not in rejected]
         got: dict[str, bytes] = {}
-        for i in range(0, len(todo), 1000):
-            got.update(store.root.read_many([log_path(s) for s in todo[i : i + 1000]]))
+        for i in range(0, len(every), 1000):
+            got.update(store.root.read_many([log_path(s) for s in every[i : i + 1000]]))
         for seq in todo:
             data = got.get(log_path(seq))
             if data is None:
                 problems.append(f"log entry {seq} disappeared while verifying")
                 continue
             try:
-                decode(seq, data)
+                entry = decode(seq, data)
             except EntryError as e:  # changed after it was applied (bit rot, a hand edit)
                 problems.append(f"log entry {seq} does not parse any more: {e}")
+                continue
+            before = got.get(log_path(seq - 1))
+            if entry.prev is not None and before is not None and hash_bytes(before) != entry.prev:
+                problems.append(
+                    f"log entry {seq - 1} was changed after entry {seq} was written: its bytes no "
+                    f"longer hash to the digest entry {seq} records (restore it from a backup)"
+                )
     return problems
 
 

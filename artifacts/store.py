@@ -37,7 +37,7 @@ from .catalog.entries import (
     encode,
 )
 from .catalog.index import Index, IndexMoved
-from .catalog.log import CommitLog, RawEntry, backoff
+from .catalog.log import CommitLog, RawEntry, backoff, log_path
 from .catalog.rules import Applied, run_node, version_node
 from .errors import (
     ConflictError,
@@ -189,10 +189,20 @@ class Store:
             return self._commit_locked(entry, ts)
 
     def _commit_locked(self, entry: Entry, ts: str | None = None) -> Applied:
+        commit_id = uuid.uuid4().hex  # one per change, kept across retries (see _landed)
         for attempt in range(_MAX_ATTEMPTS):
             seq = self.index.last_seq + 1
             when = ts if isinstance(ts, str) else _now()
-            data = encode(dataclasses.replace(entry, seq=seq, user=self.user, ts=when))
+            data = encode(
+                dataclasses.replace(
+                    entry,
+                    seq=seq,
+                    user=self.user,
+                    ts=when,
+                    commit=commit_id,
+                    prev=self.index.last_digest(seq - 1),
+                )
+            )
             try:
                 typed = decode(seq, data)
             except EntryError as e:
@@ -206,6 +216,9 @@ class Store:
             try:
                 self.log.create(seq, data)
             except ConflictError:
+                if self._landed(seq, commit_id):  # our own create, whose reply was lost
+                    self.sync()
+                    return applied
                 backoff(attempt, time.perf_counter() - started)
                 self.sync()
                 continue
@@ -216,6 +229,15 @@ class Store:
         raise ConflictError(
             f"gave up committing {entry.OP} after {_MAX_ATTEMPTS} lost races; retry later"
         )
+
+    def _landed(self, seq: int, commit_id: str) -> bool:
+        """True if entry ``seq`` is this very commit: a create retried after its first reply was
+        lost (a dropped connection, a timeout) finds the entry it wrote itself and gets 412."""
+        try:
+            got = decode(seq, self.root.read(log_path(seq)))
+        except (NotFoundError, EntryError):
+            return False
+        return got.commit == commit_id
 
     # -- runs ------------------------------------------------------------------------------------
     def start_run(
