@@ -10,6 +10,7 @@ import csv
 import io
 import json
 from collections import OrderedDict
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import IntegrityError, InvalidValueError, NotFoundError
@@ -62,7 +63,7 @@ def check_width(width: int | None) -> int:
 
 def flatten(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
     """Nested config as dotted keys (``arch.hidden``), in key order."""
-    if isinstance(obj, dict) and obj:
+    if isinstance(obj, Mapping) and obj:
         out: list[tuple[str, Any]] = []
         for k in sorted(obj, key=str):
             out += flatten(obj[k], f"{prefix}{k}.")
