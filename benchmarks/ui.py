@@ -23,9 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from artifacts.log import RawEntry  # noqa: E402
-
 import artifacts  # noqa: E402
+from artifacts.catalog.log import RawEntry  # noqa: E402
 from artifacts.manifest import canonical_json  # noqa: E402
 from benchmarks._common import load_line, median_time, table  # noqa: E402
 
@@ -150,7 +149,6 @@ def main() -> None:
             assert r.status_code == 200, (path, r.status_code, r.text[:300])
 
         get("/runs")  # templates compiled once, as in a server that has served one page
-        has_query = "where" in __import__("inspect").signature(store.runs).parameters
         pages = {
             "first screen": "/runs",
             "sort": "/runs?sort=summary.val_acc&dir=desc",
