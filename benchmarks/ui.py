@@ -152,12 +152,7 @@ def main() -> None:
         pages = {
             "first screen": "/runs",
             "sort": "/runs?sort=summary.val_acc&dir=desc",
-            "filter": "/runs?q="
-            + (
-                "summary.val_acc%20%3E%200.9%20and%20job_type%20%3D%20%27train%27"
-                if has_query
-                else ""
-            ),
+            "filter": "/runs?q=summary.val_acc%20%3E%200.9%20and%20job_type%20%3D%20%27train%27",
             "group": "/runs?group=job_type&metric=summary.val_acc",
             "run page": f"/runs/{long_id}",
         }
@@ -201,10 +196,6 @@ def main() -> None:
         print(table(rows, ("what", "request", "median ms", "target ms", "ratio to target")))
         print(
             f"run page: {5 * args.steps:,} logged points sent as {points:,} (downsampled to the chart width)"
-        )
-        print(
-            "filter: "
-            + ("query language" if has_query else "skipped: this store has no query layer yet")
         )
         print(load_line())
 
