@@ -28,6 +28,7 @@ __all__ = [
     "NotFoundError",
     "PermissionDeniedError",
     "QuotaExceededError",
+    "StoreWarning",
 ]
 
 
@@ -37,3 +38,8 @@ class InvalidStateError(ArtifactsError, RuntimeError):
 
 class InvalidValueError(ArtifactsError, ValueError):
     """A value cannot be stored: metrics or metadata that are not JSON, too large, or of the wrong type."""
+
+
+class StoreWarning(UserWarning):
+    """Something in the store was unusable and skipped (a corrupt pack or snapshot); answers stay right
+    because the reader fell back to the log itself. The message names the object."""

@@ -21,6 +21,7 @@ from storage import BlobStore, Root, StatCache, default_cache_dir, hash_bytes, o
 from storage.blobs import Relay
 
 from .artifact import Artifact, check_json
+from .catalog.tail import LogReader
 from .errors import (
     ConflictError,
     IntegrityError,
@@ -30,7 +31,7 @@ from .errors import (
     NotFoundError,
     QuotaExceededError,
 )
-from .index import Index
+from .index import INDEX_FORMAT, Index
 from .lineage import Lineage, LineageEdge, LineageNode
 from .log import CommitLog, RawEntry, backoff
 from .manifest import FileEntry, Manifest, canonical_json
@@ -86,7 +87,6 @@ def open_store(
     user = default_user() if user is None else user  # an explicit "" is an invalid name
     check_name(user, "user name")
     root = open_root(url, dict(storage_options or {}))
-    root.check_reachable()
     return Store(root, user)
 
 
@@ -104,6 +104,7 @@ class Store:
             store_id=self.info["id"],
             admins=[self.info["created_by"]],
         )
+        self.reader = LogReader(root, store_id=self.info["id"], index_format=INDEX_FORMAT)
         self.sync()
 
     def __repr__(self) -> str:
@@ -115,14 +116,21 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def close(self) -> None:
+    def close(self, *, wait: float = 30.0) -> None:
+        """Close the index, first giving a pack or snapshot being made up to ``wait`` seconds."""
+        self.reader.background.wait(wait)
         self.index.close()
 
     def _store_info(self) -> dict[str, Any]:
-        """Read store.json, creating it (exactly once, whoever races) for a new store."""
+        """Read store.json, creating it (exactly once, whoever races) for a new store.
+
+        The read is also the reachability check (a missing bucket or endpoint says so), so an existing
+        store costs one request here.
+        """
         try:
             data = self.root.read(STORE_FILE)
         except NotFoundError:
+            self.root.check_reachable()
             info = {
                 "format": STORE_FORMAT,
                 "id": uuid.uuid4().hex,
@@ -150,8 +158,7 @@ class Store:
     def sync(self) -> list[tuple[int, str]]:
         """Apply entries committed since the index was last brought up to date; returns rejections."""
         with self._lock:
-            entries = self.log.read_after(self.index.last_seq)
-            return self.index.apply(entries) if entries else []
+            return self.reader.sync(self.index)
 
     def reindex(self) -> None:
         """Drop the local index and rebuild it from the log."""
@@ -187,7 +194,7 @@ class Store:
                 backoff(attempt, time.perf_counter() - started)
                 self.sync()
                 continue
-            rejected = dict(self.index.apply([RawEntry(seq, data)]))
+            rejected = dict(self.reader.committed(self.index, RawEntry(seq, data)))
             if seq in rejected:  # cannot happen when check() passed; keep the log honest anyway
                 raise InvalidStateError(f"log entry {seq} was rejected: {rejected[seq]}")
             return seq

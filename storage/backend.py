@@ -267,6 +267,45 @@ class Root:
             except FileNotFoundError:
                 return []
 
+    def list_after(self, rel: str, after: str = "") -> list[str]:
+        """Names of the objects directly under ``rel`` that sort after ``after``, in order.
+
+        On S3 this is ListObjectsV2 with ``StartAfter`` (one request per 1,000 names), so a reader that
+        knows the last key it saw pays only for what is new; s3fs's ``ls`` would list the whole prefix.
+        """
+        with backend_errors(f"list {rel}", self.url):
+            if _is_s3(self.fs):
+                return self._list_after_s3(rel, after)
+            try:
+                if self.is_local:
+                    names = os.listdir(self.full(rel))
+                else:
+                    names = [
+                        i["name"].rstrip("/").rsplit("/", 1)[-1]
+                        for i in self.fs.ls(self.full(rel), detail=True)
+                        if i.get("type") != "directory"
+                    ]
+            except (FileNotFoundError, NotADirectoryError):
+                return []
+            return sorted(n for n in names if n > after)
+
+    def _list_after_s3(self, rel: str, after: str) -> list[str]:
+        from fsspec.asyn import sync
+
+        bucket, key, _ = self.fs.split_path(self.full(rel))
+        prefix = f"{key}/" if key else ""
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "Delimiter": "/"}
+        if after:
+            kwargs["StartAfter"] = prefix + after
+        out: list[str] = []
+        while True:
+            page = sync(self.fs.loop, self.fs._call_s3, "list_objects_v2", **kwargs)
+            out += [o["Key"][len(prefix) :] for o in page.get("Contents", [])]
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return out
+            kwargs["ContinuationToken"] = token
+
     def find(self, rel: str) -> dict[str, dict[str, Any]]:
         """Every file below ``rel``, keyed by path relative to the root, with detail."""
         with backend_errors(f"list {rel}", self.url):

@@ -1,0 +1,1 @@
+"""The catalog engine's scale pieces: log packs, index snapshots and the LIST-based log reader."""
