@@ -156,7 +156,27 @@ class Root:
 
     def read(self, rel: str) -> bytes:
         with backend_errors(f"read {rel}", self.url):
+            if _is_s3(self.fs):
+                from fsspec.asyn import sync
+
+                return sync(self.fs.loop, self._get_s3, self.full(rel))
             return self.fs.cat_file(self.full(rel))
+
+    async def _get_s3(self, full: str) -> bytes:
+        """One GET. s3fs's ``cat_file`` first HEADs the key (to split big objects into ranges), and on a
+        missing key its HEAD adds a LIST (is it a directory?): three requests where one will do."""
+        from s3fs.core import _error_wrapper  # s3fs's own retries for a body cut off mid-read
+
+        bucket, key, _ = self.fs.split_path(full)
+
+        async def call_and_read() -> bytes:
+            resp = await self.fs._call_s3("get_object", Bucket=bucket, Key=key)
+            try:
+                return bytes(await resp["Body"].read())
+            finally:
+                resp["Body"].close()
+
+        return await _error_wrapper(call_and_read, retries=self.fs.retries)
 
     def read_many(self, rels: list[str]) -> dict[str, bytes]:
         """Fetch several small objects at once (concurrently on S3); missing ones are left out."""
@@ -187,9 +207,11 @@ class Root:
         """
         from fsspec.asyn import sync
 
+        get = self._get_s3 if _is_s3(self.fs) else self.fs._cat_file
+
         async def one(p: str) -> bytes | None:
             try:
-                return await self.fs._cat_file(p)
+                return await get(p)
             except FileNotFoundError:
                 return None
 

@@ -118,13 +118,15 @@ class LogReader:
         self._recent: dict[int, bytes] = {}  # entries of ranges not yet packed, from reads/commits
         self._packed: set[int] = set()  # firsts of ranges this process read from packs or wrote
         self.unusable: set[str] = set()  # snapshot descriptors refused here: replace, do not skip
+        self._bootstrapped: Any = None  # the index a cold start was tried for (an empty log: once)
 
     # -- reading -----------------------------------------------------------------------------------
     def sync(self, index: Any) -> list[tuple[int, str]]:
         """Apply everything new to ``index`` (an `Index`); returns the rejected (seq, reason)."""
         last = index.last_seq
-        cold = last == 0
+        cold = last == 0 and index is not self._bootstrapped
         if cold:
+            self._bootstrapped = index
             self._bootstrap(index)
             last = index.last_seq
         got = [e for p in self._read_packs(last) for e in p] if cold else []
