@@ -32,6 +32,7 @@ from .errors import (
     NotFoundError,
     PermissionDeniedError,
     QuotaExceededError,
+    StoreWarning,
 )
 from .lineage import Lineage, LineageEdge, LineageNode
 from .maintenance import GcReport, VerifyReport
@@ -65,6 +66,7 @@ __all__ = [
     "QuotaExceededError",
     "Run",
     "Store",
+    "StoreWarning",
     "VerifyReport",
     "init",
     "open_store",

@@ -106,7 +106,11 @@ def decode_pack(name: PackName, data: bytes) -> list[RawEntry]:
     try:
         head = json.loads(data[:cut])
         fmt, first, count, lengths, digest = (
-            head["format"], head["first"], head["count"], head["lengths"], head["digest"]
+            head["format"],
+            head["first"],
+            head["count"],
+            head["lengths"],
+            head["digest"],
         )
     except (ValueError, KeyError, TypeError) as e:
         raise PackError(f"pack {where} is unparsable: bad header ({e})") from None
@@ -128,7 +132,10 @@ def decode_pack(name: PackName, data: bytes) -> list[RawEntry]:
     for i, n in enumerate(lengths):
         out.append(RawEntry(first + i, bytes(body[pos : pos + n])))
         pos += n
-    for raw in {out[0].seq: out[0], out[-1].seq: out[-1]}.values():  # ends only: parsing is replay's job
+    for raw in {
+        out[0].seq: out[0],
+        out[-1].seq: out[-1],
+    }.values():  # ends only: parsing is replay's job
         claimed = _claimed_seq(raw.data)
         if claimed is not None and claimed != raw.seq:
             raise PackError(

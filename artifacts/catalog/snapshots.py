@@ -38,6 +38,7 @@ __all__ = [
     "SNAPSHOT_FORMAT",
     "Snapshot",
     "SnapshotError",
+    "all_snapshots",
     "check_snapshot",
     "descriptor_path",
     "list_snapshots",
@@ -215,6 +216,11 @@ def list_snapshots(root: Root, *, before: int | None = None) -> list[str]:
     return sorted(names, reverse=True)
 
 
+def all_snapshots(root: Root) -> list[str]:
+    """Every descriptor name, newest first, ignoring the hint (verify, gc)."""
+    return sorted(_listed(root, ""), reverse=True)
+
+
 def names_at(root: Root, seq: int) -> list[str]:
     """Descriptor names for exactly ``seq`` (one short listing)."""
     return [n for n in _listed(root, f"{seq - 1:020d}-~") if parse_descriptor_name(n) == seq]
@@ -222,7 +228,9 @@ def names_at(root: Root, seq: int) -> list[str]:
 
 def _listed(root: Root, after: str) -> list[str]:
     return [
-        f"{SNAPSHOT_DIR}/{n}" for n in root.list_after(SNAPSHOT_DIR, after) if parse_descriptor_name(n)
+        f"{SNAPSHOT_DIR}/{n}"
+        for n in root.list_after(SNAPSHOT_DIR, after)
+        if parse_descriptor_name(n)
     ]
 
 
