@@ -309,7 +309,9 @@ class Store:
     def _precheck_quota(self, artifact: Artifact) -> None:
         digests: dict[str, int] = {}
         for s in artifact:
-            if s.source is not None:
+            if s.source is not None and s.offset is not None:
+                d, size = self.blobs.hash_range(s.source, s.offset, s.size), s.size
+            elif s.source is not None:
                 d, size = self.blobs.hash_local_file(s.source)
             else:
                 d, size = hash_bytes(s.data), s.size
@@ -326,7 +328,8 @@ class Store:
 
     def _upload(self, artifact: Artifact, callback: Callback | None) -> Manifest:
         staged = list(artifact)
-        files = [s for s in staged if s.source is not None]
+        files = [s for s in staged if s.source is not None and s.offset is None]
+        ranges = [s for s in staged if s.source is not None and s.offset is not None]
         mem = [s for s in staged if s.source is None]
         if callback is not None:
             callback.set_size(artifact.size)
@@ -337,6 +340,14 @@ class Store:
                 FileEntry(s.path, r.digest, r.size, s.meta)
                 for s, r in zip(files, results, strict=False)
             ]
+        if ranges:
+            relay = Relay(callback)
+
+            def put_range(s: Any) -> FileEntry:
+                r = self.blobs.put_range(s.source, s.offset, s.size, callback=relay)
+                return FileEntry(s.path, r.digest, r.size, s.meta)
+
+            entries += self.blobs._map(put_range, ranges, None if not self.root.is_local else 2)
         if mem:
 
             def put(s: Any) -> FileEntry:
