@@ -378,6 +378,7 @@ cache = os.environ["ARTIFACTS_CACHE_DIR"]
 while True:  # drop every pack and snapshot (as a hasty operator might), then make them all again
     shutil.rmtree(cache, ignore_errors=True)
     s = artifacts.open_store(sys.argv[1])
+    s.reader.background.wait()  # (deleting under a snapshot being written is gc's grace period's job)
     for prefix in ("snapshots", "packs", "snapshot-data"):
         for name in s.root.list_after(prefix):
             s.root.delete(f"{prefix}/{name}")
