@@ -103,6 +103,15 @@ class Root:
     def is_memory(self) -> bool:
         return isinstance(self.fs, MemoryFileSystem)
 
+    @property
+    def prefers_listing(self) -> bool:
+        """Capability: finding what is new costs less by one listing than by probing names.
+
+        True on an object store (a LIST page of 1,000 names is one request, like one probing GET);
+        False where a probe is a local syscall and a listing reads the whole directory.
+        """
+        return not (self.is_local or self.is_memory)
+
     def full(self, rel: str) -> str:
         return f"{self.path}/{rel}" if self.path else rel
 

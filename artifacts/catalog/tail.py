@@ -3,6 +3,8 @@
 `LogReader` is what a store's sync calls. A cold index (nothing applied yet) first tries the newest
 usable snapshot, then takes whole packs from where it stands, then LISTs ``log/`` after the last key it
 has (``StartAfter``) and GETs the new entries concurrently; a warm sync with nothing new is that one LIST.
+On a root where probing is a syscall (`Root.prefers_listing` is False: local disk) new entries are
+probed by name instead, as a directory listing would read every entry's name.
 Every doubt (a bad snapshot, a bad pack) is a `StoreWarning` naming the object, and the reader goes on
 with the next best source, down to the entries themselves.
 
@@ -130,13 +132,29 @@ class LogReader:
             self._bootstrap(index)
             last = index.last_seq
         got = [e for p in self._read_packs(last) for e in p] if cold else []
-        want = self._list_new(got[-1].seq if got else last)
+        after = got[-1].seq if got else last
+        if not self.root.prefers_listing:
+            got += self._probe(after)
+            return self.apply(index, got) if got else []
+        want = self._list_new(after)
         size = self.config.pack_size or ScaleConfig.pack_size
         if not cold and len(want) >= 2 * size:  # far behind: whole packs save a GET per entry
             got = [e for p in self._read_packs(last) for e in p]
             want = [s for s in want if not got or s > got[-1].seq]
         got += self._fetch(want)
         return self.apply(index, got) if got else []
+
+    def _probe(self, last: int) -> list[RawEntry]:
+        """Where a probe is a syscall (local disk): read forward in batches that grow while full."""
+        out: list[RawEntry] = []
+        start, batch = last + 1, 1
+        while True:
+            got = self._fetch(list(range(start, start + batch)))
+            out += got
+            if len(got) < batch:
+                return out
+            start += batch
+            batch = min(batch * 4, _BATCH)
 
     def _bootstrap(self, index: Any) -> None:
         """Load the newest usable snapshot into an empty index; warn about each one refused."""
