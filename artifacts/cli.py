@@ -685,5 +685,9 @@ def reindex(c: CliContext) -> None:
     )
 
 
+for _command in __import__("artifacts.cli_transfer", fromlist=["COMMANDS"]).COMMANDS:
+    main.add_command(_command)  # sync, cache
+from . import cli_ui  # noqa: E402, F401  (registers `ui` and `report`)
+
 if __name__ == "__main__":
     main(prog_name="artifacts")

@@ -27,7 +27,6 @@ blobs would look unreferenced) or when the index could not apply the whole log (
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import time
 import uuid
@@ -41,8 +40,9 @@ from storage.blobs import TMP, BlobInfo
 from storage.quarantine import corrupt_message, is_set_aside
 
 from .catalog.checks import gc_scale, verify_scale
+from .catalog.entries import LOG_FORMAT, EntryError, decode, entry_format
+from .catalog.log import LOG_DIR, log_path
 from .errors import IntegrityError, InvalidStateError, InvalidValueError, NotFoundError
-from .log import LOG_DIR, LOG_FORMAT, RawEntry, log_path
 
 if TYPE_CHECKING:
     from .store import Store
@@ -247,8 +247,8 @@ def _log_problems(
                 problems.append(f"log entry {seq} disappeared while verifying")
                 continue
             try:
-                RawEntry(seq, data).parse()
-            except ValueError as e:  # changed after it was applied (bit rot, a hand edit)
+                decode(seq, data)
+            except EntryError as e:  # changed after it was applied (bit rot, a hand edit)
                 problems.append(f"log entry {seq} does not parse any more: {e}")
     return problems
 
@@ -330,10 +330,10 @@ def _refuse_unsafe(store: Store, head: int) -> None:
         )
     for seq, _reason in store.index.rejected():
         try:
-            fmt = json.loads(store.root.read(log_path(seq))).get("format")
-        except (NotFoundError, ValueError, AttributeError):
-            continue  # garbage: no reader can use it, so it keeps nothing alive
-        if isinstance(fmt, int) and not isinstance(fmt, bool) and fmt > LOG_FORMAT:
+            fmt = entry_format(store.root.read(log_path(seq)))
+        except NotFoundError:
+            continue
+        if fmt is not None and fmt > LOG_FORMAT:  # else garbage: no reader can use it
             raise InvalidStateError(
                 f"gc refused: log entry {seq} is written in log format {fmt}, newer than this "
                 f"library's {LOG_FORMAT}; its blobs would look unreferenced. Upgrade, then run gc"

@@ -26,9 +26,9 @@ from hypothesis import strategies as st
 import artifacts
 from artifacts import StoreWarning
 from artifacts.catalog import snapshots as snaps
+from artifacts.catalog.index import Index
+from artifacts.catalog.log import RawEntry, log_path
 from artifacts.catalog.packs import PackError, PackName, decode_pack, encode_pack
-from artifacts.index import Index
-from artifacts.log import RawEntry, log_path
 from tests.conftest import Backend
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,1 +1,4 @@
-"""The catalog engine's scale pieces: log packs, index snapshots and the LIST-based log reader."""
+"""The catalog engine: typed log entries, the rules that validate and replay them, the SQLite index.
+
+Nothing here is public API; `artifacts.Store` is the facade over it.
+"""

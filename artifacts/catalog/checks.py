@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 from storage.blobs import _mtime
 
 from ..errors import ArtifactsError
-from ..log import log_path
 from . import snapshots as snaps
+from .log import log_path
 from .packs import PACK_DIR, PackError, decode_pack, parse_pack_name
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ def _pack_problems(store: Store) -> list[str]:
 
 
 def _snapshot_problems(store: Store, replay: bool) -> list[str]:
-    from ..index import INDEX_FORMAT
+    from .index import INDEX_FORMAT
 
     problems: list[str] = []
     schema = snaps.schema_digest(store.index._conn)
@@ -106,8 +106,8 @@ def _snapshot_problems(store: Store, replay: bool) -> list[str]:
 
 def _replay_differs(store: Store, seq: int, path: Path) -> list[str]:
     """Rebuild the index from the log entries 1..seq in a scratch file and compare every table."""
-    from ..index import Index
-    from ..log import RawEntry
+    from .index import Index
+    from .log import RawEntry
 
     with tempfile.TemporaryDirectory(prefix="artifacts-replay-") as tmp:
         index = Index(
@@ -154,7 +154,7 @@ def _tables_differ(conn: sqlite3.Connection, path: Path) -> list[str]:
 
 def gc_scale(store: Store, *, cutoff: float, dry_run: bool) -> list[str]:
     """Remove what no cold open needs any more (see the module docstring); returns the paths."""
-    from ..index import INDEX_FORMAT
+    from .index import INDEX_FORMAT
 
     root = store.root
     listed = {_rel(snaps.SNAPSHOT_DIR, i): i for i in root.listdir(snaps.SNAPSHOT_DIR)}

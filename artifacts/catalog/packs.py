@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 from storage import hash_bytes
 
-from ..log import RawEntry
 from ..manifest import canonical_json
+from .log import RawEntry
 
 __all__ = [
     "PACK_DIR",

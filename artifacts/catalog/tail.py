@@ -29,8 +29,8 @@ from typing import Any
 from storage import Root
 
 from ..errors import ArtifactsError, ConflictError, StoreWarning
-from ..log import LOG_DIR, RawEntry, log_path
 from . import snapshots as snaps
+from .log import LOG_DIR, RawEntry, log_path
 from .packs import (
     PACK_DIR,
     PackError,
