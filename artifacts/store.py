@@ -537,10 +537,14 @@ class Store:
         return copy_to(self, other, refs, with_lineage=with_lineage, callback=callback)
 
     # -- maintenance -----------------------------------------------------------------------------
-    def verify(self, ref: str | None = None, *, quick: bool = False) -> VerifyReport:
+    def verify(
+        self, ref: str | None = None, *, quick: bool = False, snapshots: bool = False
+    ) -> VerifyReport:
+        """Check the store (see `artifacts.maintenance.verify`); ``snapshots`` also replays the log to
+        compare each index snapshot with it."""
         from .maintenance import verify
 
-        return verify(self, ref, quick=quick)
+        return verify(self, ref, quick=quick, snapshots=snapshots)
 
     def gc(self, grace_period: float = 24 * 3600, *, dry_run: bool = False) -> GcReport:
         from .maintenance import gc
