@@ -58,13 +58,13 @@ def _pack_problems(store: Store) -> list[str]:
             except PackError as e:
                 problems.append(str(e))
                 continue
-            for e in entries:
-                stored = logs.get(log_path(e.seq))
+            for raw in entries:
+                stored = logs.get(log_path(raw.seq))
                 if stored is None:
-                    problems.append(f"pack {p.path} holds entry {e.seq}, which is not in the log")
+                    problems.append(f"pack {p.path} holds entry {raw.seq}, which is not in the log")
                     break
-                if stored != e.data:
-                    problems.append(f"pack {p.path} disagrees with log entry {e.seq}")
+                if stored != raw.data:
+                    problems.append(f"pack {p.path} disagrees with log entry {raw.seq}")
                     break
     return problems
 

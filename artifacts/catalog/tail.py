@@ -17,6 +17,7 @@ state is pinned by a read transaction right there and copied out in the backgrou
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import tempfile
 import threading
@@ -230,7 +231,7 @@ class LogReader:
             stem = name[:-5] if name.endswith(".json") else ""
             if len(stem) == 20 and stem.isdigit():
                 seqs.append(int(stem))
-        want = []
+        want: list[int] = []
         for s in sorted(seqs):  # stop at a gap: apply would, and the next sync lists again
             if s != last + 1 + len(want):
                 break
@@ -297,7 +298,7 @@ class LogReader:
                 continue
             self._packed.add(rng.first)
             have = {s: self._recent[s] for s in range(rng.first, end + 1) if s in self._recent}
-            if not self.background.submit(lambda rng=rng, have=have: self._write_pack(rng, have)):
+            if not self.background.submit(functools.partial(self._write_pack, rng, have)):
                 self._packed.discard(rng.first)
         self._trim(after)
 
