@@ -20,6 +20,7 @@ from typing import Any
 
 from .artifact import Artifact
 from .errors import (
+    AmbiguousError,
     ArtifactsError,
     BackendError,
     ConflictError,
@@ -31,6 +32,7 @@ from .errors import (
     InvalidValueError,
     NotFoundError,
     PermissionDeniedError,
+    QueryError,
     QuotaExceededError,
     StoreWarning,
 )
@@ -38,17 +40,21 @@ from .lineage import Lineage, LineageEdge, LineageNode
 from .maintenance import GcReport, VerifyReport
 from .manifest import FileEntry
 from .run import Run
+from .runkeys import RunField
+from .runquery import ComputeUsage, MetricStats, RunGroup, RunPage
 from .store import ArtifactSummary, Store, open_store
 from .version import ArtifactVersion
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AmbiguousError",
     "Artifact",
     "ArtifactSummary",
     "ArtifactVersion",
     "ArtifactsError",
     "BackendError",
+    "ComputeUsage",
     "ConflictError",
     "FileEntry",
     "GcReport",
@@ -61,10 +67,15 @@ __all__ = [
     "Lineage",
     "LineageEdge",
     "LineageNode",
+    "MetricStats",
     "NotFoundError",
     "PermissionDeniedError",
+    "QueryError",
     "QuotaExceededError",
     "Run",
+    "RunField",
+    "RunGroup",
+    "RunPage",
     "Store",
     "StoreWarning",
     "VerifyReport",
