@@ -34,6 +34,7 @@ from .errors import (
     PermissionDeniedError,
     QueryError,
     QuotaExceededError,
+    StoreWarning,
 )
 from .lineage import Lineage, LineageEdge, LineageNode
 from .maintenance import GcReport, VerifyReport
@@ -76,6 +77,7 @@ __all__ = [
     "RunGroup",
     "RunPage",
     "Store",
+    "StoreWarning",
     "VerifyReport",
     "init",
     "open_store",
