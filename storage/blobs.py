@@ -13,7 +13,7 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +24,7 @@ from fsspec.callbacks import Callback, NoOpCallback
 from .backend import Root, backend_errors
 from .errors import BackendError, ConflictError, IntegrityError, InvalidPathError, NotFoundError
 from .hashing import CHUNK_SIZE, check_digest, hash_bytes, hash_file
-from .statcache import StatCache
+from .statcache import StatCache, StatKey
 from .streams import (
     Relay,
     Tally,
@@ -120,6 +120,17 @@ class BlobStore:
             self.stat_cache.store(path, st, digest)
         return digest, size
 
+    def digest_files(
+        self,
+        paths: Sequence[str | os.PathLike[str]],
+        keys: Sequence[StatKey | None] | None = None,
+    ) -> dict[str, str]:
+        """Digests of many local files, absolute path -> digest, without storing anything: the stat
+        cache answers in one query, the rest are hashed on a small pool (and remembered)."""
+        from .batch import hash_many, local_sources
+
+        return hash_many(self, local_sources(paths, keys))
+
     # -- put -------------------------------------------------------------------------------------
     def put_file(
         self, path: str | os.PathLike[str], *, callback: Callback | None = None
@@ -202,10 +213,16 @@ class BlobStore:
         cb.relative_update(size - tally.n)
         return PutResult(digest, size, False)
 
-    def put_bytes(self, data: bytes | bytearray | memoryview) -> PutResult:
-        """Store an in-memory buffer (hashed without copying)."""
+    def put_bytes(
+        self, data: bytes | bytearray | memoryview, *, digest: str | None = None
+    ) -> PutResult:
+        """Store an in-memory buffer (hashed without copying).
+
+        ``digest``: this very buffer's digest when the caller already hashed it (a quota check needs
+        it before any upload), so it is not hashed twice. It must come from hashing these bytes.
+        """
         view = memoryview(data).cast("B") if not isinstance(data, bytes) else data
-        digest = hash_bytes(view)
+        digest = check_digest(digest) if digest is not None else hash_bytes(view)
         size = len(view)
         rel = self.relpath(digest)
         if not self.root.is_local:
@@ -253,12 +270,20 @@ class BlobStore:
         *,
         callback: Callback | None = None,
         max_workers: int | None = None,
+        keys: Sequence[StatKey | None] | None = None,
     ) -> list[PutResult]:
-        """Store many local files concurrently; results in the order given. Progress counts bytes."""
-        paths = [_source_path(p) for p in paths]
+        """Store many local files as one batch (see `storage.batch`); results in the order given.
+
+        Every path is checked (one ``stat``) before anything is stored; ``keys`` are stat keys the
+        caller's own walk already took (None where it has none), so those files are not stat-ed again.
+        Progress counts bytes; this call sets ``callback``'s total.
+        """
+        from .batch import local_sources, put_many
+
+        sources = local_sources(paths, keys)
         cb = as_callback(callback)
-        cb.set_size(sum(os.stat(p).st_size for p in paths))
-        return self._map(lambda p: self.put_file(p, callback=Relay(cb)), paths, max_workers)
+        cb.set_size(sum(s.size for s in sources))
+        return put_many(self, sources, cb, max_workers=max_workers)
 
     def _map(
         self, fn: Callable[[Any], Any], items: list[Any], max_workers: int | None
