@@ -48,6 +48,8 @@ class Staged:
     size: int
     source: str | None = None
     data: bytes | memoryview | None = None
+    #: with ``source``: the file's bytes ``[offset, offset + size)`` only (one tensor of a file)
+    offset: int | None = None
     meta: Mapping[str, Any] = field(default_factory=dict)
     #: the stat key taken when the file was added (storage.StatKey), so the put need not stat again
     key: tuple[int, int, int, int] | None = None
@@ -196,6 +198,13 @@ class Artifact:
         except (TypeError, ValueError) as e:
             raise InvalidValueError(f"add_json({name!r}): not JSON-serializable: {e}") from None
         return self.add_bytes(name, data)
+
+    def add_safetensors(self, path: str | os.PathLike[str], prefix: str = "") -> Artifact:
+        """Add a ``.safetensors`` file tensor by tensor, as `add_state_dict` would store its tensors
+        (one blob each, shared with other checkpoints); see `artifacts.safetensors`."""
+        from .safetensors import add_safetensors
+
+        return add_safetensors(self, path, prefix)
 
     def add_state_dict(self, state_dict: Mapping[str, Any], prefix: str = "") -> Artifact:
         """Add a PyTorch state_dict tensor by tensor (see `artifacts.torch`)."""

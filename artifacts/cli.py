@@ -168,6 +168,12 @@ def _latest(store: Store, name: str) -> ArtifactVersion | None:
     default=None,
     help="Record the upload as a run of this project (default 'cli' when --input is given).",
 )
+@click.option(
+    "--safetensors",
+    "as_tensors",
+    is_flag=True,
+    help="Store .safetensors files tensor by tensor (shared with other checkpoints).",
+)
 @pass_ctx
 def put(
     c: CliContext,
@@ -179,6 +185,7 @@ def put(
     description: str,
     inputs: tuple[str, ...],
     project: str | None,
+    as_tensors: bool = False,
 ) -> None:
     """Log files and directories as a new version of NAME.
 
@@ -199,6 +206,8 @@ def put(
     for p in paths:
         if os.path.isdir(p):
             art.add_dir(p)
+        elif as_tensors and p.endswith(".safetensors"):
+            art.add_safetensors(p, prefix="" if len(paths) == 1 else Path(p).stem)
         else:
             art.add_file(p)
     used = [store.artifact(ref) for ref in inputs]  # a typo fails here, before any run is recorded
@@ -331,29 +340,56 @@ def show(c: CliContext, ref: str, as_json: bool) -> None:
 
 @main.command()
 @click.argument("ref")
-@click.argument("dest", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.argument("dest", required=False, type=click.Path(path_type=Path))
 @click.option(
-    "-f",
-    "--force",
+    "-f", "--force", is_flag=True, help="Write into a non-empty DEST (overwriting its files)."
+)
+@click.option(
+    "--as",
+    "fmt",
+    type=click.Choice(["files", "safetensors"]),
+    default="files",
+    show_default=True,
+    help="files: the version's files; safetensors: its tensors as one .safetensors file.",
+)
+@click.option(
+    "--link",
     is_flag=True,
-    help="Write into DEST even if it is not empty (files of the same name are replaced).",
+    help="Hard-link (or reflink) files from a local store or the cache instead of copying; "
+    "linked files are read-only. Falls back to copies across filesystems.",
 )
 @pass_ctx
-def get(c: CliContext, ref: str, dest: Path | None, force: bool) -> None:
+def get(
+    c: CliContext, ref: str, dest: Path | None, force: bool, fmt: str = "files", link: bool = False
+) -> None:
     """Download a version into DEST, verified.
 
-    DEST defaults to ./NAME-vN. It must be empty or missing unless --force. Nothing is ever written outside DEST: a manifest path
-    that would leave it (through '..' or a symlink inside DEST) stops the download before any write.
+    DEST defaults to ./NAME-vN (./NAME-vN.safetensors with --as safetensors). It must be empty or
+    missing unless --force. Nothing is ever written outside DEST: a manifest path that would leave it
+    (through '..' or a symlink inside DEST) stops the download before any write. A killed get leaves
+    no partial file under a final name, and a rerun cleans up after it.
     """
     store = c.store()
     v = store.artifact(ref)
+    if fmt == "safetensors":
+        target = dest if dest is not None else Path(f"{v.name}-v{v.version}.safetensors")
+        if target.is_dir() or (target.exists() and not force):
+            raise CliError(f"{target} exists: choose another DEST or pass --force")
+        with Progress.bar(c.quiet, f"get {v.ref}") as cb:
+            v.save_safetensors(target, callback=cb)
+        out(
+            str(target)
+            if c.quiet
+            else f"{v.ref} -> {target} ({format_size(target.stat().st_size)})"
+        )
+        return
     dest = dest if dest is not None else Path(f"{v.name}-v{v.version}")
-    if dest.exists() and not dest.is_dir():
-        raise CliError(f"{dest} exists and is not a directory")
+    if dest.exists() and not dest.is_dir():  # a usage error, as click reports a bad path
+        raise click.BadParameter(f"directory {str(dest)!r} is a file.", param_hint="'DEST'")
     with Progress.bar(c.quiet, f"get {v.ref}") as cb:
         cb.set_size(v.size)
         try:
-            written = v.download(dest, force=force, callback=cb)
+            written = v.download(dest, force=force, callback=cb, link=link)
         except ConflictError:
             raise CliError(
                 f"{dest} exists and is not empty: choose another DEST or pass --force"
@@ -645,6 +681,10 @@ def reindex(c: CliContext) -> None:
         f"rebuilt the index of {store.url} from {count(store.index.last_seq, 'log entry', 'log entries')}"
     )
 
+
+for _command in __import__("artifacts.cli_transfer", fromlist=["COMMANDS"]).COMMANDS:
+    main.add_command(_command)  # sync, cache
+from . import cli_ui  # noqa: E402, F401  (registers `ui` and `report`)
 
 if __name__ == "__main__":
     main(prog_name="artifacts")

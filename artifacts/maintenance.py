@@ -38,8 +38,9 @@ from typing import TYPE_CHECKING, Any
 
 from storage import hash_bytes
 from storage.blobs import TMP, BlobInfo
+from storage.quarantine import corrupt_message, is_set_aside
 
-from .errors import InvalidStateError, InvalidValueError, NotFoundError
+from .errors import IntegrityError, InvalidStateError, InvalidValueError, NotFoundError
 from .log import LOG_DIR, LOG_FORMAT, RawEntry, log_path
 
 if TYPE_CHECKING:
@@ -126,11 +127,22 @@ def _check_blob(
     try:
         if quick:
             return _size_problem(digest, where, store.blobs.size(digest), sizes.get(digest))
-        if not store.blobs.verify_blob(digest):
-            return f"blob {digest} ({where}) is corrupt: its content does not hash to its name"
+        if not store.blobs.verify_blob(digest, set_aside_bad=True):
+            return _corrupt(digest, where)
+    except IntegrityError:  # set aside by an earlier verify
+        return _corrupt(digest, where)
     except NotFoundError:
         return f"blob {digest} ({where}) is missing"
     return None
+
+
+def _corrupt(digest: str, where: str) -> str:
+    """The line for a blob whose content does not hash to its name; it is set aside by now, so a put
+    of the right content repairs it (see `storage.quarantine`)."""
+    return (
+        f"blob {digest} ({where}) is corrupt: its content does not hash to its name "
+        f"({corrupt_message(digest)})"
+    )
 
 
 def _size_problem(digest: str, where: str, size: int, want: int | None) -> str | None:
@@ -151,7 +163,11 @@ def _check_blobs_in_bulk(
     for digest, where in items:
         size = listed.get(digest)
         if size is None:
-            problems.append(f"blob {digest} ({where}) is missing")
+            problems.append(
+                _corrupt(digest, where)
+                if is_set_aside(store.root, digest)
+                else f"blob {digest} ({where}) is missing"
+            )
         elif quick:
             if (p := _size_problem(digest, where, size, sizes.get(digest))) is not None:
                 problems.append(p)
@@ -171,10 +187,10 @@ def _check_blobs_in_bulk(
             data = got.get(store.blobs.relpath(digest))
             if data is None:
                 problems.append(f"blob {digest} ({where}) is missing")
-            elif hash_bytes(data) != digest:
-                problems.append(
-                    f"blob {digest} ({where}) is corrupt: its content does not hash to its name"
-                )
+            elif hash_bytes(data) != digest and not store.blobs.verify_blob(
+                digest, set_aside_bad=True
+            ):
+                problems.append(_corrupt(digest, where))
     problems += [p for p in _map(lambda i: _check_blob(store, *i, sizes, False), large, 16) if p]
     return problems
 

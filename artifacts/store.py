@@ -163,15 +163,24 @@ class Store:
         self.index = Index(path, store_id=self.info["id"], admins=[self.info["created_by"]])
         self.sync()
 
-    def _commit(self, op: str, payload: dict[str, Any]) -> int:
-        """Validate against the head and create the next entry; on a lost race replay and retry."""
-        with self._lock:
-            return self._commit_locked(op, payload)
+    def _commit(self, op: str, payload: dict[str, Any], ts: str | None = None) -> int:
+        """Validate against the head and create the next entry; on a lost race replay and retry.
 
-    def _commit_locked(self, op: str, payload: dict[str, Any]) -> int:
+        ``ts``: the entry's time when it is a copy of an older one (`copy_to`), else now."""
+        with self._lock:
+            return self._commit_locked(op, payload, ts)
+
+    def _commit_locked(self, op: str, payload: dict[str, Any], ts: str | None = None) -> int:
         for attempt in range(_MAX_ATTEMPTS):
             seq = self.index.last_seq + 1
-            entry = {**payload, "format": 1, "seq": seq, "op": op, "user": self.user, "ts": _now()}
+            entry = {
+                **payload,
+                "format": 1,
+                "seq": seq,
+                "op": op,
+                "user": self.user,
+                "ts": ts if isinstance(ts, str) else _now(),
+            }
             try:
                 self.index.check(seq, entry)
             except InvalidStateError as e:
@@ -329,10 +338,13 @@ class Store:
         File digests come from the stat cache (one query) or one hash each, remembered for the put;
         in-memory buffers were hashed once by the caller and that digest is reused by the upload.
         """
-        files = [s for s in artifact if s.source is not None]
+        files = [s for s in artifact if s.source is not None and s.offset is None]
         by_path = self.blobs.digest_files([s.source for s in files], [s.key for s in files])
         digests = {by_path[s.source]: s.size for s in files if s.source is not None}
         digests.update({mem_digests[s.path]: s.size for s in artifact if s.source is None})
+        for s in artifact:  # one tensor of a file (safetensors): its byte range
+            if s.source is not None and s.offset is not None:
+                digests[self.blobs.hash_range(s.source, s.offset, s.size)] = s.size
         have = self.index.user_digests(self.user, list(digests))
         growth = sum(size for d, size in digests.items() if d not in have)
         quota, used = self.index.quota(self.user), self.index.usage(self.user)
@@ -348,7 +360,8 @@ class Store:
     ) -> Manifest:
         """Store every staged file and buffer; this method alone owns the progress total."""
         staged = list(artifact)
-        files = [s for s in staged if s.source is not None]
+        files = [s for s in staged if s.source is not None and s.offset is None]
+        ranges = [s for s in staged if s.source is not None and s.offset is not None]
         mem = [s for s in staged if s.source is None]
         if callback is not None:
             callback.set_size(artifact.size)
@@ -363,6 +376,14 @@ class Store:
                 FileEntry(s.path, r.digest, r.size, s.meta)
                 for s, r in zip(files, results, strict=True)
             ]
+        if ranges:
+            relay = Relay(callback)
+
+            def put_range(s: Any) -> FileEntry:
+                r = self.blobs.put_range(s.source, s.offset, s.size, callback=relay)
+                return FileEntry(s.path, r.digest, r.size, s.meta)
+
+            entries += self.blobs._map(put_range, ranges, None if not self.root.is_local else 2)
         if mem:
 
             def put(s: Any) -> FileEntry:
@@ -522,6 +543,22 @@ class Store:
         self.sync()
         return self.index.is_admin(user or self.user)
 
+    # -- between stores --------------------------------------------------------------------------
+    def copy_to(
+        self,
+        other: Store,
+        refs: Iterable[str] | None = None,
+        *,
+        with_lineage: bool = True,
+        callback: Callback | None = None,
+    ) -> CopyReport:
+        """Copy versions (default: all live ones) with the runs that produced and consumed them, their
+        history and aliases, into ``other``; only missing blobs move. Idempotent and resumable: each
+        copied entry remembers its source (see `artifacts.transfer`)."""
+        from .transfer import copy_to
+
+        return copy_to(self, other, refs, with_lineage=with_lineage, callback=callback)
+
     # -- maintenance -----------------------------------------------------------------------------
     def verify(self, ref: str | None = None, *, quick: bool = False) -> VerifyReport:
         from .maintenance import verify
@@ -535,3 +572,4 @@ class Store:
 
 
 from .maintenance import GcReport, VerifyReport  # noqa: E402  (maintenance imports Store lazily)
+from .transfer import CopyReport  # noqa: E402

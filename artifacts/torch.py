@@ -13,11 +13,7 @@ with tensors, numpy arrays and plain JSON values as leaves, e.g. ``model.state_d
 Restoring reads the bytes and reinterprets them (``torch.from_file`` memory-maps a local blob); nothing
 is ever unpickled, so a store written by someone else cannot run code on the reader's machine.
 
-Key paths: each level's key is one path segment. A string key is percent-escaped (``/``, ``%``, ``#``,
-spaces, non-ASCII... become ``%XX``; letters, digits and ``._-~`` stay as they are, so
-``embedding.weight`` stays readable), and ``.``/``..`` are escaped as well. Any other key (an int, as in
-``optimizer.state_dict()["state"][0]``, a list index, a bool, None, a tuple) is ``#`` followed by its
-percent-escaped JSON. `encode_key_path` and `decode_key_path` are exact inverses.
+Key paths and dtype names are in `artifacts.tensors` (shared with the torch-free safetensors reader).
 """
 
 from __future__ import annotations
@@ -28,10 +24,9 @@ import os
 import random
 import sys
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, NamedTuple
-from urllib.parse import quote, unquote
 
 import numpy as np
 import torch
@@ -42,12 +37,24 @@ from .artifact import Artifact
 from .errors import ArtifactsError, IntegrityError, NotFoundError
 from .manifest import canonical_json
 from .names import check_path
+from .tensors import (
+    DTYPE_SIZES,
+    STATE_FILE,
+    STATE_FORMAT,
+    TENSOR_DIR,
+    CheckpointError,
+    decode_key_path,
+    encode_key_path,
+    encode_segment,
+)
 
 if TYPE_CHECKING:
     from .manifest import FileEntry
     from .version import ArtifactVersion
 
 __all__ = [
+    "STATE_FILE",
+    "STATE_FORMAT",
     "CheckpointError",
     "LoadResult",
     "add_state_dict",
@@ -63,27 +70,13 @@ __all__ = [
     "set_rng_state",
 ]
 
-STATE_FORMAT = "artifacts.state_dict/1"
 CHECKPOINT_FORMAT = "artifacts.checkpoint/1"
-STATE_FILE = "state.json"
-TENSOR_DIR = "tensors/"
 CHECKPOINT_FILE = "checkpoint.json"
 _MAX_STATE_JSON = 256 * 1024 * 1024
 
 
-class CheckpointError(ArtifactsError, ValueError):
-    """A checkpoint cannot be stored or restored: a missing tensor, a dtype or shape that does not match,
-    keys that differ from the model's, a value that is not a tensor or plain data."""
-
-
 # -- dtypes --------------------------------------------------------------------------------------
-# fmt: off
-_DTYPE_NAMES = (
-    "bool", "uint8", "int8", "int16", "int32", "int64", "uint16", "uint32", "uint64",
-    "float16", "bfloat16", "float32", "float64", "complex32", "complex64", "complex128",
-    "float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz", "float8_e8m0fnu",
-)
-# fmt: on
+_DTYPE_NAMES = tuple(DTYPE_SIZES)
 _DTYPES: dict[str, torch.dtype] = {
     n: getattr(torch, n) for n in _DTYPE_NAMES if isinstance(getattr(torch, n, None), torch.dtype)
 }
@@ -106,46 +99,6 @@ def dtype_from_name(name: object, where: str = "tensor") -> torch.dtype:
             f"{where}: unknown dtype {name!r}; this reader knows {', '.join(_DTYPES)}"
         )
     return _DTYPES[name]
-
-
-# -- key paths -----------------------------------------------------------------------------------
-def _encode_segment(key: Any) -> str:
-    if isinstance(key, str):
-        seg = quote(key, safe="")
-        if seg in ("", ".", ".."):
-            return "#" + quote(json.dumps(key), safe="")
-        return seg
-    if isinstance(key, tuple):
-        key = list(key)
-    try:
-        text = json.dumps(key, separators=(",", ":"), ensure_ascii=False, allow_nan=True)
-    except (TypeError, ValueError):
-        raise CheckpointError(
-            f"cannot store a dict key of type {type(key).__name__} ({key!r}): keys must be str, int, "
-            "float, bool, None or tuples of those"
-        ) from None
-    return "#" + quote(text, safe="")
-
-
-def _decode_segment(seg: str) -> Any:
-    if not seg.startswith("#"):
-        return unquote(seg)
-    value = json.loads(unquote(seg[1:]))
-    return _tuplify(value)
-
-
-def _tuplify(value: Any) -> Any:
-    return tuple(_tuplify(v) for v in value) if isinstance(value, list) else value
-
-
-def encode_key_path(keys: Sequence[Any]) -> str:
-    """The entry path (below ``tensors/``) of the value at ``keys`` in a nested state_dict."""
-    return "/".join(_encode_segment(k) for k in keys)
-
-
-def decode_key_path(path: str) -> tuple[Any, ...]:
-    """The inverse of `encode_key_path`."""
-    return tuple(_decode_segment(s) for s in path.split("/"))
 
 
 # -- saving --------------------------------------------------------------------------------------
@@ -201,7 +154,7 @@ class _Saver:
         if isinstance(obj, Mapping):
             items = []
             for k, v in obj.items():
-                _encode_segment(k)  # fail early on an unsupported key type
+                encode_segment(k)  # fail early on an unsupported key type
                 items.append([self.encode_key(k), self.encode(v, [*keys, k])])
             node: dict[str, Any] = {"odict" if isinstance(obj, OrderedDict) else "dict": items}
             meta = getattr(obj, "_metadata", None)

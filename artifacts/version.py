@@ -94,6 +94,7 @@ class ArtifactVersion:
         *,
         force: bool = False,
         callback: Callback | None = None,
+        link: bool = False,
     ) -> Path:
         """Write every file under ``dest`` (default: a per-user cache folder for this version), verified.
 
@@ -144,8 +145,10 @@ class ArtifactVersion:
         bad = []
         for f in self.files():
             try:
-                if not self._store.blobs.verify_blob(f.digest):
+                if not self._store.blobs.verify_blob(f.digest, set_aside_bad=True):
                     bad.append(f"{f.path} (blob {f.digest} is corrupt)")
+            except IntegrityError:  # set aside by an earlier verify
+                bad.append(f"{f.path} (blob {f.digest} is corrupt)")
             except NotFoundError:
                 bad.append(f"{f.path} (blob {f.digest} is missing)")
         if bad:
@@ -174,6 +177,19 @@ class ArtifactVersion:
             self._store._run_from_row(r)
             for r in self._store.index.version_runs(self.ref, "consumed")
         ]
+
+    def save_safetensors(
+        self,
+        path: str | os.PathLike[str],
+        prefix: str | None = None,
+        *,
+        callback: Callback | None = None,
+    ) -> Path:
+        """Write this version's tensors as one standard ``.safetensors`` file (same version, same bytes);
+        see `artifacts.safetensors.save_safetensors`."""
+        from .safetensors import save_safetensors
+
+        return save_safetensors(self, path, prefix, callback=callback)
 
     # -- torch -----------------------------------------------------------------------------------
     def load_state_dict(

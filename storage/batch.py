@@ -25,6 +25,7 @@ from .errors import InvalidPathError, NotFoundError
 from .hashing import CHUNK_SIZE, hash_bytes
 from .statcache import StatKey, stat_key
 from .streams import Relay
+from .upload import SourceChangedError
 
 if TYPE_CHECKING:
     from .blobs import BlobStore, PutResult
@@ -77,21 +78,35 @@ def local_sources(
     return out
 
 
-def read_small(path: str, size: int) -> bytes:
-    """The whole content of a small file: one open, one read (plus the read that sees EOF)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        raise NotFoundError(f"no such file: {path} (removed while being added?)") from None
-    try:
-        parts = []
-        want = size + 1
-        while chunk := os.read(fd, max(want, 65536)):
-            parts.append(chunk)
-            want = 65536
-    finally:
-        os.close(fd)
-    return parts[0] if len(parts) == 1 else b"".join(parts)
+def read_small(path: str, key: StatKey, attempts: int = 3) -> tuple[bytes, StatKey]:
+    """The whole content of a small file in one read, and the stat key it had while read.
+
+    The open file is ``fstat``-ed after the read: a file that changed since ``key`` was taken (or
+    while it was read) is read again, up to ``attempts`` times, then refused with
+    `SourceChangedError`, as `BlobStore.put_file` does: a version never records a torn save.
+    """
+    for _ in range(attempts):
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except FileNotFoundError:
+            raise NotFoundError(f"no such file: {path} (removed while being added?)") from None
+        try:
+            parts = []
+            want = key[0] + 1
+            while chunk := os.read(fd, max(want, 65536)):
+                parts.append(chunk)
+                want = 65536
+            now = stat_key(os.fstat(fd))
+        finally:
+            os.close(fd)
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        if now == key and len(data) == key[0]:
+            return data, key
+        key = now
+    raise SourceChangedError(
+        f"{path} kept changing while it was being stored ({attempts} tries); nothing was "
+        "recorded for it: store it again once it is no longer being written"
+    )
 
 
 def _run_slices(n: int, workers: int, fn: Callable[[int, int], None]) -> None:
@@ -141,8 +156,9 @@ def put_many(
             if digest is not None and blobs._freshen(digest):
                 r = PutResult(digest, s.size, False)
             elif s.size <= SMALL_MAX:
-                r = blobs.put_bytes(read_small(s.path, s.size))
-                learned.append((s.path, s.key, r.digest))
+                data, key = read_small(s.path, s.key)
+                r = blobs.put_bytes(data)
+                learned.append((s.path, key, r.digest))
             else:  # streamed with its own progress and stat-cache entry
                 results[i] = blobs.put_file(s.path, callback=Relay(cb))
                 continue
@@ -170,11 +186,12 @@ def hash_many(
     def work(lo: int, hi: int) -> None:
         for s in todo[lo:hi]:
             if s.size <= SMALL_MAX:
-                d = hash_bytes(read_small(s.path, s.size))
+                data, key = read_small(s.path, s.key)
+                d = hash_bytes(data)
+                learned.append((s.path, key, d))
             else:
-                d, _ = blobs.hash_local_file(s.path)
+                d, _ = blobs.hash_local_file(s.path)  # remembers it itself
             digests[s.path] = d
-            learned.append((s.path, s.key, d))
 
     _run_slices(len(todo), _workers(blobs, max_workers), work)
     if cache is not None and learned:

@@ -8,6 +8,7 @@ is not written again. Reads verify the digest by default.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 import tempfile
@@ -24,8 +25,10 @@ from fsspec.callbacks import Callback, NoOpCallback
 from .backend import Root, backend_errors
 from .errors import BackendError, ConflictError, IntegrityError, InvalidPathError, NotFoundError
 from .hashing import CHUNK_SIZE, check_digest, hash_bytes, hash_file
-from .statcache import StatCache, StatKey
+from .quarantine import missing_error, set_aside
+from .statcache import StatCache, StatKey, stat_key
 from .streams import (
+    RangeReader,
     Relay,
     Tally,
     VerifyingReader,
@@ -34,6 +37,7 @@ from .streams import (
     copy_hashing,
     write_all,
 )
+from .upload import SINGLE_PUT_MAX, SourceChangedError, read_whole, upload_parts
 
 __all__ = ["BlobInfo", "BlobStore", "PutResult", "Relay"]
 
@@ -45,6 +49,8 @@ FRESHEN_AFTER = 3600.0
 #: blob exists) instead of a HEAD first and then a PUT: below about a round trip's worth of bytes,
 #: re-sending them costs less than asking first.
 PUT_FIRST_MAX = 1024 * 1024
+#: On a non-local root, a file range up to this size is read into memory for its put; larger ones spool.
+RANGE_IN_MEMORY = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -133,34 +139,67 @@ class BlobStore:
 
     # -- put -------------------------------------------------------------------------------------
     def put_file(
-        self, path: str | os.PathLike[str], *, callback: Callback | None = None
+        self, path: str | os.PathLike[str], *, callback: Callback | None = None, attempts: int = 3
     ) -> PutResult:
-        """Store a local file. Unchanged files known to the stat cache are not even read."""
+        """Store a local file. Unchanged files known to the stat cache are not even read.
+
+        A file that changes while it is read (its size or times differ afterwards) is stored again, up
+        to ``attempts`` times, then refused with `SourceChangedError`: a version never records a torn
+        mix of two saves. Whatever was stored meanwhile names its own bytes (see `storage.upload`).
+        """
         path = _source_path(path)
         cb = as_callback(callback)
-        st = os.stat(path)
-        known = self.stat_cache.lookup(path, st) if self.stat_cache is not None else None
-        if known is not None and self._freshen(known):
-            cb.relative_update(st.st_size)
-            return PutResult(known, st.st_size, False)
-        if self.root.is_local:
-            result = self._put_local_stream(path, cb)
-        else:
-            digest, size = known, st.st_size
-            if digest is None:
-                digest, size = self.hash_local_file(path)
-            result = self._upload_file(path, digest, size, cb, absent=known is not None)
-        if self.stat_cache is not None:
-            self.stat_cache.store(path, st, result.digest)
-        return result
+        for _ in range(attempts):
+            st = os.stat(path)
+            known = self.stat_cache.lookup(path, st) if self.stat_cache is not None else None
+            if known is not None and self._freshen(known, st.st_size):
+                cb.relative_update(st.st_size)
+                return PutResult(known, st.st_size, False)
+            try:
+                if self.root.is_local:
+                    result = self._put_local_stream(path, cb)
+                else:
+                    result = self._put_remote_file(path, st.st_size, known, cb)
+            except SourceChangedError:
+                continue
+            if stat_key(os.stat(path)) != stat_key(st):
+                continue
+            if self.stat_cache is not None:
+                self.stat_cache.store(path, st, result.digest)
+            return result
+        raise SourceChangedError(
+            f"{path} kept changing while it was being stored ({attempts} tries); nothing was "
+            "recorded for it: store it again once it is no longer being written"
+        )
+
+    def _put_remote_file(self, path: str, size: int, known: str | None, cb: Callback) -> PutResult:
+        """Store a local file on a non-local root; the bytes sent are the bytes hashed (see
+        `storage.upload`). Small files are read once into memory; large ones are hashed first (for the
+        dedup lookup) and then sent as a multipart upload that completes only if it hashes alike."""
+        if size <= SINGLE_PUT_MAX or self.root.is_memory:
+            data = read_whole(path, size)
+            digest = hash_bytes(data)
+            rel = self.relpath(digest)
+
+            def send(progress: Callback) -> None:
+                self.root.create_exclusive(rel, data)
+                progress.relative_update(len(data))
+
+            return self._put_remote(digest, len(data), send, cb, absent=known is not None)
+        digest, size = (known, size) if known is not None else self.hash_local_file(path)
+
+        def upload(progress: Callback) -> None:
+            with backend_errors(f"upload {path}", self.root.url):
+                upload_parts(
+                    self.root.fs, self.root.full(self.relpath(digest)), path, digest, progress
+                )
+
+        return self._put_remote(digest, size, upload, cb)
 
     def _upload_file(
         self, path: str, digest: str, size: int, cb: Callback, *, absent: bool = False
     ) -> PutResult:
-        """Upload a local file whose digest is known to a non-local root, unless the blob exists.
-
-        ``absent``: the caller just found the blob missing, so do not ask again.
-        """
+        """Upload a private local file (a spool nobody else writes) whose digest is known."""
 
         def upload(progress: Callback) -> None:
             rel = self.relpath(digest)
@@ -192,7 +231,7 @@ class BlobStore:
         content on S3 is sent straight away and a 412 means it was already there.
         """
         put_first = absent or (not self.root.is_memory and size <= PUT_FIRST_MAX)
-        if not put_first and self._freshen(digest):
+        if not put_first and self._freshen(digest, size):
             cb.relative_update(size)
             return PutResult(digest, size, False)
         tally = Tally(cb)
@@ -203,7 +242,7 @@ class BlobStore:
             pass
         # Stored already (or by a concurrent writer): freshen it for gc like any dedup hit. If gc swept it
         # between our PUT and now, store it after all.
-        if put_first and not self._freshen(digest):
+        if put_first and not self._freshen(digest, size):
             try:
                 upload(Tally(NoOpCallback()))
                 cb.relative_update(size - tally.n)
@@ -216,22 +255,32 @@ class BlobStore:
     def put_bytes(
         self, data: bytes | bytearray | memoryview, *, digest: str | None = None
     ) -> PutResult:
-        """Store an in-memory buffer (hashed without copying).
+        """Store an in-memory buffer (hashed without copying, locally).
 
-        ``digest``: this very buffer's digest when the caller already hashed it (a quota check needs
-        it before any upload), so it is not hashed twice. It must come from hashing these bytes.
+        Elsewhere a mutable buffer is copied once to be sent, and the copy is what is hashed: the bytes
+        sent are the bytes hashed even if the caller's buffer changes meanwhile.
+
+        ``digest``: the caller's digest of these very bytes (a quota check hashed them before any
+        upload), so they are not hashed twice; it is used locally and for immutable ``bytes`` only.
         """
-        view = memoryview(data).cast("B") if not isinstance(data, bytes) else data
-        digest = check_digest(digest) if digest is not None else hash_bytes(view)
-        size = len(view)
-        rel = self.relpath(digest)
+        if digest is not None:
+            check_digest(digest)
         if not self.root.is_local:
+            if isinstance(data, bytes) and digest is not None:
+                payload = data
+            else:
+                payload = data if isinstance(data, bytes) else bytes(memoryview(data).cast("B"))
+                digest = hash_bytes(payload)
 
             def upload(_: Callback) -> None:
-                self.root.create_exclusive(rel, view if isinstance(view, bytes) else bytes(view))
+                self.root.create_exclusive(self.relpath(digest), payload)
 
-            return self._put_remote(digest, size, upload, NoOpCallback())
-        if self._freshen(digest):
+            return self._put_remote(digest, len(payload), upload, NoOpCallback())
+        view = memoryview(data).cast("B") if not isinstance(data, bytes) else data
+        digest = digest if digest is not None else hash_bytes(view)
+        size = len(view)
+        rel = self.relpath(digest)
+        if self._freshen(digest, size):
             return PutResult(digest, size, False)
         tmp = self._local_tmp()
         try:
@@ -239,7 +288,7 @@ class BlobStore:
                 write_all(f, view)
                 if self.fsync:
                     os.fsync(f.fileno())
-            written = self._publish_local(tmp, self.root.local(rel))
+            written = self._publish_local(tmp, self.root.local(rel), size)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
@@ -264,6 +313,69 @@ class BlobStore:
             finally:
                 os.unlink(spool.name)
 
+    def put_range(
+        self,
+        path: str | os.PathLike[str],
+        offset: int,
+        length: int,
+        *,
+        callback: Callback | None = None,
+    ) -> PutResult:
+        """Store ``length`` bytes of a local file from ``offset`` on (one tensor of a .safetensors file).
+
+        Locally the kernel copies the range and the copy is hashed as read back; elsewhere the range is
+        read once into memory (or spooled, when large) and the bytes sent are the bytes hashed.
+        """
+        path = _source_path(path)
+        cb = as_callback(callback)
+        with open(path, "rb", buffering=0) as f:
+            if self.root.is_local:
+                return self._put_local_range(f, offset, length, cb)
+            if length <= RANGE_IN_MEMORY:
+                data = bytearray(length)
+                if RangeReader(f.fileno(), offset, length).readinto(data) != length:
+                    raise OSError(errno.EIO, f"{path} ended before {offset + length}")
+                result = self.put_bytes(data)
+                cb.relative_update(length)
+                return result
+            return self.put_stream(RangeReader(f.fileno(), offset, length), callback=cb)
+
+    def _put_local_range(self, f: BinaryIO, offset: int, length: int, cb: Callback) -> PutResult:
+        def write(out: BinaryIO) -> tuple[str, int]:
+            got = copy_file_hashing(f.fileno(), out.fileno(), cb, src_offset=offset, length=length)
+            if got is None:
+                reader = io.BufferedReader(RangeReader(f.fileno(), offset, length), CHUNK_SIZE)
+                got = copy_hashing(reader, out, cb)
+            if got[1] != length:
+                raise OSError(errno.EIO, f"read {got[1]} of {length} bytes at {offset}")
+            return got
+
+        return self._put_local_via_tmp(write)
+
+    def _put_local_via_tmp(self, write: Callable[[BinaryIO], tuple[str, int]]) -> PutResult:
+        """Write a new blob into a temp file with ``write`` (returns digest, size), then publish it."""
+        tmp = self._local_tmp()
+        try:
+            with open(tmp, "w+b", buffering=0) as out:
+                digest, size = write(out)
+                if self.fsync:
+                    os.fsync(out.fileno())
+            written = self._publish_local(tmp, self.root.local(self.relpath(digest)), size)
+            return PutResult(digest, size, written)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+    def hash_range(self, path: str | os.PathLike[str], offset: int, length: int) -> str:
+        """The digest of ``length`` bytes of a local file from ``offset`` (for quota prechecks)."""
+        with open(_source_path(path), "rb", buffering=0) as f:
+            reader = io.BufferedReader(RangeReader(f.fileno(), offset, length), CHUNK_SIZE)
+            digest, size = hash_file(reader)
+        if size != length:
+            raise OSError(errno.EIO, f"{path} ended before {offset + length}")
+        return digest
+
     def put_files(
         self,
         paths: Iterable[str | os.PathLike[str]],
@@ -275,8 +387,8 @@ class BlobStore:
         """Store many local files as one batch (see `storage.batch`); results in the order given.
 
         Every path is checked (one ``stat``) before anything is stored; ``keys`` are stat keys the
-        caller's own walk already took (None where it has none), so those files are not stat-ed again.
-        Progress counts bytes; this call sets ``callback``'s total.
+        caller's own walk already took (None where it has none), so those files are not stat-ed again
+        (such paths must be absolute). Progress counts bytes; this call sets ``callback``'s total.
         """
         from .batch import local_sources, put_many
 
@@ -306,18 +418,23 @@ class BlobStore:
         self._ensure_dir(d)
         return os.path.join(d, f"{os.getpid()}-{uuid.uuid4().hex}")
 
-    def _publish_local(self, tmp: str, target: str) -> bool:
-        """Make ``tmp`` visible as ``target`` atomically; if it already exists keep the existing one."""
+    def _publish_local(self, tmp: str, target: str, size: int) -> bool:
+        """Make ``tmp`` visible as ``target`` atomically; if it already exists keep the existing one,
+        unless that one has the wrong size (a damaged blob never satisfies dedup: ours replaces it)."""
         self._ensure_dir(os.path.dirname(target))
         try:
             os.link(tmp, target)
             written = True
         except FileExistsError:
             written = False
-            if not self._freshen_local(target):  # swept by gc just now: publish ours after all
-                return self._publish_local(tmp, target)
+            state = self._freshen_local(target, size)
+            if state is None:  # swept by gc just now: publish ours after all
+                return self._publish_local(tmp, target, size)
+            if not state:
+                os.replace(tmp, target)
+                return True
         except OSError:  # filesystems without hard links: rename is atomic too
-            if os.path.exists(target):
+            if self._freshen_local(target, size):
                 written = False
             else:
                 os.replace(tmp, target)
@@ -326,36 +443,37 @@ class BlobStore:
         return written
 
     def _put_local_stream(self, src: str | BinaryIO, cb: Callback) -> PutResult:
-        tmp = self._local_tmp()
-        try:
-            with contextlib.ExitStack() as stack:
-                f = (
-                    stack.enter_context(open(src, "rb", buffering=0))
-                    if isinstance(src, str)
-                    else src
-                )
-                out = stack.enter_context(open(tmp, "w+b", buffering=0))
-                got = copy_file_hashing(f.fileno(), out.fileno(), cb) if f is not src else None
-                digest, size = got if got is not None else copy_hashing(f, out, cb)
-                if self.fsync:
-                    os.fsync(out.fileno())
-            written = self._publish_local(tmp, self.root.local(self.relpath(digest)))
-            return PutResult(digest, size, written)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        def write(out: BinaryIO) -> tuple[str, int]:
+            if not isinstance(src, str):
+                return copy_hashing(src, out, cb)
+            with open(src, "rb", buffering=0) as f:
+                got = copy_file_hashing(f.fileno(), out.fileno(), cb)
+                return got if got is not None else copy_hashing(f, out, cb)
 
-    def _freshen(self, digest: str) -> bool:
-        """True if the blob is stored; on a hit also refresh its modification time for gc (see class)."""
+        return self._put_local_via_tmp(write)
+
+    def _freshen(self, digest: str, size: int | None = None) -> bool:
+        """True if the blob is stored; on a hit also refresh its modification time for gc (see class).
+
+        With ``size``, a stored blob of another size is damaged: it is removed (the caller then stores
+        the content again) rather than deduplicated onto.
+        """
         rel = self.relpath(digest)
         if self.root.is_local:
-            return self._freshen_local(self.root.local(rel))
-        if self.root.is_memory:
-            return self.root.exists(rel)
+            path = self.root.local(rel)
+            state = self._freshen_local(path, size)
+            if state is False:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+            return bool(state)
         info = self.root.head(rel)
         if info is None:
             return False
+        if size is not None and info.get("size") is not None and int(info["size"]) != size:
+            self.root.delete(rel)
+            return False
+        if self.root.is_memory:
+            return True
         mtime = _mtime(info)
         if mtime is None or time.time() - mtime >= self.freshen_after:
             try:  # an in-place copy with new metadata is how S3 refreshes LastModified
@@ -368,13 +486,17 @@ class BlobStore:
         return True
 
     @staticmethod
-    def _freshen_local(path: str) -> bool:
+    def _freshen_local(path: str, size: int | None = None) -> bool | None:
+        """Refresh a local blob's mtime: True if it is there (with ``size``, if given), False if it has
+        another size, None if it is missing."""
         try:
+            if size is not None and os.stat(path).st_size != size:
+                return False
             os.utime(path)
         except FileNotFoundError:
-            return False
+            return None
         except PermissionError:  # another user's blob on a shared disk
-            return os.path.exists(path)
+            return True if os.path.exists(path) else None
         return True
 
     # -- get -------------------------------------------------------------------------------------
@@ -388,7 +510,7 @@ class BlobStore:
         try:
             return int(self.root.info(self.relpath(digest))["size"])
         except NotFoundError:
-            raise NotFoundError(f"blob {digest} not found in {self.root.url}") from None
+            raise missing_error(self.root, digest) from None
 
     def open(self, digest: str, *, verify: bool = True) -> BinaryIO:
         """A binary stream of the blob; with ``verify`` a full read raises `IntegrityError` on mismatch."""
@@ -404,7 +526,7 @@ class BlobStore:
                 else:
                     raw = self.root.fs.open(self.root.full(rel), "rb")
         except NotFoundError:
-            raise NotFoundError(f"blob {digest} not found in {self.root.url}") from None
+            raise missing_error(self.root, digest) from None
         if not verify:
             return raw
         return io.BufferedReader(VerifyingReader(raw, digest, self.root.url), CHUNK_SIZE)
@@ -414,7 +536,7 @@ class BlobStore:
         try:
             data = self.root.read(rel)
         except NotFoundError:
-            raise NotFoundError(f"blob {digest} not found in {self.root.url}") from None
+            raise missing_error(self.root, digest) from None
         if verify:
             actual = hash_bytes(data)
             if actual != digest:
@@ -443,7 +565,7 @@ class BlobStore:
                 try:
                     f = open(self.root.local(self.relpath(digest)), "rb", buffering=0)  # noqa: SIM115
                 except FileNotFoundError:
-                    raise NotFoundError(f"blob {digest} not found in {self.root.url}") from None
+                    raise missing_error(self.root, digest) from None
                 with f, open(tmp, "w+b", buffering=0) as out:
                     got = copy_file_hashing(f.fileno(), out.fileno(), cb)
                     actual, _ = got if got is not None else copy_hashing(f, out, cb)
@@ -457,7 +579,7 @@ class BlobStore:
                             self.root.full(self.relpath(digest)), tmp, callback=cb
                         )
                 except NotFoundError:
-                    raise NotFoundError(f"blob {digest} not found in {self.root.url}") from None
+                    raise missing_error(self.root, digest) from None
                 actual = None
                 if verify:
                     with open(tmp, "rb", buffering=0) as f:
@@ -490,11 +612,24 @@ class BlobStore:
             max_workers,
         )
 
-    def verify_blob(self, digest: str) -> bool:
-        """True if the stored bytes hash to ``digest`` (re-reads the whole blob)."""
-        with self.open(digest, verify=False) as f:
-            actual, _ = hash_file(f)
-        return actual == digest
+    def verify_blob(self, digest: str, *, set_aside_bad: bool = False) -> bool:
+        """True if the stored bytes hash to ``digest`` (re-reads the whole blob).
+
+        With ``set_aside_bad`` a blob that fails (twice: a flaky read is not damage) is moved out of
+        ``blobs/`` so it never satisfies dedup (see `storage.quarantine`).
+        """
+        for _ in range(2 if set_aside_bad else 1):
+            with self.open(digest, verify=False) as f:
+                actual, _ = hash_file(f)
+            if actual == digest:
+                return True
+        if set_aside_bad:
+            self.set_aside(digest)
+        return False
+
+    def set_aside(self, digest: str) -> None:
+        """Move a blob known to be damaged out of the way of dedup (see `storage.quarantine`)."""
+        set_aside(self.root, self.relpath(digest), digest)
 
     # -- listing and deletion --------------------------------------------------------------------
     def delete(self, digest: str) -> None:

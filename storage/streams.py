@@ -18,6 +18,7 @@ from .errors import IntegrityError
 from .hashing import CHUNK_SIZE, Hasher
 
 __all__ = [
+    "RangeReader",
     "Relay",
     "Tally",
     "VerifyingReader",
@@ -246,10 +247,20 @@ _NO_KERNEL_COPY = {
 }
 
 
-def copy_file_hashing(src_fd: int, dst_fd: int, cb: Callback) -> tuple[str, int] | None:
-    """Copy the regular file ``src_fd`` into the empty ``dst_fd`` (open for reading and writing) inside
-    the kernel (``copy_file_range``, what ``cp`` does), hashing the copy as read back from ``dst_fd``.
+def copy_file_hashing(
+    src_fd: int,
+    dst_fd: int,
+    cb: Callback,
+    *,
+    src_offset: int = 0,
+    dst_offset: int = 0,
+    length: int | None = None,
+) -> tuple[str, int] | None:
+    """Copy the regular file ``src_fd`` into ``dst_fd`` (open for reading and writing) inside the
+    kernel (``copy_file_range``, what ``cp`` does), hashing the copy as read back from ``dst_fd``.
 
+    ``length`` bytes (default: to the end of the source) go from ``src_offset`` to ``dst_offset``, so one
+    tensor of a ``.safetensors`` file becomes one blob, or one blob one tensor of an exported file.
     Returns (digest, size), or None when the kernel cannot copy between these two files (another
     filesystem, a pipe, no support): nothing was written then, and the caller uses `copy_hashing`.
 
@@ -260,13 +271,23 @@ def copy_file_hashing(src_fd: int, dst_fd: int, cb: Callback) -> tuple[str, int]
     """
     if not hasattr(os, "copy_file_range"):
         return None
+
+    def want(done: int) -> int:
+        return CHUNK_SIZE if length is None else min(CHUNK_SIZE, length - done)
+
+    def copy(done: int) -> int:
+        w = want(done)
+        return (
+            os.copy_file_range(src_fd, dst_fd, w, src_offset + done, dst_offset + done) if w else 0
+        )
+
+    h = Hasher(threaded=False)  # the copy thread has the other core (see copy_hashing)
     try:
-        n = os.copy_file_range(src_fd, dst_fd, CHUNK_SIZE, 0, 0)
+        n = copy(0)
     except OSError as e:
         if e.errno in _NO_KERNEL_COPY:
             return None
         raise
-    h = Hasher(threaded=False)  # the copy thread has the other core (see copy_hashing)
     buf = bytearray(min(n, CHUNK_SIZE) or 1)
     off = 0
 
@@ -274,7 +295,9 @@ def copy_file_hashing(src_fd: int, dst_fd: int, cb: Callback) -> tuple[str, int]
         view = memoryview(buf)
         done = 0
         while done < count:
-            got = os.preadv(dst_fd, [view[: min(len(buf), count - done)]], start + done)
+            got = os.preadv(
+                dst_fd, [view[: min(len(buf), count - done)]], dst_offset + start + done
+            )
             if not got:
                 raise OSError(errno.EIO, "the copy came back shorter than written")
             h.update(view[:got])
@@ -287,18 +310,42 @@ def copy_file_hashing(src_fd: int, dst_fd: int, cb: Callback) -> tuple[str, int]
                 buf = bytearray(n)
             hash_back(off, n)
             off += n
-            n = os.copy_file_range(src_fd, dst_fd, CHUNK_SIZE, off, off)
-        return h.hexdigest(), off
-    with ThreadPoolExecutor(1, thread_name_prefix="blob-copy") as pool:
-        while n:
-            ahead = pool.submit(os.copy_file_range, src_fd, dst_fd, CHUNK_SIZE, off + n, off + n)
-            try:
-                hash_back(off, n)
-            finally:
-                nxt = ahead.result()  # never leave a copy into dst running
-            off += n
-            n = nxt
+            n = copy(off)
+    else:
+        with ThreadPoolExecutor(1, thread_name_prefix="blob-copy") as pool:
+            while n:
+                ahead = pool.submit(copy, off + n)
+                try:
+                    hash_back(off, n)
+                finally:
+                    nxt = ahead.result()  # never leave a copy into dst running
+                off += n
+                n = nxt
+    if length is not None and off != length:
+        raise OSError(errno.EIO, f"the source ended after {off} of {length} bytes")
     return h.hexdigest(), off
+
+
+class RangeReader(io.RawIOBase):
+    """``length`` bytes of an open file from ``offset`` on, as a stream of their own (positional reads,
+    so several readers may share one descriptor). A source shorter than promised is an error."""
+
+    def __init__(self, fd: int, offset: int, length: int) -> None:
+        self._fd, self._offset, self._length, self._pos = fd, offset, length, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        view = memoryview(b).cast("B")
+        want = min(len(view), self._length - self._pos)
+        if want <= 0:
+            return 0
+        n = os.preadv(self._fd, [view[:want]], self._offset + self._pos)
+        if n == 0:
+            raise OSError(errno.EIO, f"the source ended {self._length - self._pos} bytes early")
+        self._pos += n
+        return n
 
 
 def write_all(dst: BinaryIO, data: bytes | bytearray | memoryview) -> None:

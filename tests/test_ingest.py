@@ -91,7 +91,7 @@ def test_put_files_is_one_batch(
     read: list[str] = []
     real_read = batch_mod.read_small
     with monkeypatch.context() as m:
-        m.setattr(batch_mod, "read_small", lambda p, n: read.append(p) or real_read(p, n))
+        m.setattr(batch_mod, "read_small", lambda p, k: read.append(p) or real_read(p, k))
         third = store.put_files(paths)
     assert read == [str(paths[7])]
     assert third[7].digest == b3(paths[7].read_bytes()) and third[7].written
@@ -145,3 +145,15 @@ def test_quota_hashes_each_buffer_once(
     assert store.usage() == v.size
     with pytest.raises(artifacts.QuotaExceededError):
         store.log_artifact(Artifact("m2", "model").add_bytes("c", b"c" * 10**6))
+
+
+def test_stale_walk_stat_is_read_again_and_the_real_state_remembered(tmp_path: Path) -> None:
+    cache = StatCache(tmp_path / "stat.sqlite")
+    store = open_store(Backend("local", str(tmp_path / "store")), stat_cache=cache)
+    (p,) = _tree(tmp_path / "in", 1)
+    real = stat_key(os.stat(p))
+    stale = (real[0], real[1] - 10**9, real[2], real[3])  # what a walk saw before a later save
+    (r,) = store.put_files([str(p)], keys=[stale])
+    assert r.digest == b3(p.read_bytes())
+    assert cache.lookup_many([(str(p), real)]) == {str(p): r.digest}
+    assert cache.lookup_many([(str(p), stale)]) == {}

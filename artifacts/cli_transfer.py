@@ -1,0 +1,102 @@
+"""`artifacts sync` and `artifacts cache`: moving versions between stores, and the download cache.
+
+`artifacts.cli` adds `COMMANDS` to its group (this module does not import it, so it also works when
+``python -m artifacts.cli`` runs that module as ``__main__``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from .cliutil import CliContext, CliError, Progress, count, format_size, out, print_json
+from .store import open_store
+
+__all__ = ["COMMANDS", "sync"]
+
+pass_ctx = click.make_pass_decorator(CliContext)
+
+
+def _options(text: str | None, default: dict[str, Any], flag: str) -> dict[str, Any]:
+    if text is None:
+        return default
+    try:
+        obj = json.loads(text)
+    except ValueError as e:
+        raise CliError(f"{flag} is not valid JSON: {e}") from None
+    if not isinstance(obj, dict):
+        raise CliError(f"{flag} must be a JSON object")
+    return obj
+
+
+@click.command()
+@click.argument("src", metavar="SRC")
+@click.argument("dst", metavar="DST")
+@click.argument("refs", nargs=-1, metavar="[REF...]")
+@click.option(
+    "--no-lineage",
+    is_flag=True,
+    help="Copy only the versions named, without the runs and upstream versions behind them.",
+)
+@click.option(
+    "--src-options", metavar="JSON", help="fsspec options for SRC (default: --storage-options)."
+)
+@click.option(
+    "--dst-options", metavar="JSON", help="fsspec options for DST (default: --storage-options)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print what was copied as JSON.")
+@pass_ctx
+def sync(
+    c: CliContext,
+    src: str,
+    dst: str,
+    refs: tuple[str, ...],
+    no_lineage: bool,
+    src_options: str | None,
+    dst_options: str | None,
+    as_json: bool,
+) -> None:
+    """Copy versions with their runs, history, aliases and lineage from store SRC into store DST.
+
+    Every live version by default, or the REFs given (with the versions and runs upstream of them, and
+    the runs that used them). Only blobs DST lacks are sent. Running it again copies nothing twice, and
+    a sync that was interrupted resumes. Copies are committed by --user, under DST's quota for that
+    user; DST is created if it does not exist.
+
+    \b
+      artifacts sync ./.artifacts s3://team/store      after training on a node without a route
+      artifacts sync s3://team/store ./.artifacts gru:best
+    """
+    source = open_store(
+        src, user=c.user, storage_options=_options(src_options, c.options, "--src-options")
+    )
+    try:
+        target = open_store(
+            dst, user=c.user, storage_options=_options(dst_options, c.options, "--dst-options")
+        )
+        try:
+            with Progress.bar(c.quiet, f"sync {src} -> {dst}") as cb:
+                report = source.copy_to(
+                    target, list(refs) or None, with_lineage=not no_lineage, callback=cb
+                )
+        finally:
+            target.close()
+    finally:
+        source.close()
+    if as_json:
+        print_json(report.to_dict())
+    elif report.entries == 0:
+        out(
+            f"{dst} is up to date with {src} ({count(report.skipped, 'entry', 'entries')} copied before)"
+        )
+    else:
+        out(
+            f"copied {count(report.versions, 'version')} and {count(report.runs, 'run')} "
+            f"({count(report.entries, 'entry', 'entries')}; {count(report.blobs, 'blob')}, "
+            f"{format_size(report.bytes)} sent) from {src} to {dst}"
+        )
+
+
+COMMANDS = (sync,)

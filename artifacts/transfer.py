@@ -1,0 +1,350 @@
+"""Copying versions with their runs, history, aliases and lineage into another store (`Store.copy_to`,
+`artifacts sync SRC DST`).
+
+A copy replays the source's accepted log entries, in log order, as new entries of the destination,
+committed by the copying user (so the destination's quota applies to them) with the original time.
+Each copied entry carries ``"source": {"store": <source store id>, "seq": <source entry>, "user":
+<who wrote it>}``; the destination numbers versions by its own log. Before committing anything a
+copy reads the destination's log for entries copied from this source earlier, so running it again
+commits nothing twice, and a copy killed half-way resumes where it stopped.
+
+Blobs go first (only those the destination lacks, concurrently, verified as they are stored), entries
+after, so no entry ever points at a missing blob. Quota is checked before the first byte moves.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from fsspec.callbacks import Callback
+
+from storage.streams import Relay, as_callback
+
+from .errors import (
+    ConflictError,
+    IntegrityError,
+    InvalidValueError,
+    NotFoundError,
+    QuotaExceededError,
+)
+from .manifest import Manifest
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    from .store import Store
+
+__all__ = ["CopyReport", "copy_to"]
+
+#: blobs up to this size are copied through memory (one request each way), larger ones stream
+_SMALL = 8 * 1024 * 1024
+_HEAD = ("format", "seq", "op", "user", "ts", "source")
+
+
+@dataclass(frozen=True)
+class CopyReport:
+    """What one copy did: entries committed in the destination, entries found already copied,
+    versions and runs among the committed ones, blobs and bytes actually stored."""
+
+    source: str
+    destination: str
+    entries: int
+    skipped: int
+    versions: int
+    runs: int
+    blobs: int
+    bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+
+class _Versions:
+    """Which version of which artifact a ``version_logged`` entry of one store made (or re-logged)."""
+
+    def __init__(self, store: Store) -> None:
+        self.by_seq: dict[int, tuple[str, int]] = {}
+        self.rows: dict[str, list[sqlite3.Row]] = {}
+        for a in store.index.artifacts():
+            rows = store.index.versions(a["name"], include_deleted=True)
+            self.rows[a["name"]] = rows
+            for r in rows:
+                self.by_seq[r["seq"]] = (r["name"], r["version"])
+        self.live = {
+            (n, r["version"]) for n, rows in self.rows.items() for r in rows if not r["deleted"]
+        }
+
+    def of(self, seq: int, name: str, digest: str) -> tuple[str, int] | None:
+        if seq in self.by_seq:
+            return self.by_seq[seq]
+        # same content as the latest version: the entry re-logged that one (it added a producer)
+        best = None
+        for r in self.rows.get(name, []):
+            if (
+                r["digest"] == digest
+                and r["seq"] < seq
+                and (best is None or r["seq"] > best["seq"])
+            ):
+                best = r
+        return (name, best["version"]) if best is not None else None
+
+
+def _entries(store: Store) -> list[tuple[int, dict[str, Any]]]:
+    """The store's accepted log entries, in order (rejected ones never happened)."""
+    rejected = {seq for seq, _ in store.index.rejected()}
+    out = []
+    for raw in store.log.read_after(0):
+        if raw.seq in rejected:
+            continue
+        try:
+            obj = json.loads(raw.data)
+        except ValueError:
+            continue
+        if isinstance(obj, dict) and isinstance(obj.get("op"), str):
+            out.append((raw.seq, obj))
+    return out
+
+
+def _selection(
+    src: Store, versions: _Versions, refs: Iterable[str] | None, with_lineage: bool
+) -> tuple[set[tuple[str, int]], set[str]]:
+    if refs is None:
+        runs = {r["id"] for r in src.index.runs()} if with_lineage else set()
+        return set(versions.live), runs
+    chosen: set[tuple[str, int]] = set()
+    runs: set[str] = set()
+    for ref in refs:
+        v = src.artifact(ref)
+        chosen.add((v.name, v.version))
+        if not with_lineage:
+            continue
+        for node in src.lineage(v.ref, "upstream").nodes:
+            if node.kind == "run":
+                runs.add(node.attrs["run_id"])
+            elif not node.attrs["deleted"]:
+                chosen.add((node.attrs["name"], node.attrs["version"]))
+    if with_lineage:  # the runs that produced or consumed what is copied
+        for name, number in list(chosen):
+            for kind in ("produced", "consumed"):
+                runs.update(r["id"] for r in src.index.version_runs(f"{name}:v{number}", kind))
+    return chosen, runs
+
+
+def _copied(dst: Store, src_id: str) -> dict[int, int]:
+    """Source entry -> destination entry, for everything copied from ``src_id`` before."""
+    out: dict[int, int] = {}
+    for seq, obj in _entries(dst):
+        s = obj.get("source")
+        if isinstance(s, dict) and s.get("store") == src_id and isinstance(s.get("seq"), int):
+            out.setdefault(s["seq"], seq)
+    return out
+
+
+def copy_to(
+    src: Store,
+    dst: Store,
+    refs: Iterable[str] | None = None,
+    *,
+    with_lineage: bool = True,
+    callback: Callback | None = None,
+    max_workers: int = 16,
+) -> CopyReport:
+    """Copy ``refs`` (default: every live version and every run) of ``src`` into ``dst``; see module."""
+    if isinstance(refs, str):
+        refs = [refs]
+    src_id = src.info["id"]
+    if src_id == dst.info["id"]:
+        raise InvalidValueError(
+            f"{src.url} and {dst.url} are the same store (id {src_id}); nothing to copy"
+        )
+    src.sync()
+    dst.sync()
+    sv = _Versions(src)
+    chosen, runs = _selection(src, sv, refs, with_lineage)
+    copied = _copied(dst, src_id)
+    dv = _Versions(dst)
+    vmap: dict[tuple[str, int], int] = {}  # (name, source version) -> destination version
+    plan: list[tuple[int, dict[str, Any]]] = []
+    skipped = 0
+    for seq, obj in _entries(src):
+        op = obj["op"]
+        if op == "version_logged":
+            key = sv.of(seq, obj.get("name"), obj.get("digest"))
+            wanted = key in chosen and (seq in sv.by_seq or obj.get("run_id") in runs)
+            if wanted and seq in copied and key is not None:
+                mapped = dv.of(copied[seq], key[0], obj["digest"])
+                if mapped is not None:
+                    vmap[key] = mapped[1]
+        elif op in ("run_started", "run_finished"):
+            run_id = obj["run"].get("id") if op == "run_started" else obj.get("run_id")
+            wanted = run_id in runs
+        elif op == "artifact_used":
+            wanted = obj.get("run_id") in runs and (obj.get("name"), obj.get("version")) in chosen
+        elif op == "alias_set":
+            wanted = (obj.get("name"), obj.get("version")) in chosen
+        elif op == "alias_removed":
+            wanted = any(n == obj.get("name") for n, _ in chosen)
+        else:  # quotas, admins, deletions: the destination's own business
+            wanted = False
+        if not wanted:
+            continue
+        if seq in copied:
+            skipped += 1
+        else:
+            plan.append((seq, obj))
+    need = _needed_blobs(src, plan)
+    _precheck_quota(dst, plan, src)
+    have = dst.index.live_digests()
+    todo = {d: s for d, s in need.items() if d not in have}
+    cb = as_callback(callback)
+    cb.set_size(sum(todo.values()))
+    stored = _copy_blobs(src, dst, todo, cb, max_workers)
+    for vl in plan:  # manifests are blobs too
+        if vl[1]["op"] == "version_logged":
+            dst.blobs.put_bytes(Manifest.from_json(vl[1]["manifest"]).encode())
+    counts = {"versions": 0, "runs": 0}
+    for seq, obj in plan:
+        _commit_copy(src_id, dst, seq, obj, vmap, sv, counts)
+    written = sum(todo[d] for d in stored)
+    return CopyReport(
+        src.url,
+        dst.url,
+        len(plan),
+        skipped,
+        counts["versions"],
+        counts["runs"],
+        len(stored),
+        written,
+    )
+
+
+def _needed_blobs(src: Store, plan: list[tuple[int, dict[str, Any]]]) -> dict[str, int]:
+    need: dict[str, int] = {}
+    for _, obj in plan:
+        if obj["op"] == "version_logged":
+            need.update(Manifest.from_json(obj["manifest"]).blobs())
+        elif obj["op"] == "run_finished" and isinstance(obj.get("history"), str):
+            need[obj["history"]] = src.blobs.size(obj["history"])
+    return need
+
+
+def _precheck_quota(dst: Store, plan: list[tuple[int, dict[str, Any]]], src: Store) -> None:
+    quota = dst.index.quota(dst.user)
+    if quota is None:
+        return
+    digests: dict[str, int] = {}
+    for _, obj in plan:
+        if obj["op"] == "version_logged":
+            digests.update(Manifest.from_json(obj["manifest"]).blobs())
+    have = dst.index.user_digests(dst.user, list(digests))
+    growth = sum(size for d, size in digests.items() if d not in have)
+    used = dst.index.usage(dst.user)
+    if used + growth > quota:
+        raise QuotaExceededError(
+            f"quota exceeded for user {dst.user!r} in {dst.url}: copying from {src.url} adds {growth} "
+            f"bytes to {used} used of {quota}; nothing was copied. Copy fewer versions or ask an "
+            "admin of the destination to raise the quota"
+        )
+
+
+def _copy_blobs(
+    src: Store, dst: Store, todo: dict[str, int], cb: Callback, max_workers: int
+) -> list[str]:
+    """Store every blob of ``todo`` in ``dst``, verified against its digest; the ones written."""
+
+    def one(digest: str) -> str | None:
+        relay = Relay(cb)
+        local = src.blobs.local_path(digest)
+        if local is not None:
+            if not local.exists():
+                raise NotFoundError(
+                    f"blob {digest} is missing from {src.url}; run `artifacts verify`"
+                )
+            r = dst.blobs.put_file(local, callback=relay)
+        elif todo[digest] <= _SMALL:
+            r = dst.blobs.put_bytes(src.blobs.read_bytes(digest, verify=True))
+            relay.relative_update(todo[digest])
+        else:
+            with src.blobs.open(digest, verify=True) as f:
+                r = dst.blobs.put_stream(f, callback=relay)
+        if r.digest != digest:
+            raise IntegrityError(
+                f"blob {digest} in {src.url} is corrupt (it hashes to {r.digest}); nothing that "
+                "refers to it was copied. Run `artifacts verify` on the source"
+            )
+        return digest if r.written else None
+
+    items = sorted(todo)
+    workers = max(1, min(max_workers, len(items)))
+    if workers == 1 or (src.root.is_local and dst.root.is_local and workers > 2):
+        workers = min(workers, 2)
+    with ThreadPoolExecutor(workers) as pool:
+        return [d for d in pool.map(one, items) if d is not None]
+
+
+def _commit_copy(
+    src_id: str,
+    dst: Store,
+    seq: int,
+    obj: dict[str, Any],
+    vmap: dict[tuple[str, int], int],
+    sv: _Versions,
+    counts: dict[str, int],
+) -> None:
+    op = obj["op"]
+    payload = {k: v for k, v in obj.items() if k not in _HEAD}
+    payload["source"] = {"store": src_id, "seq": seq, "user": obj.get("user")}
+    if op == "run_started":
+        run_id = payload["run"]["id"]
+        try:
+            dst.index.run(run_id)
+        except NotFoundError:
+            pass
+        else:
+            raise ConflictError(
+                f"run {run_id} exists in {dst.url} but was not copied from this source; "
+                "nothing more was copied"
+            )
+        counts["runs"] += 1
+    elif op in ("version_logged", "artifact_used") and not _running(dst, payload.get("run_id")):
+        # the run was copied finished by an earlier sync of other refs: keep the version, lose only
+        # this edge (the destination cannot reopen a finished run)
+        if op == "artifact_used":
+            return
+        payload["run_id"] = None
+    if op in ("artifact_used", "alias_set"):
+        key = (obj["name"], obj["version"])
+        if key not in vmap:
+            return  # its version was not copied (cannot happen for a selected one)
+        payload["version"] = vmap[key]
+    if op == "alias_removed":
+        try:
+            dst.index.resolve(obj["name"], alias=obj["alias"])
+        except NotFoundError:
+            return
+    dseq = dst._commit(op, payload, ts=obj.get("ts"))
+    if op == "version_logged":
+        key = sv.of(seq, obj["name"], obj["digest"])
+        rows = dst.index.versions(obj["name"], include_deleted=True)
+        mine = [r for r in rows if r["seq"] == dseq] or [
+            r for r in rows if r["digest"] == obj["digest"] and r["seq"] < dseq
+        ]
+        if key is not None and mine:
+            vmap[key] = max(mine, key=lambda r: r["seq"])["version"]
+        counts["versions"] += 1
+
+
+def _running(dst: Store, run_id: str | None) -> bool:
+    if run_id is None:
+        return True
+    try:
+        return bool(dst.index.run(run_id)["status"] == "running")
+    except NotFoundError:
+        return False

@@ -1,0 +1,198 @@
+"""copy_to / `artifacts sync`: versions, runs, history, aliases and lineage move between stores."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import artifacts
+from artifacts import Artifact
+from tests.conftest import Backend
+
+
+def open_(b: Backend, user: str = "alice") -> artifacts.Store:
+    return artifacts.open_store(b.url, user=user, storage_options=b.storage_options)
+
+
+def populate(store: artifacts.Store) -> None:
+    with store.start_run(project="sent", job_type="prepare", config={"seed": 1}) as run:
+        run.log_artifact(
+            Artifact("reviews", "dataset", metadata={"src": "rt"}).add_bytes("a.csv", b"x,1\n" * 50)
+        )
+    with store.start_run(project="sent", job_type="train", config={"lr": 0.1}) as run:
+        run.use_artifact("reviews:latest")
+        for epoch in range(3):
+            run.log({"loss": 1.0 / (epoch + 1)}, step=epoch)
+            art = Artifact("gru", "model", metadata={"epoch": epoch})
+            art.add_bytes("w.bin", bytes([epoch]) * 4096).add_bytes("frozen.bin", b"F" * 8192)
+            run.log_artifact(art, aliases=["best"] if epoch == 1 else [])
+    with store.start_run(project="sent", job_type="eval") as run:
+        run.use_artifact("gru:best")
+        run.log({"acc": 0.9})
+    store.log_artifact(Artifact("scratch", "misc").add_bytes("s", b"gone"))
+    store.delete_version("scratch:v0")
+    store.set_alias("gru:v2", "latest-good")
+    store.remove_alias("gru", "latest-good")
+
+
+def answers(store: artifacts.Store) -> dict[str, Any]:
+    """What a user sees, with run ids kept (they are copied) and nothing store-specific."""
+    live = [a for a in store.artifacts() if a.versions]  # deleted versions are not copied
+    out: dict[str, Any] = {"artifacts": [(a.name, a.type, a.versions, a.size) for a in live]}
+    for a in store.artifacts():
+        for v in store.versions(a.name):
+            out[v.ref] = {
+                "digest": v.digest,
+                "aliases": v.aliases,
+                "metadata": dict(v.metadata),
+                "created_at": v.created_at,
+                "producer": v.produced_by().id if v.produced_by() else None,
+                "consumers": sorted(r.id for r in v.consumed_by()),
+                "files": {f.path: v.read_bytes(f.path) for f in v.files()},
+            }
+    for r in store.runs():
+        out[f"run/{r.id}"] = (r.project, r.job_type, r.status, r.config, r.summary, r.history())
+    lin = store.lineage("gru:best", "both")
+    out["lineage"] = (sorted(n.id for n in lin.nodes), sorted(map(str, lin.edges)))
+    return out
+
+
+@pytest.mark.s3
+def test_local_to_s3_to_local_keeps_lineage_and_answers(
+    local_backend: Backend, s3_backend: Backend, tmp_path: Path
+) -> None:
+    src = open_(local_backend)
+    populate(src)
+    s3 = open_(s3_backend, user="bob")
+    report = src.copy_to(s3)
+    assert report.versions == 4 and report.runs == 3 and report.skipped == 0
+    back = open_(Backend("local", str(tmp_path / "back")), user="carol")
+    s3.copy_to(back)
+    expect = answers(src)
+    assert answers(s3) == expect and answers(back) == expect
+    assert "scratch" not in [a.name for a in s3.artifacts()] or not s3.versions("scratch")
+    # quota accounting is the copying user's; every copied entry names its source
+    assert s3.usage("bob") == src.usage("alice") and s3.usage("alice") == 0
+    entries = [json.loads(e.data) for e in back.log.read_after(0)]
+    assert entries and all(e["source"]["store"] == s3.info["id"] for e in entries)
+    assert {e["source"]["user"] for e in entries} == {"bob"}
+    assert back.verify().ok and s3.verify().ok
+    # restoring from the copy gives the same bytes
+    assert back.artifact("gru:best").read_bytes("w.bin") == bytes([1]) * 4096
+
+
+def test_resync_copies_nothing_twice_and_picks_up_new_work(tmp_path: Path) -> None:
+    src = open_(Backend("local", str(tmp_path / "src")))
+    dst = open_(Backend("local", str(tmp_path / "dst")))
+    populate(src)
+    first = src.copy_to(dst)
+    head = dst.log.head()
+    again = src.copy_to(dst)
+    assert again.entries == 0 and again.blobs == 0 and again.skipped == first.entries
+    assert dst.log.head() == head
+    # new work in the source: only that moves; a re-logged identical version stays one version
+    with src.start_run(project="sent", job_type="finetune") as run:
+        run.use_artifact("gru:best")
+        art = (
+            Artifact("gru", "model")
+            .add_bytes("w.bin", b"new" * 100)
+            .add_bytes("frozen.bin", b"F" * 8192)
+        )
+        run.log_artifact(art)
+    third = src.copy_to(dst)
+    assert third.versions == 1 and third.runs == 1 and third.blobs == 1  # frozen.bin was there
+    assert third.bytes == 300
+    assert [v.digest for v in dst.versions("gru")] == [v.digest for v in src.versions("gru")]
+
+
+def test_destination_numbers_versions_by_its_own_log(tmp_path: Path) -> None:
+    src = open_(Backend("local", str(tmp_path / "src")))
+    dst = open_(Backend("local", str(tmp_path / "dst")))
+    dst.log_artifact(Artifact("gru", "model").add_bytes("mine", b"dst's own"), aliases=["best"])
+    populate(src)
+    src.copy_to(dst, ["gru:best"])
+    # gru:v1 of the source (and nothing of v0 or v2, not upstream of it) is v1 here; the alias moved
+    assert [v.version for v in dst.versions("gru")] == [0, 1]
+    assert dst.artifact("gru:best").digest == src.artifact("gru:best").digest
+    assert dst.artifact("gru:best").version == 1
+    src.copy_to(dst)  # then everything: v0 and v2 of the source follow as v2 and v3
+    assert [v.digest for v in dst.versions("gru")][1:] == [
+        src.artifact(r).digest for r in ("gru:v1", "gru:v0", "gru:v2")
+    ]
+    # with lineage: the dataset and the runs behind gru:best, and the eval run that used it
+    eval_run = src.artifact("gru:best").consumed_by()[0]
+    assert [r.id for r in dst.artifact("gru:best").consumed_by()] == [eval_run.id]
+    assert dst.artifact("reviews").digest == src.artifact("reviews").digest
+    # without lineage, only the version
+    other = open_(Backend("local", str(tmp_path / "other")))
+    report = src.copy_to(other, ["reviews"], with_lineage=False)
+    assert report.runs == 0 and other.artifact("reviews").produced_by() is None
+
+
+def test_destination_quota_applies_to_the_copying_user(tmp_path: Path) -> None:
+    src = open_(Backend("local", str(tmp_path / "src")))
+    populate(src)
+    dst = open_(Backend("local", str(tmp_path / "dst")), user="admin")
+    dst.set_quota("bob", 10_000)
+    as_bob = open_(Backend("local", str(tmp_path / "dst")), user="bob")
+    with pytest.raises(artifacts.QuotaExceededError, match="bob.*nothing was copied"):
+        src.copy_to(as_bob)
+    assert as_bob.log.head() == 1 and not list(as_bob.blobs.iter_blobs())
+    dst.set_quota("bob", None)
+    assert src.copy_to(as_bob).versions == 4
+
+
+def test_sigkill_mid_sync_then_resume(tmp_path: Path) -> None:
+    src_url, dst_url = str(tmp_path / "src"), str(tmp_path / "dst")
+    src = open_(Backend("local", src_url))
+    for i in range(150):
+        src.log_artifact(Artifact(f"a{i % 3}", "data").add_bytes("f", f"content {i}".encode()))
+    code = (
+        "import artifacts, sys\n"
+        "s = artifacts.open_store(sys.argv[1]); d = artifacts.open_store(sys.argv[2])\n"
+        "s.copy_to(d)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    proc = subprocess.Popen([sys.executable, "-c", code, src_url, dst_url], env=env)
+    log = Path(dst_url) / "log"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if log.is_dir() and len(os.listdir(log)) >= 20:
+            break
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    dst = open_(Backend("local", dst_url))
+    done = dst.log.head()
+    assert 15 <= done < 150, "the sync was not killed half-way"
+    report = src.copy_to(dst)
+    assert report.skipped == done and report.entries == 150 - done
+    for name in ("a0", "a1", "a2"):
+        assert [v.digest for v in dst.versions(name)] == [v.digest for v in src.versions(name)]
+    seqs = [json.loads(e.data)["source"]["seq"] for e in dst.log.read_after(0)]
+    assert sorted(seqs) == list(range(1, 151))  # each source entry exactly once
+    assert src.copy_to(dst).entries == 0
+
+
+def test_cli_sync(tmp_path: Path) -> None:
+    src, dst = str(tmp_path / "src"), str(tmp_path / "dst")
+    populate(open_(Backend("local", src)))
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    cmd = [sys.executable, "-m", "artifacts.cli", "sync", src, dst]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("copied 4 versions and 3 runs")
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert r.returncode == 0 and "is up to date" in r.stdout
+    r = subprocess.run([*cmd, "nosuch:v3"], capture_output=True, text=True, env=env)
+    assert r.returncode == 1 and r.stderr.startswith("error: ") and r.stderr.count("\n") == 1
+    r = subprocess.run([*cmd[:-1], src], capture_output=True, text=True, env=env)
+    assert r.returncode == 1 and "same store" in r.stderr
