@@ -321,16 +321,23 @@ class Store:
         alias already on it, no run to record. An unchanged re-put then writes no log entry (the
         replay of a 20k-file manifest costs more than the rest of the re-put)."""
         with self._lock:
-            self.sync()
-            try:
-                row = self.index.resolve(artifact.name)
-            except NotFoundError:
-                return None
-            if row["digest"] != digest or row["type"] != artifact.type:
-                return None  # a type mismatch is refused by the commit, with its own message
-            if not set(aliases) <= set(self.index.aliases(row["name"], row["version"])):
-                return None
-            return ArtifactVersion.from_row(self, row)
+            if self._latest_if_same(artifact, digest, aliases) is None:
+                return None  # the common case decided without a round trip
+            self.sync()  # looks unchanged: make sure against the head before writing nothing
+            return self._latest_if_same(artifact, digest, aliases)
+
+    def _latest_if_same(
+        self, artifact: Artifact, digest: str, aliases: list[str]
+    ) -> ArtifactVersion | None:
+        try:
+            row = self.index.resolve(artifact.name)
+        except NotFoundError:
+            return None
+        if row["digest"] != digest or row["type"] != artifact.type:
+            return None  # a type mismatch is refused by the commit, with its own message
+        if not set(aliases) <= set(self.index.aliases(row["name"], row["version"])):
+            return None
+        return ArtifactVersion.from_row(self, row)
 
     def _precheck_quota(self, artifact: Artifact, mem_digests: dict[str, str]) -> None:
         """Fail before any upload when the artifact's new blobs would exceed the user's quota.
