@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
 
 from storage.statcache import init_lock
 
@@ -69,6 +68,8 @@ class Index(Rules):
         return int(row[0]) if row else None
 
     def _create_schema(self, admins: list[str]) -> None:
+        import sqlite_utils  # only for a new index: it imports pandas and numpy when they are installed
+
         db = sqlite_utils.Database(self._conn)
         with self.transaction() as c:
             if "meta" in db.table_names():
