@@ -12,7 +12,6 @@ from typing import Any
 import click
 
 from .cliutil import CliContext, CliError, Progress, count, format_size, out, print_json
-from .store import open_store
 
 __all__ = ["COMMANDS", "sync"]
 
@@ -69,6 +68,8 @@ def sync(
       artifacts sync ./.artifacts s3://team/store      after training on a node without a route
       artifacts sync s3://team/store ./.artifacts gru:best
     """
+    from .store import open_store  # here, not at import: `artifacts --help` stays light
+
     source = open_store(
         src, user=c.user, storage_options=_options(src_options, c.options, "--src-options")
     )

@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-
 from storage.statcache import init_lock
 
 from .errors import (
@@ -68,7 +67,10 @@ class Index(Rules):
         return int(row[0]) if row else None
 
     def _create_schema(self, admins: list[str]) -> None:
-        import sqlite_utils  # only for a new index: it imports pandas and numpy when they are installed
+        exists = "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
+        if self._conn.execute(exists).fetchone() is not None:
+            return  # an existing index: no need for sqlite_utils (which imports pandas and numpy)
+        import sqlite_utils
 
         db = sqlite_utils.Database(self._conn)
         with self.transaction() as c:
