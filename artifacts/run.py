@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from .artifact import Artifact, check_json
+from .catalog.entries import RunFinished
 from .errors import InvalidStateError, InvalidValueError
 from .manifest import canonical_json
 from .names import check_alias
@@ -158,8 +159,7 @@ class Run:
             data = b"\n".join(canonical_json(_clean(h)) for h in self._history) + b"\n"
             history = self._store.blobs.put_bytes(data).digest
         self._store._commit(
-            "run_finished",
-            {"run_id": self.id, "status": status, "summary": summary, "history": history},
+            RunFinished(run_id=self.id, status=status, summary=summary, history=history)
         )
         self.status = status
         self._history_digest = history

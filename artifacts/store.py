@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as _dt
 import getpass
 import json
@@ -21,6 +22,23 @@ from storage import BlobStore, Root, StatCache, default_cache_dir, hash_bytes, o
 from storage.blobs import Relay
 
 from .artifact import Artifact, check_json
+from .catalog.entries import (
+    AdminAdded,
+    AliasRemoved,
+    AliasSet,
+    ArtifactUsed,
+    Entry,
+    EntryError,
+    QuotaSet,
+    RunStarted,
+    VersionDeleted,
+    VersionLogged,
+    decode,
+    encode,
+)
+from .catalog.index import Index, IndexMoved
+from .catalog.log import CommitLog, RawEntry, backoff
+from .catalog.rules import Applied, run_node, version_node
 from .errors import (
     ConflictError,
     IntegrityError,
@@ -30,12 +48,9 @@ from .errors import (
     NotFoundError,
     QuotaExceededError,
 )
-from .index import Index
 from .lineage import Lineage, LineageEdge, LineageNode
-from .log import CommitLog, RawEntry, backoff
 from .manifest import FileEntry, Manifest, canonical_json
 from .names import check_alias, check_name, parse_ref
-from .rules import run_node, version_node
 from .run import Run, environment
 from .version import ArtifactVersion
 
@@ -163,32 +178,30 @@ class Store:
         self.index = Index(path, store_id=self.info["id"], admins=[self.info["created_by"]])
         self.sync()
 
-    def _commit(self, op: str, payload: dict[str, Any], ts: str | None = None) -> int:
+    def _commit(self, entry: Entry, ts: str | None = None) -> Applied:
         """Validate against the head and create the next entry; on a lost race replay and retry.
 
-        ``ts``: the entry's time when it is a copy of an older one (`copy_to`), else now."""
+        The entry is encoded and decoded again first, so a writer commits only what every reader
+        accepts. Returns what the entry did, as validated at the head it was committed after.
+        ``ts``: the entry's time when it is a copy of an older one (`copy_to`), else now.
+        """
         with self._lock:
-            return self._commit_locked(op, payload, ts)
+            return self._commit_locked(entry, ts)
 
-    def _commit_locked(self, op: str, payload: dict[str, Any], ts: str | None = None) -> int:
+    def _commit_locked(self, entry: Entry, ts: str | None = None) -> Applied:
         for attempt in range(_MAX_ATTEMPTS):
             seq = self.index.last_seq + 1
-            entry = {
-                **payload,
-                "format": 1,
-                "seq": seq,
-                "op": op,
-                "user": self.user,
-                "ts": ts if isinstance(ts, str) else _now(),
-            }
+            when = ts if isinstance(ts, str) else _now()
+            data = encode(dataclasses.replace(entry, seq=seq, user=self.user, ts=when))
             try:
-                self.index.check(seq, entry)
-            except InvalidStateError as e:
-                if "index moved" not in str(e):
-                    raise
+                typed = decode(seq, data)
+            except EntryError as e:
+                raise InvalidValueError(f"cannot commit {entry.OP}: {e}") from None
+            try:
+                applied = self.index.check(typed)
+            except IndexMoved:
                 self.sync()
                 continue
-            data = canonical_json(entry)
             started = time.perf_counter()
             try:
                 self.log.create(seq, data)
@@ -199,9 +212,9 @@ class Store:
             rejected = dict(self.index.apply([RawEntry(seq, data)]))
             if seq in rejected:  # cannot happen when check() passed; keep the log honest anyway
                 raise InvalidStateError(f"log entry {seq} was rejected: {rejected[seq]}")
-            return seq
+            return applied
         raise ConflictError(
-            f"gave up committing {op} after {_MAX_ATTEMPTS} lost races; retry later"
+            f"gave up committing {entry.OP} after {_MAX_ATTEMPTS} lost races; retry later"
         )
 
     # -- runs ------------------------------------------------------------------------------------
@@ -223,18 +236,18 @@ class Store:
         run_id = uuid.uuid4().hex[:12]
         env = environment()
         self._commit(
-            "run_started",
-            {
-                "run": {
-                    "id": run_id,
-                    "project": project,
-                    "name": name,
-                    "group": group,
-                    "job_type": job_type,
-                    "config": cfg,
-                    **env,
-                }
-            },
+            RunStarted(
+                id=run_id,
+                project=project,
+                name=name,
+                group=group,
+                job_type=job_type,
+                config=cfg,
+                host=env["host"],
+                command=tuple(env["command"]),
+                git=env["git"],
+                env=env["env"],
+            )
         )
         return Run(self, self.index.run(run_id), active=True)
 
@@ -251,9 +264,7 @@ class Store:
 
     def _use_artifact(self, run: Run, ref: str | ArtifactVersion) -> ArtifactVersion:
         version = self.artifact(ref.ref if isinstance(ref, ArtifactVersion) else ref)
-        self._commit(
-            "artifact_used", {"run_id": run.id, "name": version.name, "version": version.version}
-        )
+        self._commit(ArtifactUsed(run_id=run.id, name=version.name, version=version.version))
         return self._version(version.name, version.version)
 
     def _versions_of_run(self, run_id: str, kind: str) -> list[ArtifactVersion]:
@@ -292,27 +303,20 @@ class Store:
         if same is not None:
             return same
         self.blobs.put_bytes(manifest.encode())
-        self._commit(
-            "version_logged",
-            {
-                "name": artifact.name,
-                "type": artifact.type,
-                "digest": manifest.digest,
-                "manifest": manifest.to_json(),
-                "metadata": artifact.metadata,
-                "description": artifact.description,
-                "aliases": aliases,
-                "run_id": run.id if run is not None else None,
-            },
-        )
-        row = self.index.resolve(artifact.name)
-        if row["digest"] != manifest.digest:  # a newer version landed right after ours
-            row = next(
-                r
-                for r in reversed(self.index.versions(artifact.name))
-                if r["digest"] == manifest.digest
+        applied = self._commit(
+            VersionLogged(
+                name=artifact.name,
+                type=artifact.type,
+                digest=manifest.digest,
+                manifest=manifest,
+                metadata=dict(artifact.metadata),
+                description=artifact.description,
+                aliases=tuple(aliases),
+                run_id=run.id if run is not None else None,
             )
-        return ArtifactVersion.from_row(self, row)
+        )
+        assert applied.version is not None
+        return self._version(artifact.name, applied.version)
 
     def _same_as_latest(
         self, artifact: Artifact, digest: str, aliases: list[str]
@@ -434,7 +438,7 @@ class Store:
         """Point ``alias`` at the version ``ref`` resolves to (moving it from any other version)."""
         check_alias(alias)
         v = self.artifact(ref)
-        self._commit("alias_set", {"name": v.name, "version": v.version, "alias": alias})
+        self._commit(AliasSet(name=v.name, version=v.version, alias=alias))
         return self._version(v.name, v.version)
 
     def remove_alias(self, name: str, alias: str) -> None:
@@ -442,7 +446,7 @@ class Store:
         check_alias(alias)
         self.sync()
         self.index.resolve(name, alias=alias)  # a clear NotFoundError before committing anything
-        self._commit("alias_removed", {"name": name, "alias": alias})
+        self._commit(AliasRemoved(name=name, alias=alias))
 
     def delete_version(self, ref: str) -> None:
         """Delete one version (its own creator or a store admin); its bytes go at the next gc."""
@@ -450,7 +454,7 @@ class Store:
         if r.version is None and r.alias is None and ":" not in ref:
             raise InvalidNameError(f"delete_version needs a version, e.g. {r.name}:v0, not {ref!r}")
         v = self.artifact(ref)
-        self._commit("version_deleted", {"name": v.name, "version": v.version})
+        self._commit(VersionDeleted(name=v.name, version=v.version))
 
     # -- lineage ---------------------------------------------------------------------------------
     def lineage(self, ref: str, direction: str = "upstream", depth: int | None = None) -> Lineage:
@@ -527,7 +531,7 @@ class Store:
                 f"quota must be a non-negative number of bytes or None, not {nbytes!r}"
             )
         self.sync()
-        self._commit("quota_set", {"target": user, "bytes": nbytes})
+        self._commit(QuotaSet(target=user, bytes=nbytes))
 
     def quota(self, user: str | None = None) -> int | None:
         self.sync()
@@ -540,7 +544,7 @@ class Store:
 
     def add_admin(self, user: str) -> None:
         check_name(user, "user name")
-        self._commit("admin_added", {"target": user})
+        self._commit(AdminAdded(target=user))
 
     def admins(self) -> list[str]:
         self.sync()

@@ -24,6 +24,7 @@ from fsspec.callbacks import Callback
 
 from storage.streams import Relay, as_callback
 
+from .catalog.entries import build
 from .errors import (
     ConflictError,
     IntegrityError,
@@ -329,15 +330,11 @@ def _commit_copy(
             dst.index.resolve(obj["name"], alias=obj["alias"])
         except NotFoundError:
             return
-    dseq = dst._commit(op, payload, ts=obj.get("ts"))
+    applied = dst._commit(build(op, payload), ts=obj.get("ts"))
     if op == "version_logged":
         key = sv.of(seq, obj["name"], obj["digest"])
-        rows = dst.index.versions(obj["name"], include_deleted=True)
-        mine = [r for r in rows if r["seq"] == dseq] or [
-            r for r in rows if r["digest"] == obj["digest"] and r["seq"] < dseq
-        ]
-        if key is not None and mine:
-            vmap[key] = max(mine, key=lambda r: r["seq"])["version"]
+        if key is not None and applied.version is not None:
+            vmap[key] = applied.version  # a new version, or the latest one it equals
         counts["versions"] += 1
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import artifacts  # noqa: E402
-from artifacts.index import Index  # noqa: E402
-from artifacts.log import RawEntry  # noqa: E402
+from artifacts.catalog.index import Index  # noqa: E402
+from artifacts.catalog.log import RawEntry  # noqa: E402
 from artifacts.manifest import FileEntry, Manifest, canonical_json  # noqa: E402
 from benchmarks._common import median_time, moto_s3, quiet_werkzeug, table  # noqa: E402
 

@@ -39,7 +39,7 @@ from typing import Any
 
 import artifacts
 from artifacts import Artifact
-from artifacts.index import Index
+from artifacts.catalog.index import Index
 
 # content shared by every worker, so puts dedup against blobs of live and of deleted versions alike
 POOL = [bytes([i]) * (3000 + 17 * i) for i in range(12)]

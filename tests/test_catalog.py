@@ -11,6 +11,7 @@ import pytest
 
 import artifacts
 from artifacts import Artifact
+from artifacts.catalog.entries import VersionLogged
 from tests.conftest import Backend
 
 
@@ -255,14 +256,12 @@ class TestQuota:
         """An entry that passed the pre-upload check but lost to a racing commit is refused at the head."""
         store = open_(backend)
         store.set_quota("alice", 8)
-        entry = {"name": "b", "type": "dataset", "aliases": [], "run_id": None, "metadata": {},
-                 "description": ""}
         store.log_artifact(art("a", b"12345"))
         manifest = artifacts.manifest.Manifest.build(
             [artifacts.FileEntry("data.bin", store.blobs.put_bytes(b"67890").digest, 5)])
-        entry |= {"digest": manifest.digest, "manifest": manifest.to_json()}
+        entry = VersionLogged(name="b", type="dataset", digest=manifest.digest, manifest=manifest)
         with pytest.raises(artifacts.QuotaExceededError):
-            store._commit("version_logged", entry)
+            store._commit(entry)
         assert store.usage() == 5 and [a.name for a in store.artifacts()] == ["a"]
 
 

@@ -8,19 +8,16 @@ in growing batches instead of listing the whole prefix.
 
 from __future__ import annotations
 
-import json
+import random
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from storage import Root
 
-from .errors import ConflictError
-from .manifest import canonical_json
+from ..errors import ConflictError
 
-__all__ = ["LOG_FORMAT", "CommitLog", "RawEntry", "log_path"]
+__all__ = ["LOG_DIR", "CommitLog", "RawEntry", "backoff", "log_path"]
 
-LOG_FORMAT = 1
 LOG_DIR = "log"
 _MAX_BATCH = 512
 
@@ -31,41 +28,15 @@ def log_path(seq: int) -> str:
 
 @dataclass(frozen=True)
 class RawEntry:
-    """An entry as stored: its sequence number and bytes. Parsing (and rejecting) is the index's job."""
+    """An entry as stored: its sequence number and bytes. `entries.decode` types (or rejects) it."""
 
     seq: int
     data: bytes
-
-    def parse(self) -> dict[str, Any]:
-        """The entry as a dict; raises ValueError describing what is malformed."""
-        try:
-            obj = json.loads(self.data.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ValueError(f"not valid JSON ({e})") from None
-        except (ValueError, RecursionError) as e:  # a 5000-digit number, [[[...]]] too deep
-            raise ValueError(f"not usable JSON ({e})") from None
-        if not isinstance(obj, dict):
-            raise ValueError("not a JSON object")
-        fmt = obj.get("format")
-        if fmt != LOG_FORMAT or isinstance(fmt, bool):  # true == 1 in Python, not in the format
-            if isinstance(fmt, int) and not isinstance(fmt, bool) and fmt > LOG_FORMAT:
-                raise ValueError(
-                    f"written in log format {fmt}, newer than this library's {LOG_FORMAT}; upgrade"
-                )
-            raise ValueError(f"unknown log format {fmt!r}")
-        if obj.get("seq") != self.seq:
-            raise ValueError(f"claims sequence {obj.get('seq')!r} but is stored as {self.seq}")
-        if not isinstance(obj.get("op"), str):
-            raise ValueError("has no operation")
-        return obj
 
 
 class CommitLog:
     def __init__(self, root: Root) -> None:
         self.root = root
-
-    def encode(self, seq: int, op: str, payload: dict[str, Any]) -> bytes:
-        return canonical_json({**payload, "format": LOG_FORMAT, "seq": seq, "op": op})
 
     def create(self, seq: int, data: bytes) -> None:
         """Create entry ``seq``; `ConflictError` if another writer got there first."""
@@ -102,16 +73,6 @@ class CommitLog:
                 best = max(best, int(stem))
         return best
 
-    def entry_paths(self) -> dict[int, str]:
-        """Sequence number -> relative path for every stored entry (for verify)."""
-        out = {}
-        for info in self.root.listdir(LOG_DIR):
-            name = info["name"].rstrip("/").rsplit("/", 1)[-1]
-            stem = name.split(".", 1)[0]
-            if stem.isdigit() and name.endswith(".json"):
-                out[int(stem)] = f"{LOG_DIR}/{name}"
-        return out
-
 
 def backoff(attempt: int, round_trip: float) -> None:
     """Sleep after a lost race: random, growing with each loss, scaled by the store's round trip.
@@ -119,7 +80,5 @@ def backoff(attempt: int, round_trip: float) -> None:
     Losers that retry at once mostly collide again and load the backend with wasted writes; spreading
     them over a few round trips lets each race have one winner and few losers.
     """
-    import random
-
     scale = max(round_trip, 0.001) * (2 ** min(attempt, 5))
     time.sleep(min(1.0, scale) * random.random())

@@ -1,7 +1,7 @@
 """The index: a local SQLite replay of the commit log, for fast queries. Deleting it loses nothing.
 
 Entries are applied in order, one transaction per sync; several processes may share one index. The rules
-that decide what an entry does (or why it is refused) are in `artifacts.rules`; an entry that breaks one
+that decide what an entry does (or why it is refused) are in `artifacts.catalog.rules`; an entry that breaks one
 is recorded as rejected with its sequence number and the reason, and has no effect.
 """
 
@@ -16,17 +16,20 @@ from typing import Any
 
 from storage.statcache import init_lock
 
-from .errors import (
-    ArtifactsError,
-    InvalidStateError,
-    NotFoundError,
-)
+from ..errors import ArtifactsError, NotFoundError
+from .entries import Entry, decode
 from .log import RawEntry
-from .rules import Rules, run_node
+from .rules import Applied, Rules, run_node
 
-__all__ = ["INDEX_FORMAT", "Index"]
+__all__ = ["INDEX_FORMAT", "Index", "IndexMoved"]
 
-INDEX_FORMAT = 3
+#: 4: entries are decoded with full field validation (an index built before may hold entries that
+#: are now rejected, so it is rebuilt from the log) and meta keeps the store's total size.
+INDEX_FORMAT = 4
+
+
+class IndexMoved(Exception):
+    """Internal to the commit loop: another process applied entries while a change was validated."""
 
 
 class Index(Rules):
@@ -138,7 +141,12 @@ class Index(Rules):
             db["rejected"].create({"seq": int, "reason": str}, pk="seq")
             c.executemany(
                 "INSERT INTO meta VALUES (?, ?)",
-                [("format", str(INDEX_FORMAT)), ("last_seq", "0"), ("store_id", self.store_id)],
+                [
+                    ("format", str(INDEX_FORMAT)),
+                    ("last_seq", "0"),
+                    ("store_id", self.store_id),
+                    ("total_size", "0"),
+                ],
             )
             c.executemany("INSERT OR IGNORE INTO admins VALUES (?)", [(a,) for a in admins])
 
@@ -177,14 +185,10 @@ class Index(Rules):
                     break  # a gap: the caller will fetch the missing entries next sync
                 c.execute("SAVEPOINT entry")
                 try:
-                    self._apply_entry(c, raw.seq, raw.parse())
-                except (ArtifactsError, ValueError, KeyError, TypeError, AttributeError) as e:
+                    self._apply_entry(c, decode(raw.seq, raw.data))
+                except (ArtifactsError, ValueError) as e:  # EntryError is a ValueError
                     c.execute("ROLLBACK TO entry")
-                    reason = (
-                        str(e)
-                        if isinstance(e, ArtifactsError | ValueError)
-                        else (f"malformed entry ({type(e).__name__}: {e})")
-                    )
+                    reason = str(e)
                     c.execute("INSERT OR REPLACE INTO rejected VALUES (?, ?)", (raw.seq, reason))
                     rejected.append((raw.seq, reason))
                 c.execute("RELEASE entry")
@@ -192,13 +196,15 @@ class Index(Rules):
             c.execute("UPDATE meta SET value=? WHERE key='last_seq'", (str(last),))
         return rejected
 
-    def check(self, seq: int, entry: dict[str, Any]) -> None:
-        """Validate ``entry`` as if it were committed next at ``seq``; raises the rule it breaks."""
+    def check(self, entry: Entry) -> Applied:
+        """Validate ``entry`` as if it were committed next, at ``entry.seq``; raises the rule it breaks
+        (`IndexMoved` when the index is no longer at ``entry.seq - 1``). Returns what it would do."""
         with contextlib.suppress(_Rollback), self.transaction() as c:
-            if self._last_seq(c) != seq - 1:
-                raise InvalidStateError("index moved while validating; retry")
-            self._apply_entry(c, seq, entry)
+            if self._last_seq(c) != entry.seq - 1:
+                raise IndexMoved(entry.seq)
+            applied = self._apply_entry(c, entry)
             raise _Rollback
+        return applied
 
     # -- queries ---------------------------------------------------------------------------------
     def _latest(self, c: sqlite3.Connection, name: str) -> sqlite3.Row | None:
@@ -261,9 +267,6 @@ class Index(Rules):
             self._conn.execute("SELECT 1 FROM artifacts WHERE name=?", (name,)).fetchone()
             is not None
         )
-
-    def version_by_id(self, vid: int) -> sqlite3.Row:
-        return self._conn.execute("SELECT * FROM versions WHERE id=?", (vid,)).fetchone()
 
     def version_by_node(self, node: str) -> sqlite3.Row | None:
         return self._conn.execute("SELECT * FROM versions WHERE node=?", (node,)).fetchone()
