@@ -181,12 +181,12 @@ class Progress:
     @staticmethod
     @contextmanager
     def bar(quiet: bool, desc: str) -> Iterator[Callback]:
-        from fsspec.callbacks import NoOpCallback, TqdmCallback
+        from fsspec.callbacks import NoOpCallback
 
         if not Progress.wanted(quiet):
             yield NoOpCallback()
             return
-        cb = TqdmCallback(
+        cb = (globals().get("TqdmCallback") or __getattr__("TqdmCallback"))(
             tqdm_kwargs={
                 "desc": desc,
                 "unit": "B",
@@ -330,3 +330,12 @@ class CliContext:
             self._store = open_store(self.url, user=self.user, storage_options=self.options)
             click.get_current_context().call_on_close(self._store.close)
         return self._store
+
+
+def __getattr__(name: str) -> Any:
+    """``TqdmCallback`` on first use: fsspec (and tqdm) load only when a progress bar is shown."""
+    if name == "TqdmCallback":
+        from fsspec.callbacks import TqdmCallback
+
+        return TqdmCallback
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
