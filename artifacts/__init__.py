@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from storage._lazy import lazy_getattr
 
 from .errors import (
+    AmbiguousError,
     ArtifactsError,
     BackendError,
     ConflictError,
@@ -32,6 +33,7 @@ from .errors import (
     InvalidValueError,
     NotFoundError,
     PermissionDeniedError,
+    QueryError,
     QuotaExceededError,
 )
 
@@ -41,6 +43,8 @@ if TYPE_CHECKING:
     from .maintenance import GcReport, VerifyReport
     from .manifest import FileEntry
     from .run import Run
+    from .runkeys import RunField
+    from .runquery import ComputeUsage, MetricStats, RunGroup, RunPage
     from .store import ArtifactSummary, Store, open_store
     from .version import ArtifactVersion
 
@@ -54,6 +58,11 @@ _LAZY = {
     "VerifyReport": ".maintenance",
     "FileEntry": ".manifest",
     "Run": ".run",
+    "RunField": ".runkeys",
+    "ComputeUsage": ".runquery",
+    "MetricStats": ".runquery",
+    "RunGroup": ".runquery",
+    "RunPage": ".runquery",
     "ArtifactSummary": ".store",
     "Store": ".store",
     "open_store": ".store",
@@ -64,11 +73,13 @@ __getattr__ = lazy_getattr(__name__, _LAZY)
 __version__ = "0.1.0"
 
 __all__ = [
+    "AmbiguousError",
     "Artifact",
     "ArtifactSummary",
     "ArtifactVersion",
     "ArtifactsError",
     "BackendError",
+    "ComputeUsage",
     "ConflictError",
     "FileEntry",
     "GcReport",
@@ -81,10 +92,15 @@ __all__ = [
     "Lineage",
     "LineageEdge",
     "LineageNode",
+    "MetricStats",
     "NotFoundError",
     "PermissionDeniedError",
+    "QueryError",
     "QuotaExceededError",
     "Run",
+    "RunField",
+    "RunGroup",
+    "RunPage",
     "Store",
     "VerifyReport",
     "init",

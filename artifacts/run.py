@@ -54,6 +54,7 @@ class Run:
         self.command: list[str] | None = json.loads(row["command"] or "null")
         self.git: str | None = row["git"]
         self.env: dict[str, Any] = json.loads(row["env"] or "{}")
+        self.tags: list[str] = json.loads(row["tags"] or "[]")
         self.started_at: str = row["started_at"]
         self.finished_at: str | None = row["finished_at"]
         self._history_digest: str | None = row["history"]
@@ -214,12 +215,31 @@ def environment() -> dict[str, Any]:
     for pkg in _PACKAGES:
         with contextlib.suppress(metadata.PackageNotFoundError):
             versions[pkg] = metadata.version(pkg)
+    env: dict[str, Any] = {"versions": versions, "platform": platform.platform(), "cwd": os.getcwd()}
+    cuda = _cuda_devices()
+    if cuda is not None:
+        env["cuda"] = cuda
     return {
         "host": socket.gethostname(),
         "command": [sys.executable, *sys.argv],
         "git": _git_commit(),
-        "env": {"versions": versions, "platform": platform.platform(), "cwd": os.getcwd()},
+        "env": env,
     }
+
+
+def _cuda_devices() -> dict[str, Any] | None:
+    """CUDA devices visible to the run (for GPU-hours), only when the script already imported torch:
+    importing it here would cost seconds and initialise CUDA in processes that never use it."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return None
+    try:
+        if not torch.cuda.is_available():
+            return {"count": 0, "names": []}
+        n = torch.cuda.device_count()
+        return {"count": n, "names": [torch.cuda.get_device_name(i) for i in range(n)]}
+    except Exception:  # a broken driver must not stop a run from starting
+        return None
 
 
 def _git_commit() -> str | None:

@@ -11,7 +11,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +39,7 @@ from .catalog.entries import (
 from .catalog.index import Index, IndexMoved
 from .catalog.log import CommitLog, RawEntry, backoff
 from .catalog.rules import Applied, run_node, version_node
+from .compare import RunComparison, VersionDiff, compare_runs, diff_versions
 from .errors import (
     ConflictError,
     IntegrityError,
@@ -52,6 +53,16 @@ from .lineage import Lineage, LineageEdge, LineageNode
 from .manifest import FileEntry, Manifest, canonical_json
 from .names import check_alias, check_name, parse_ref
 from .run import Run, environment
+from .runkeys import RunField, run_fields
+from .runquery import (
+    ComputeUsage,
+    RunGroup,
+    RunPage,
+    compute,
+    run_groups,
+    select_runs,
+    select_versions,
+)
 from .version import ArtifactVersion
 
 __all__ = ["ArtifactSummary", "Store", "open_store"]
@@ -226,9 +237,15 @@ class Store:
         name: str | None = None,
         group: str | None = None,
         job_type: str | None = None,
+        tags: Iterable[str] = (),
     ) -> Run:
         """Start a run; use it as a context manager so it finishes (or fails) with the block."""
         check_name(project, "project name")
+        if isinstance(tags, str):
+            tags = [tags]
+        tags = list(tags)
+        if not all(isinstance(t, str) and t and len(t) <= 128 for t in tags):
+            raise InvalidValueError("tags must be non-empty strings of at most 128 chars")
         for label, value in (("run name", name), ("group", group), ("job_type", job_type)):
             if value is not None and (not isinstance(value, str) or not value or len(value) > 128):
                 raise InvalidValueError(f"{label} must be a non-empty string of at most 128 chars")
@@ -247,6 +264,7 @@ class Store:
                 command=tuple(env["command"]),
                 git=env["git"],
                 env=env["env"],
+                tags=tuple(sorted(set(tags))),
             )
         )
         return Run(self, self.index.run(run_id), active=True)
@@ -255,9 +273,58 @@ class Store:
         self.sync()
         return Run(self, self.index.run(run_id))
 
-    def runs(self, project: str | None = None) -> list[Run]:
+    def runs(
+        self,
+        project: str | None = None,
+        *,
+        where: str | None = None,
+        order_by: Sequence[str] | str | None = None,
+        limit: int | None = None,
+        after: str | None = None,
+    ) -> RunPage:
+        """Runs matching the query ``where`` (see the README's query language), oldest first unless
+        ``order_by`` says otherwise (``["-summary.val_acc", "started_at"]``). With ``limit``, the
+        result's ``next_cursor`` passed as ``after`` gives the next page (keyset pagination)."""
         self.sync()
-        return [Run(self, r) for r in self.index.runs(project)]
+        with self._lock:
+            rows, cursor = select_runs(
+                self.index._conn, project=project, where=where, order_by=order_by, limit=limit, after=after
+            )
+        return RunPage([Run(self, r) for r in rows], next_cursor=cursor)
+
+    def run_groups(
+        self,
+        by: Sequence[str] | str = ("group", "job_type"),
+        *,
+        where: str | None = None,
+        metrics: Iterable[str] = (),
+        project: str | None = None,
+    ) -> list[RunGroup]:
+        """Run counts per distinct ``by`` value, with min/mean/max of each metric (``summary.<key>``)."""
+        self.sync()
+        with self._lock:
+            return run_groups(self.index._conn, by=by, where=where, metrics=metrics, project=project)
+
+    def run_fields(self) -> list[RunField]:
+        """Every ``config.<key>`` / ``summary.<key>`` some run has, with the JSON types seen (columns
+        to offer, keys to complete)."""
+        self.sync()
+        with self._lock:
+            return run_fields(self.index._conn)
+
+    def compute(
+        self,
+        by: str = "user",
+        *,
+        where: str | None = None,
+        since: Any = None,
+        until: Any = None,
+    ) -> list[ComputeUsage]:
+        """Runs, wall-clock hours and GPU-hours per ``by`` value (user, project, group, job_type, ...)
+        within [since, until); runs still open count to their last heartbeat (or now), as estimates."""
+        self.sync()
+        with self._lock:
+            return compute(self.index._conn, by=by, where=where, since=since, until=until)
 
     def _run_from_row(self, row: Any) -> Run:
         return Run(self, row)
@@ -419,12 +486,15 @@ class Store:
     def _version(self, name: str, version: int) -> ArtifactVersion:
         return ArtifactVersion.from_row(self, self.index.resolve(name, version))
 
-    def versions(self, name: str) -> list[ArtifactVersion]:
+    def versions(self, name: str, *, where: str | None = None) -> list[ArtifactVersion]:
+        """The live versions of ``name``, oldest first, optionally filtered by a query over version
+        fields and ``metadata.<key>`` (``where='metadata.epoch >= 3 and aliases = "best"'``)."""
         check_name(name)
         self.sync()
-        rows = self.index.versions(name)
-        if not rows and not self.index.exists(name):
+        if not self.index.exists(name):
             raise NotFoundError(f"no artifact named {name!r}")
+        with self._lock:
+            rows = select_versions(self.index._conn, name, where)
         return [ArtifactVersion.from_row(self, r) for r in rows]
 
     def artifacts(self) -> list[ArtifactSummary]:
@@ -455,6 +525,17 @@ class Store:
             raise InvalidNameError(f"delete_version needs a version, e.g. {r.name}:v0, not {ref!r}")
         v = self.artifact(ref)
         self._commit(VersionDeleted(name=v.name, version=v.version))
+
+    def compare_runs(self, ids: Sequence[str]) -> RunComparison:
+        """Runs side by side (ids or unique prefixes): config keys that differ, summaries, inputs."""
+        if isinstance(ids, str):
+            raise InvalidValueError("compare_runs takes a list of run ids")
+        return compare_runs([self.run(i) for i in ids])
+
+    def diff(self, a: str, b: str) -> VersionDiff:
+        """Files (tensors) added, removed and changed from version ``a`` to ``b``, and the bytes they
+        share; `artifacts.torch.tensor_differences` adds max |b - a| per changed tensor."""
+        return diff_versions(self.artifact(a), self.artifact(b))
 
     # -- lineage ---------------------------------------------------------------------------------
     def lineage(self, ref: str, direction: str = "upstream", depth: int | None = None) -> Lineage:

@@ -17,6 +17,7 @@ from typing import Any
 from storage.statcache import init_lock
 
 from ..errors import ArtifactsError, NotFoundError
+from ..runquery import resolve_run_id
 from .entries import Entry, decode
 from .log import RawEntry
 from .rules import Applied, Rules, run_node
@@ -25,7 +26,8 @@ __all__ = ["INDEX_FORMAT", "Index", "IndexMoved"]
 
 #: 4: entries are decoded with full field validation (an index built before may hold entries that
 #: are now rejected, so it is rebuilt from the log) and meta keeps the store's total size.
-INDEX_FORMAT = 4
+#: 5: runs.tags, the query engine's indexes and the run_keys table (artifacts.runquery).
+INDEX_FORMAT = 5
 
 
 class IndexMoved(Exception):
@@ -99,10 +101,18 @@ class Index(Rules):
                     "started_at": str,
                     "finished_at": str,
                     "seq": int,
+                    "tags": str,
                 },
                 pk="id",
             )
-            db["runs"].create_index(["project"])
+            # the query engine's fixed fields (artifacts.runquery): filters, orders and group-bys
+            db["runs"].create_index(["seq"], unique=True)
+            for cols in (["project", "seq"], ["group_", "job_type"], ["job_type"], ["user"]):
+                db["runs"].create_index(cols)
+            db["runs"].create_index(["status"])
+            db["runs"].create_index(["started_at"])
+            # every (config|summary, key path, JSON type) seen: type checks in queries, column pickers
+            db["run_keys"].create({"source": str, "path": str, "type": str}, pk=("source", "path", "type"))
             db["artifacts"].create({"name": str, "type": str, "next_version": int}, pk="name")
             db["versions"].create(
                 {
@@ -299,9 +309,11 @@ class Index(Rules):
         ).fetchone()
 
     def run(self, run_id: str) -> sqlite3.Row:
+        """A run by id, or by a unique prefix of its id (at least 4 characters, as git allows)."""
         row = self._conn.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
         if row is None:
-            raise NotFoundError(f"run {run_id} not found")
+            full = resolve_run_id(self._conn, run_id)  # NotFoundError, or AmbiguousError listing them
+            row = self._conn.execute("SELECT * FROM runs WHERE id=?", (full,)).fetchone()
         return row
 
     def runs(self, project: str | None = None) -> list[sqlite3.Row]:
