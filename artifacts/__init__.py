@@ -35,6 +35,7 @@ from .errors import (
     PermissionDeniedError,
     QueryError,
     QuotaExceededError,
+    StoreWarning,
 )
 
 if TYPE_CHECKING:
@@ -102,6 +103,7 @@ __all__ = [
     "RunGroup",
     "RunPage",
     "Store",
+    "StoreWarning",
     "VerifyReport",
     "init",
     "open_store",

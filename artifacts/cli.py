@@ -612,14 +612,17 @@ def usage(c: CliContext, user: str | None, as_json: bool) -> None:
 @click.option(
     "--quick", is_flag=True, help="Check that blobs exist with the right size; do not re-hash."
 )
+@click.option(
+    "--snapshots", is_flag=True, help="Also compare each index snapshot with a replay of the log."
+)
 @pass_ctx
-def verify(c: CliContext, ref: str | None, quick: bool) -> None:
+def verify(c: CliContext, ref: str | None, quick: bool, snapshots: bool) -> None:
     """Check the store, or one version.
 
     Every log entry must be present and readable and every blob intact (re-hashed unless --quick).
     Problems are listed on stdout, one per line; the exit status is 1 if there is any.
     """
-    report = c.store().verify(ref, quick=quick)
+    report = c.store().verify(ref, quick=quick, snapshots=snapshots)
     for p in report.problems:
         out(p)
     what = f"{report.blobs_checked} blobs" + (

@@ -36,9 +36,10 @@ from .catalog.entries import (
     decode,
     encode,
 )
-from .catalog.index import Index, IndexMoved
+from .catalog.index import INDEX_FORMAT, Index, IndexMoved
 from .catalog.log import CommitLog, RawEntry, backoff
 from .catalog.rules import Applied, run_node, version_node
+from .catalog.tail import LogReader
 from .compare import RunComparison, VersionDiff, compare_runs, diff_versions
 from .errors import (
     ConflictError,
@@ -112,7 +113,6 @@ def open_store(
     user = default_user() if user is None else user  # an explicit "" is an invalid name
     check_name(user, "user name")
     root = open_root(url, dict(storage_options or {}))
-    root.check_reachable()
     return Store(root, user)
 
 
@@ -130,6 +130,7 @@ class Store:
             store_id=self.info["id"],
             admins=[self.info["created_by"]],
         )
+        self.reader = LogReader(root, store_id=self.info["id"], index_format=INDEX_FORMAT)
         self.sync()
 
     def __repr__(self) -> str:
@@ -141,14 +142,21 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def close(self) -> None:
+    def close(self, *, wait: float = 30.0) -> None:
+        """Close the index, first giving a pack or snapshot being made up to ``wait`` seconds."""
+        self.reader.background.wait(wait)
         self.index.close()
 
     def _store_info(self) -> dict[str, Any]:
-        """Read store.json, creating it (exactly once, whoever races) for a new store."""
+        """Read store.json, creating it (exactly once, whoever races) for a new store.
+
+        The read is also the reachability check (a missing bucket or endpoint says so), so an existing
+        store costs one request here.
+        """
         try:
             data = self.root.read(STORE_FILE)
         except NotFoundError:
+            self.root.check_reachable()
             info = {
                 "format": STORE_FORMAT,
                 "id": uuid.uuid4().hex,
@@ -176,8 +184,7 @@ class Store:
     def sync(self) -> list[tuple[int, str]]:
         """Apply entries committed since the index was last brought up to date; returns rejections."""
         with self._lock:
-            entries = self.log.read_after(self.index.last_seq)
-            return self.index.apply(entries) if entries else []
+            return self.reader.sync(self.index)
 
     def reindex(self) -> None:
         """Drop the local index and rebuild it from the log."""
@@ -220,7 +227,7 @@ class Store:
                 backoff(attempt, time.perf_counter() - started)
                 self.sync()
                 continue
-            rejected = dict(self.index.apply([RawEntry(seq, data)]))
+            rejected = dict(self.reader.committed(self.index, RawEntry(seq, data)))
             if seq in rejected:  # cannot happen when check() passed; keep the log honest anyway
                 raise InvalidStateError(f"log entry {seq} was rejected: {rejected[seq]}")
             return applied
@@ -652,10 +659,14 @@ class Store:
         return copy_to(self, other, refs, with_lineage=with_lineage, callback=callback)
 
     # -- maintenance -----------------------------------------------------------------------------
-    def verify(self, ref: str | None = None, *, quick: bool = False) -> VerifyReport:
+    def verify(
+        self, ref: str | None = None, *, quick: bool = False, snapshots: bool = False
+    ) -> VerifyReport:
+        """Check the store (see `artifacts.maintenance.verify`); ``snapshots`` also replays the log to
+        compare each index snapshot with it."""
         from .maintenance import verify
 
-        return verify(self, ref, quick=quick)
+        return verify(self, ref, quick=quick, snapshots=snapshots)
 
     def gc(self, grace_period: float = 24 * 3600, *, dry_run: bool = False) -> GcReport:
         from .maintenance import gc
