@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import atexit
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .artifact import Artifact
+from storage._lazy import lazy_getattr
+
 from .errors import (
     AmbiguousError,
     ArtifactsError,
@@ -36,14 +37,39 @@ from .errors import (
     QuotaExceededError,
     StoreWarning,
 )
-from .lineage import Lineage, LineageEdge, LineageNode
-from .maintenance import GcReport, VerifyReport
-from .manifest import FileEntry
-from .run import Run
-from .runkeys import RunField
-from .runquery import ComputeUsage, MetricStats, RunGroup, RunPage
-from .store import ArtifactSummary, Store, open_store
-from .version import ArtifactVersion
+
+if TYPE_CHECKING:
+    from .artifact import Artifact
+    from .lineage import Lineage, LineageEdge, LineageNode
+    from .maintenance import GcReport, VerifyReport
+    from .manifest import FileEntry
+    from .run import Run
+    from .runkeys import RunField
+    from .runquery import ComputeUsage, MetricStats, RunGroup, RunPage
+    from .store import ArtifactSummary, Store, open_store
+    from .version import ArtifactVersion
+
+#: imported on first use, so `artifacts --help` and `--version` start fast (see storage._lazy)
+_LAZY = {
+    "Artifact": ".artifact",
+    "Lineage": ".lineage",
+    "LineageEdge": ".lineage",
+    "LineageNode": ".lineage",
+    "GcReport": ".maintenance",
+    "VerifyReport": ".maintenance",
+    "FileEntry": ".manifest",
+    "Run": ".run",
+    "RunField": ".runkeys",
+    "ComputeUsage": ".runquery",
+    "MetricStats": ".runquery",
+    "RunGroup": ".runquery",
+    "RunPage": ".runquery",
+    "ArtifactSummary": ".store",
+    "Store": ".store",
+    "open_store": ".store",
+    "ArtifactVersion": ".version",
+}
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 __version__ = "0.1.0"
 
@@ -94,6 +120,8 @@ def init(
     **kwargs: Any,
 ) -> Run:
     """Start a run on the default store, W&B style; it finishes at exit if not finished before."""
+    from .store import open_store
+
     run = open_store(url, user=user, storage_options=storage_options).start_run(
         project=project, config=config, **kwargs
     )

@@ -17,12 +17,11 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from . import __version__, cli_query
-from .artifact import Artifact
 from .cliutil import (
     CliContext,
     CliError,
@@ -46,8 +45,10 @@ from .cliutil import (
 )
 from .errors import ConflictError, NotFoundError
 from .names import parse_ref
-from .store import Store
-from .version import ArtifactVersion
+
+if TYPE_CHECKING:  # a command imports what it uses, so `--help` and `--version` start fast
+    from .store import Store
+    from .version import ArtifactVersion
 
 __all__ = ["format_size", "main", "parse_duration", "parse_size"]
 
@@ -202,6 +203,8 @@ def put(
                 f"{name!r} is a new artifact: give its type with --type (e.g. --type dataset)"
             )
         type_ = known[name]
+    from .artifact import Artifact
+
     art = Artifact(name, type_, description=description, metadata=meta)
     for p in paths:
         if os.path.isdir(p):

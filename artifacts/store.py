@@ -389,9 +389,15 @@ class Store:
                 f"artifact {artifact.name!r} is empty: add files before logging it"
             )
         self.sync()
+        mem_digests: dict[str, str] = {}
         if self.index.quota(self.user) is not None:
-            self._precheck_quota(artifact)
-        manifest = self._upload(artifact, callback)
+            # hashed once here; the upload names each buffer's blob by this digest
+            mem_digests = {s.path: hash_bytes(s.data) for s in artifact if s.data is not None}
+            self._precheck_quota(artifact, mem_digests)
+        manifest = self._upload(artifact, callback, mem_digests)
+        same = self._same_as_latest(artifact, manifest.digest, aliases) if run is None else None
+        if same is not None:
+            return same
         self.blobs.put_bytes(manifest.encode())
         applied = self._commit(
             VersionLogged(
@@ -408,16 +414,44 @@ class Store:
         assert applied.version is not None
         return self._version(artifact.name, applied.version)
 
-    def _precheck_quota(self, artifact: Artifact) -> None:
-        digests: dict[str, int] = {}
-        for s in artifact:
+    def _same_as_latest(
+        self, artifact: Artifact, digest: str, aliases: list[str]
+    ) -> ArtifactVersion | None:
+        """The latest version when a commit would change nothing: the same content and type, every
+        alias already on it, no run to record. An unchanged re-put then writes no log entry (the
+        replay of a 20k-file manifest costs more than the rest of the re-put)."""
+        with self._lock:
+            if self._latest_if_same(artifact, digest, aliases) is None:
+                return None  # the common case decided without a round trip
+            self.sync()  # looks unchanged: make sure against the head before writing nothing
+            return self._latest_if_same(artifact, digest, aliases)
+
+    def _latest_if_same(
+        self, artifact: Artifact, digest: str, aliases: list[str]
+    ) -> ArtifactVersion | None:
+        try:
+            row = self.index.resolve(artifact.name)
+        except NotFoundError:
+            return None
+        if row["digest"] != digest or row["type"] != artifact.type:
+            return None  # a type mismatch is refused by the commit, with its own message
+        if not set(aliases) <= set(self.index.aliases(row["name"], row["version"])):
+            return None
+        return ArtifactVersion.from_row(self, row)
+
+    def _precheck_quota(self, artifact: Artifact, mem_digests: dict[str, str]) -> None:
+        """Fail before any upload when the artifact's new blobs would exceed the user's quota.
+
+        File digests come from the stat cache (one query) or one hash each, remembered for the put;
+        in-memory buffers were hashed once by the caller and that digest is reused by the upload.
+        """
+        files = [s for s in artifact if s.source is not None and s.offset is None]
+        by_path = self.blobs.digest_files([s.source for s in files], [s.key for s in files])
+        digests = {by_path[s.source]: s.size for s in files if s.source is not None}
+        digests.update({mem_digests[s.path]: s.size for s in artifact if s.source is None})
+        for s in artifact:  # one tensor of a file (safetensors): its byte range
             if s.source is not None and s.offset is not None:
-                d, size = self.blobs.hash_range(s.source, s.offset, s.size), s.size
-            elif s.source is not None:
-                d, size = self.blobs.hash_local_file(s.source)
-            else:
-                d, size = hash_bytes(s.data), s.size
-            digests[d] = size
+                digests[self.blobs.hash_range(s.source, s.offset, s.size)] = s.size
         have = self.index.user_digests(self.user, list(digests))
         growth = sum(size for d, size in digests.items() if d not in have)
         quota, used = self.index.quota(self.user), self.index.usage(self.user)
@@ -428,7 +462,10 @@ class Store:
                 "ask an admin to raise the quota"
             )
 
-    def _upload(self, artifact: Artifact, callback: Callback | None) -> Manifest:
+    def _upload(
+        self, artifact: Artifact, callback: Callback | None, mem_digests: dict[str, str]
+    ) -> Manifest:
+        """Store every staged file and buffer; this method alone owns the progress total."""
         staged = list(artifact)
         files = [s for s in staged if s.source is not None and s.offset is None]
         ranges = [s for s in staged if s.source is not None and s.offset is not None]
@@ -437,10 +474,14 @@ class Store:
             callback.set_size(artifact.size)
         entries: list[FileEntry] = []
         if files:
-            results = self.blobs.put_files([s.source for s in files], callback=Relay(callback))
+            results = self.blobs.put_files(
+                [s.source for s in files if s.source is not None],
+                keys=[s.key for s in files],
+                callback=Relay(callback),
+            )
             entries += [
                 FileEntry(s.path, r.digest, r.size, s.meta)
-                for s, r in zip(files, results, strict=False)
+                for s, r in zip(files, results, strict=True)
             ]
         if ranges:
             relay = Relay(callback)
@@ -453,7 +494,7 @@ class Store:
         if mem:
 
             def put(s: Any) -> FileEntry:
-                r = self.blobs.put_bytes(s.data)
+                r = self.blobs.put_bytes(s.data, digest=mem_digests.get(s.path))
                 if callback is not None:
                     callback.relative_update(s.size)
                 return FileEntry(s.path, r.digest, r.size, s.meta)
