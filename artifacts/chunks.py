@@ -24,12 +24,13 @@ import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
-
-from storage import Root
+from typing import TYPE_CHECKING, Any
 
 from .errors import ArtifactsError, InvalidValueError
 from .manifest import canonical_json
+
+if TYPE_CHECKING:
+    from storage import Root
 
 __all__ = [
     "CHUNK_FORMAT",

@@ -17,12 +17,11 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from . import __version__, cli_query
-from .artifact import Artifact
 from .cliutil import (
     CliContext,
     CliError,
@@ -46,8 +45,10 @@ from .cliutil import (
 )
 from .errors import ConflictError, NotFoundError
 from .names import parse_ref
-from .store import Store
-from .version import ArtifactVersion
+
+if TYPE_CHECKING:  # a command imports what it uses, so `--help` and `--version` start fast
+    from .store import Store
+    from .version import ArtifactVersion
 
 __all__ = ["format_size", "main", "parse_duration", "parse_size"]
 
@@ -202,6 +203,8 @@ def put(
                 f"{name!r} is a new artifact: give its type with --type (e.g. --type dataset)"
             )
         type_ = known[name]
+    from .artifact import Artifact
+
     art = Artifact(name, type_, description=description, metadata=meta)
     for p in paths:
         if os.path.isdir(p):
@@ -644,14 +647,17 @@ def usage(c: CliContext, user: str | None, as_json: bool) -> None:
 @click.option(
     "--quick", is_flag=True, help="Check that blobs exist with the right size; do not re-hash."
 )
+@click.option(
+    "--snapshots", is_flag=True, help="Also compare each index snapshot with a replay of the log."
+)
 @pass_ctx
-def verify(c: CliContext, ref: str | None, quick: bool) -> None:
+def verify(c: CliContext, ref: str | None, quick: bool, snapshots: bool) -> None:
     """Check the store, or one version.
 
     Every log entry must be present and readable and every blob intact (re-hashed unless --quick).
     Problems are listed on stdout, one per line; the exit status is 1 if there is any.
     """
-    report = c.store().verify(ref, quick=quick)
+    report = c.store().verify(ref, quick=quick, snapshots=snapshots)
     for p in report.problems:
         out(p)
     what = f"{report.blobs_checked} blobs" + (

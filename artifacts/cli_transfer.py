@@ -24,7 +24,6 @@ from .cliutil import (
     table,
     when,
 )
-from .store import open_store
 
 __all__ = ["COMMANDS", "cache", "sync"]
 
@@ -81,6 +80,8 @@ def sync(
       artifacts sync ./.artifacts s3://team/store      after training on a node without a route
       artifacts sync s3://team/store ./.artifacts gru:best
     """
+    from .store import open_store  # here, not at import: `artifacts --help` stays light
+
     source = open_store(
         src, user=c.user, storage_options=_options(src_options, c.options, "--src-options")
     )

@@ -10,15 +10,18 @@ import re
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from fsspec.callbacks import Callback, NoOpCallback, TqdmCallback
 
 from .errors import ArtifactsError
-from .run import Run
-from .store import Store, open_store
-from .version import ArtifactVersion
+
+if TYPE_CHECKING:  # imported when a command runs: `artifacts --help` needs none of them
+    from fsspec.callbacks import Callback
+
+    from .run import Run
+    from .store import Store
+    from .version import ArtifactVersion
 
 __all__ = [
     "CliContext",
@@ -178,10 +181,12 @@ class Progress:
     @staticmethod
     @contextmanager
     def bar(quiet: bool, desc: str) -> Iterator[Callback]:
+        from fsspec.callbacks import NoOpCallback
+
         if not Progress.wanted(quiet):
             yield NoOpCallback()
             return
-        cb = TqdmCallback(
+        cb = (globals().get("TqdmCallback") or __getattr__("TqdmCallback"))(
             tqdm_kwargs={
                 "desc": desc,
                 "unit": "B",
@@ -322,6 +327,17 @@ class CliContext:
                     f"no store at {self.url}: create one with `artifacts init`, or point --store "
                     "(or $ARTIFACTS_STORE) at an existing one"
                 )
+            from .store import open_store
+
             self._store = open_store(self.url, user=self.user, storage_options=self.options)
             click.get_current_context().call_on_close(self._store.close)
         return self._store
+
+
+def __getattr__(name: str) -> Any:
+    """``TqdmCallback`` on first use: fsspec (and tqdm) load only when a progress bar is shown."""
+    if name == "TqdmCallback":
+        from fsspec.callbacks import TqdmCallback
+
+        return TqdmCallback
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

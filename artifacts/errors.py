@@ -30,6 +30,7 @@ __all__ = [
     "PermissionDeniedError",
     "QueryError",
     "QuotaExceededError",
+    "StoreWarning",
 ]
 
 
@@ -57,3 +58,8 @@ class AmbiguousError(ArtifactsError, LookupError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class StoreWarning(UserWarning):
+    """Something in the store was unusable and skipped (a corrupt pack or snapshot); answers stay right
+    because the reader fell back to the log itself. The message names the object."""

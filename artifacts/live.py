@@ -24,14 +24,15 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any
-
-from storage import Root
+from typing import TYPE_CHECKING, Any
 
 from .chunks import Heartbeat, chunk_path, encode_chunk, heartbeat_path
 from .errors import ArtifactsError, ConflictError, InvalidValueError
 from .manifest import canonical_json
 from .values import Summary, to_json_value
+
+if TYPE_CHECKING:
+    from storage import Root
 
 __all__ = [
     "DEFAULT_FLUSH_INTERVAL",

@@ -43,6 +43,7 @@ from storage.quarantine import corrupt_message, is_set_aside
 from storage.trash import list_trash, move_to_trash, purge
 from storage.trash import restore as trash_restore
 
+from .catalog.checks import gc_scale, verify_scale
 from .catalog.entries import LOG_FORMAT, EntryError, decode, entry_format
 from .catalog.log import LOG_DIR, log_path
 from .errors import IntegrityError, InvalidStateError, InvalidValueError, NotFoundError
@@ -91,14 +92,19 @@ class GcReport:
     spared: tuple[str, ...] = ()
     tmp_removed: int = 0
     restored: tuple[str, ...] = ()
+    snapshots_removed: tuple[str, ...] = ()
 
 
 # -- verify ----------------------------------------------------------------------------------------
-def verify(store: Store, ref: str | None = None, *, quick: bool = False) -> VerifyReport:
-    """Check the log (every entry present, parses and applied) and the blobs it refers to.
+def verify(
+    store: Store, ref: str | None = None, *, quick: bool = False, snapshots: bool = False
+) -> VerifyReport:
+    """Check the log (every entry present, parses and applied), its packs and snapshots, and the blobs
+    it refers to.
 
     With ``ref``, only that version's files and manifest. ``quick`` checks existence and size only;
-    otherwise every blob is re-hashed and every log entry parsed again.
+    otherwise every blob is re-hashed and every log entry parsed again. ``snapshots`` also compares each
+    snapshot with a replay of the log (slow).
     """
     problems: list[str] = []
     store.sync()
@@ -110,6 +116,7 @@ def verify(store: Store, ref: str | None = None, *, quick: bool = False) -> Veri
         entries = len(paths)
         problems += [f"unexpected object {rel} in the log" for rel in odd]
         problems += _log_problems(store, paths, applied, reparse=not quick)
+        problems += verify_scale(store, replay=snapshots)
         wanted = store.index.all_referenced()
     else:
         v = store.artifact(ref)
@@ -239,19 +246,27 @@ def _log_problems(
         unapplied, "log entry {} is not applied (it follows a gap)", "log entries not applied"
     )
     if reparse:
-        todo = [s for s in sorted(paths) if s not in rejected and s <= applied]
+        every = [s for s in sorted(paths) if s <= applied]
+        todo = [s for s in every if s not in rejected]
         got: dict[str, bytes] = {}
-        for i in range(0, len(todo), 1000):
-            got.update(store.root.read_many([log_path(s) for s in todo[i : i + 1000]]))
+        for i in range(0, len(every), 1000):
+            got.update(store.root.read_many([log_path(s) for s in every[i : i + 1000]]))
         for seq in todo:
             data = got.get(log_path(seq))
             if data is None:
                 problems.append(f"log entry {seq} disappeared while verifying")
                 continue
             try:
-                decode(seq, data)
+                entry = decode(seq, data)
             except EntryError as e:  # changed after it was applied (bit rot, a hand edit)
                 problems.append(f"log entry {seq} does not parse any more: {e}")
+                continue
+            before = got.get(log_path(seq - 1))
+            if entry.prev is not None and before is not None and hash_bytes(before) != entry.prev:
+                problems.append(
+                    f"log entry {seq - 1} was changed after entry {seq} was written: its bytes no "
+                    f"longer hash to the digest entry {seq} records (restore it from a backup)"
+                )
     return problems
 
 
@@ -293,12 +308,14 @@ def gc(store: Store, *, grace_period: float = 24 * 3600, dry_run: bool = False) 
     live |= store.index.live_digests()
     coarse = not store.root.is_local  # S3 timestamps have whole seconds: count them as 1 s younger
     doomed = [b for b in listed if b.digest not in live and _older(b.mtime, cutoff, coarse)]
+    old_snapshots = tuple(gc_scale(store, cutoff=cutoff, dry_run=dry_run))
     if dry_run:
         return GcReport(
             tuple(b.digest for b in doomed),
             sum(b.size for b in doomed),
             len(listed) - len(doomed),
             True,
+            snapshots_removed=old_snapshots,
         )
     sweep = _sweep_local if store.root.is_local else _sweep_remote
     results = _map(lambda b: sweep(store, b, cutoff), doomed, 1 if store.root.is_local else 16)
@@ -316,6 +333,7 @@ def gc(store: Store, *, grace_period: float = 24 * 3600, dry_run: bool = False) 
         spared + tuple(d for d in restored if d in {b.digest for b in deleted}),
         tmp_removed,
         restored,
+        old_snapshots,
     )
 
 

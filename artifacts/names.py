@@ -82,6 +82,11 @@ def parse_ref(ref: object) -> Ref:
     return Ref(name, alias=tag)
 
 
+#: ASCII segments joined by single '/', with no leading or trailing '/': NFC, UTF-8, no drive, no
+#: backslash or NUL by construction, so only '.' and '..' parts remain to be ruled out.
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9_.~+=,@ -]+(?:/[A-Za-z0-9_.~+=,@ -]+)*\Z")
+
+
 def check_path(path: object) -> str:
     """A file path inside an artifact: relative, '/'-separated, normalized, never escaping its root.
 
@@ -90,6 +95,8 @@ def check_path(path: object) -> str:
     """
     if not isinstance(path, str) or not path:
         raise InvalidPathError(f"invalid path {path!r} in artifact: it must be a non-empty string")
+    if _PLAIN_PATH.match(path) and "/./" not in f"/{path}/" and "/../" not in f"/{path}/":
+        return path  # the common case (ASCII names, no empty parts): every rule below holds
     bad = (
         path.startswith("/")
         or "\\" in path

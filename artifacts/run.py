@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from .artifact import Artifact, check_json
 from .catalog.entries import RunFinished
@@ -19,6 +19,8 @@ from .chunks import epoch_seconds, is_stale, merge_rows, read_chunks, read_heart
 from .errors import InvalidStateError, InvalidValueError
 from .live import LiveHistory, clean_json
 from .manifest import canonical_json
+from .names import check_alias
+from .pending import PendingUploads, PendingVersion
 from .values import Config, Summary
 
 if TYPE_CHECKING:
@@ -88,6 +90,7 @@ class Run:
                 flush_rows=flush_rows,
                 config=lambda: dict(self._config),
             )
+        self._pending: PendingUploads | None = None
 
     def __repr__(self) -> str:
         return f"Run({self.id!r}, project={self.project!r}, name={self.name!r}, status={self.status!r})"
@@ -223,14 +226,44 @@ class Run:
         self._require_active()
         return self._store._use_artifact(self, ref)
 
-    def log_artifact(self, artifact: Artifact, aliases: Iterable[str] = ()) -> ArtifactVersion:
-        """Upload and commit ``artifact`` as an output of this run."""
+    @overload
+    def log_artifact(
+        self, artifact: Artifact, aliases: Iterable[str] = (), *, wait: Literal[True] = True
+    ) -> ArtifactVersion: ...
+
+    @overload
+    def log_artifact(
+        self, artifact: Artifact, aliases: Iterable[str] = (), *, wait: Literal[False]
+    ) -> PendingVersion: ...
+
+    def log_artifact(
+        self, artifact: Artifact, aliases: Iterable[str] = (), *, wait: bool = True
+    ) -> ArtifactVersion | PendingVersion:
+        """Upload and commit ``artifact`` as an output of this run.
+
+        ``wait=False`` returns a `PendingVersion` as soon as the artifact's tensors are copied (so
+        training may change them at once) and uploads and commits in the background, in logging
+        order; see `artifacts.pending`. An earlier background failure nobody has seen is raised here.
+        """
         self._require_active()
         if not isinstance(artifact, Artifact):
             raise InvalidValueError(
                 f"log_artifact() takes an Artifact, got {type(artifact).__name__}"
             )
-        return self._store.log_artifact(artifact, aliases=aliases, run=self)
+        aliases = [aliases] if isinstance(aliases, str) else list(aliases)
+        for a in aliases:
+            check_alias(a)  # bad input fails here, in the caller's thread
+        pending = self._pending
+        if wait:
+            if pending is not None:  # keep logging order: after the pending ones
+                pending.wait_all()
+                pending.raise_unsurfaced()
+            return self._store.log_artifact(artifact, aliases=aliases, run=self)
+        if pending is None:
+            pending = self._pending = PendingUploads()
+        return pending.submit(
+            artifact, lambda copy: self._store.log_artifact(copy, aliases=aliases, run=self)
+        )
 
     def flush(self) -> None:
         """Write what was logged so far now, instead of at the next flush interval."""
@@ -243,6 +276,13 @@ class Run:
         """
         if self._live is None or self._status != "running":
             return
+        error: BaseException | None = None
+        if self._pending is not None:  # every background upload commits (or fails) first
+            self._pending.close()
+            try:
+                self._pending.raise_unsurfaced()
+            except BaseException as e:  # noqa: BLE001 - raised below, after the run is closed
+                error, status = e, "failed"
         if status is None:
             status = "finished" if not exit_code else "failed"
         if status not in STATUSES[1:]:
@@ -270,6 +310,8 @@ class Run:
         self._history_digest = history
         self._chunks = self._live.chunks
         self._active = False
+        if error is not None:
+            raise error
 
     def __enter__(self) -> Run:
         return self

@@ -38,9 +38,10 @@ from .catalog.entries import (
     decode,
     encode,
 )
-from .catalog.index import Index, IndexMoved
-from .catalog.log import CommitLog, RawEntry, backoff
+from .catalog.index import INDEX_FORMAT, Index, IndexMoved
+from .catalog.log import CommitLog, RawEntry, backoff, log_path
 from .catalog.rules import Applied, run_node, version_node
+from .catalog.tail import LogReader
 from .compare import RunComparison, VersionDiff, compare_runs, diff_versions
 from .errors import (
     ConflictError,
@@ -123,7 +124,6 @@ def open_store(
     user = default_user() if user is None else user  # an explicit "" is an invalid name
     check_name(user, "user name")
     root = open_root(url, dict(storage_options or {}))
-    root.check_reachable()
     return Store(root, user)
 
 
@@ -141,6 +141,7 @@ class Store:
             store_id=self.info["id"],
             admins=[self.info["created_by"]],
         )
+        self.reader = LogReader(root, store_id=self.info["id"], index_format=INDEX_FORMAT)
         self.sync()
 
     def __repr__(self) -> str:
@@ -152,14 +153,21 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def close(self) -> None:
+    def close(self, *, wait: float = 30.0) -> None:
+        """Close the index, first giving a pack or snapshot being made up to ``wait`` seconds."""
+        self.reader.background.wait(wait)
         self.index.close()
 
     def _store_info(self) -> dict[str, Any]:
-        """Read store.json, creating it (exactly once, whoever races) for a new store."""
+        """Read store.json, creating it (exactly once, whoever races) for a new store.
+
+        The read is also the reachability check (a missing bucket or endpoint says so), so an existing
+        store costs one request here.
+        """
         try:
             data = self.root.read(STORE_FILE)
         except NotFoundError:
+            self.root.check_reachable()
             info = {
                 "format": STORE_FORMAT,
                 "id": uuid.uuid4().hex,
@@ -188,8 +196,7 @@ class Store:
     def sync(self) -> list[tuple[int, str]]:
         """Apply entries committed since the index was last brought up to date; returns rejections."""
         with self._lock:
-            entries = self.log.read_after(self.index.last_seq)
-            return self.index.apply(entries) if entries else []
+            return self.reader.sync(self.index)
 
     def reindex(self) -> None:
         """Drop the local index and rebuild it from the log."""
@@ -212,10 +219,20 @@ class Store:
             return self._commit_locked(entry, ts)
 
     def _commit_locked(self, entry: Entry, ts: str | None = None) -> Applied:
+        commit_id = uuid.uuid4().hex  # one per change, kept across retries (see _landed)
         for attempt in range(_MAX_ATTEMPTS):
             seq = self.index.last_seq + 1
             when = ts if isinstance(ts, str) else _now()
-            data = encode(dataclasses.replace(entry, seq=seq, user=self.user, ts=when))
+            data = encode(
+                dataclasses.replace(
+                    entry,
+                    seq=seq,
+                    user=self.user,
+                    ts=when,
+                    commit=commit_id,
+                    prev=self.index.last_digest(seq - 1),
+                )
+            )
             try:
                 typed = decode(seq, data)
             except EntryError as e:
@@ -229,16 +246,28 @@ class Store:
             try:
                 self.log.create(seq, data)
             except ConflictError:
+                if self._landed(seq, commit_id):  # our own create, whose reply was lost
+                    self.sync()
+                    return applied
                 backoff(attempt, time.perf_counter() - started)
                 self.sync()
                 continue
-            rejected = dict(self.index.apply([RawEntry(seq, data)]))
+            rejected = dict(self.reader.committed(self.index, RawEntry(seq, data)))
             if seq in rejected:  # cannot happen when check() passed; keep the log honest anyway
                 raise InvalidStateError(f"log entry {seq} was rejected: {rejected[seq]}")
             return applied
         raise ConflictError(
             f"gave up committing {entry.OP} after {_MAX_ATTEMPTS} lost races; retry later"
         )
+
+    def _landed(self, seq: int, commit_id: str) -> bool:
+        """True if entry ``seq`` is this very commit: a create retried after its first reply was
+        lost (a dropped connection, a timeout) finds the entry it wrote itself and gets 412."""
+        try:
+            got = decode(seq, self.root.read(log_path(seq)))
+        except (NotFoundError, EntryError):
+            return False
+        return got.commit == commit_id
 
     # -- runs ------------------------------------------------------------------------------------
     def start_run(
@@ -436,9 +465,15 @@ class Store:
                 f"artifact {artifact.name!r} is empty: add files before logging it"
             )
         self.sync()
+        mem_digests: dict[str, str] = {}
         if self.index.quota(self.user) is not None:
-            self._precheck_quota(artifact)
-        manifest = self._upload(artifact, callback)
+            # hashed once here; the upload names each buffer's blob by this digest
+            mem_digests = {s.path: hash_bytes(s.data) for s in artifact if s.data is not None}
+            self._precheck_quota(artifact, mem_digests)
+        manifest = self._upload(artifact, callback, mem_digests)
+        same = self._same_as_latest(artifact, manifest.digest, aliases) if run is None else None
+        if same is not None:
+            return same
         self.blobs.put_bytes(manifest.encode())
         applied = self._commit(
             VersionLogged(
@@ -455,16 +490,44 @@ class Store:
         assert applied.version is not None
         return self._version(artifact.name, applied.version)
 
-    def _precheck_quota(self, artifact: Artifact) -> None:
-        digests: dict[str, int] = {}
-        for s in artifact:
+    def _same_as_latest(
+        self, artifact: Artifact, digest: str, aliases: list[str]
+    ) -> ArtifactVersion | None:
+        """The latest version when a commit would change nothing: the same content and type, every
+        alias already on it, no run to record. An unchanged re-put then writes no log entry (the
+        replay of a 20k-file manifest costs more than the rest of the re-put)."""
+        with self._lock:
+            if self._latest_if_same(artifact, digest, aliases) is None:
+                return None  # the common case decided without a round trip
+            self.sync()  # looks unchanged: make sure against the head before writing nothing
+            return self._latest_if_same(artifact, digest, aliases)
+
+    def _latest_if_same(
+        self, artifact: Artifact, digest: str, aliases: list[str]
+    ) -> ArtifactVersion | None:
+        try:
+            row = self.index.resolve(artifact.name)
+        except NotFoundError:
+            return None
+        if row["digest"] != digest or row["type"] != artifact.type:
+            return None  # a type mismatch is refused by the commit, with its own message
+        if not set(aliases) <= set(self.index.aliases(row["name"], row["version"])):
+            return None
+        return ArtifactVersion.from_row(self, row)
+
+    def _precheck_quota(self, artifact: Artifact, mem_digests: dict[str, str]) -> None:
+        """Fail before any upload when the artifact's new blobs would exceed the user's quota.
+
+        File digests come from the stat cache (one query) or one hash each, remembered for the put;
+        in-memory buffers were hashed once by the caller and that digest is reused by the upload.
+        """
+        files = [s for s in artifact if s.source is not None and s.offset is None]
+        by_path = self.blobs.digest_files([s.source for s in files], [s.key for s in files])
+        digests = {by_path[s.source]: s.size for s in files if s.source is not None}
+        digests.update({mem_digests[s.path]: s.size for s in artifact if s.source is None})
+        for s in artifact:  # one tensor of a file (safetensors): its byte range
             if s.source is not None and s.offset is not None:
-                d, size = self.blobs.hash_range(s.source, s.offset, s.size), s.size
-            elif s.source is not None:
-                d, size = self.blobs.hash_local_file(s.source)
-            else:
-                d, size = hash_bytes(s.data), s.size
-            digests[d] = size
+                digests[self.blobs.hash_range(s.source, s.offset, s.size)] = s.size
         have = self.index.user_digests(self.user, list(digests))
         growth = sum(size for d, size in digests.items() if d not in have)
         quota, used = self.index.quota(self.user), self.index.usage(self.user)
@@ -475,7 +538,10 @@ class Store:
                 "ask an admin to raise the quota"
             )
 
-    def _upload(self, artifact: Artifact, callback: Callback | None) -> Manifest:
+    def _upload(
+        self, artifact: Artifact, callback: Callback | None, mem_digests: dict[str, str]
+    ) -> Manifest:
+        """Store every staged file and buffer; this method alone owns the progress total."""
         staged = list(artifact)
         files = [s for s in staged if s.source is not None and s.offset is None]
         ranges = [s for s in staged if s.source is not None and s.offset is not None]
@@ -484,10 +550,14 @@ class Store:
             callback.set_size(artifact.size)
         entries: list[FileEntry] = []
         if files:
-            results = self.blobs.put_files([s.source for s in files], callback=Relay(callback))
+            results = self.blobs.put_files(
+                [s.source for s in files if s.source is not None],
+                keys=[s.key for s in files],
+                callback=Relay(callback),
+            )
             entries += [
                 FileEntry(s.path, r.digest, r.size, s.meta)
-                for s, r in zip(files, results, strict=False)
+                for s, r in zip(files, results, strict=True)
             ]
         if ranges:
             relay = Relay(callback)
@@ -500,7 +570,7 @@ class Store:
         if mem:
 
             def put(s: Any) -> FileEntry:
-                r = self.blobs.put_bytes(s.data)
+                r = self.blobs.put_bytes(s.data, digest=mem_digests.get(s.path))
                 if callback is not None:
                     callback.relative_update(s.size)
                 return FileEntry(s.path, r.digest, r.size, s.meta)
@@ -687,10 +757,14 @@ class Store:
         return copy_to(self, other, refs, with_lineage=with_lineage, callback=callback)
 
     # -- maintenance -----------------------------------------------------------------------------
-    def verify(self, ref: str | None = None, *, quick: bool = False) -> VerifyReport:
+    def verify(
+        self, ref: str | None = None, *, quick: bool = False, snapshots: bool = False
+    ) -> VerifyReport:
+        """Check the store (see `artifacts.maintenance.verify`); ``snapshots`` also replays the log to
+        compare each index snapshot with it."""
         from .maintenance import verify
 
-        return verify(self, ref, quick=quick)
+        return verify(self, ref, quick=quick, snapshots=snapshots)
 
     def gc(self, grace_period: float = 24 * 3600, *, dry_run: bool = False) -> GcReport:
         from .maintenance import gc

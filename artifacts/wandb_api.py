@@ -136,8 +136,12 @@ def log_artifact(
     name: str | None = None,
     type: str | None = None,  # noqa: A002 - W&B's name
     aliases: Iterable[str] | None = None,
+    *,
+    wait: bool = True,
 ) -> Any:
-    """Log an `Artifact` (or a file or directory, as W&B allows) as an output of the current run."""
+    """Log an `Artifact` (or a file or directory, as W&B allows) as an output of the current run.
+
+    ``wait=False`` uploads and commits in the background (see `Run.log_artifact`)."""
     run = _require("log_artifact()")
     if isinstance(artifact_or_path, Artifact):
         art = artifact_or_path
@@ -145,7 +149,7 @@ def log_artifact(
         path = Path(artifact_or_path)
         art = Artifact(name or path.name, type or "unspecified")
         art.add_dir(path) if path.is_dir() else art.add_file(path)
-    return run.log_artifact(art, aliases=list(aliases or []))
+    return run.log_artifact(art, aliases=list(aliases or []), wait=wait)
 
 
 def use_artifact(ref: Any, type: str | None = None) -> Any:  # noqa: A002 - W&B's name

@@ -23,9 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from artifacts.log import RawEntry  # noqa: E402
-
 import artifacts  # noqa: E402
+from artifacts.catalog.log import RawEntry  # noqa: E402
 from artifacts.manifest import canonical_json  # noqa: E402
 from benchmarks._common import load_line, median_time, table  # noqa: E402
 
@@ -150,16 +149,10 @@ def main() -> None:
             assert r.status_code == 200, (path, r.status_code, r.text[:300])
 
         get("/runs")  # templates compiled once, as in a server that has served one page
-        has_query = "where" in __import__("inspect").signature(store.runs).parameters
         pages = {
             "first screen": "/runs",
             "sort": "/runs?sort=summary.val_acc&dir=desc",
-            "filter": "/runs?q="
-            + (
-                "summary.val_acc%20%3E%200.9%20and%20job_type%20%3D%20%27train%27"
-                if has_query
-                else ""
-            ),
+            "filter": "/runs?q=summary.val_acc%20%3E%200.9%20and%20job_type%20%3D%20%27train%27",
             "group": "/runs?group=job_type&metric=summary.val_acc",
             "run page": f"/runs/{long_id}",
         }
@@ -203,10 +196,6 @@ def main() -> None:
         print(table(rows, ("what", "request", "median ms", "target ms", "ratio to target")))
         print(
             f"run page: {5 * args.steps:,} logged points sent as {points:,} (downsampled to the chart width)"
-        )
-        print(
-            "filter: "
-            + ("query language" if has_query else "skipped: this store has no query layer yet")
         )
         print(load_line())
 

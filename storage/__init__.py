@@ -5,10 +5,9 @@ This package knows nothing of artifacts, runs or versions; `artifacts` builds th
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .backend import Root, open_root
-from .blobs import BlobInfo, BlobStore, PutResult
+from ._lazy import lazy_getattr
 from .errors import (
     ArtifactsError,
     BackendError,
@@ -21,8 +20,27 @@ from .errors import (
     PermissionDeniedError,
     QuotaExceededError,
 )
-from .hashing import check_digest, hash_bytes, hash_file
-from .statcache import StatCache, default_cache_dir
+
+if TYPE_CHECKING:
+    from .backend import Root, open_root
+    from .blobs import BlobInfo, BlobStore, PutResult
+    from .hashing import check_digest, hash_bytes, hash_file
+    from .statcache import StatCache, default_cache_dir
+
+#: imported on first use (fsspec and blake3 are not needed to name an error)
+_LAZY = {
+    "Root": ".backend",
+    "open_root": ".backend",
+    "BlobInfo": ".blobs",
+    "BlobStore": ".blobs",
+    "PutResult": ".blobs",
+    "check_digest": ".hashing",
+    "hash_bytes": ".hashing",
+    "hash_file": ".hashing",
+    "StatCache": ".statcache",
+    "default_cache_dir": ".statcache",
+}
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 __all__ = [
     "ArtifactsError",
@@ -57,6 +75,9 @@ def open_blob_store(
     check: bool = True,
 ) -> BlobStore:
     """Open the blob store rooted at ``url``; with ``check`` fail fast if the root is unusable."""
+    from .backend import open_root
+    from .blobs import BlobStore
+
     root = open_root(url, storage_options)
     if check:
         root.check_reachable()

@@ -103,6 +103,15 @@ class Root:
     def is_memory(self) -> bool:
         return isinstance(self.fs, MemoryFileSystem)
 
+    @property
+    def prefers_listing(self) -> bool:
+        """Capability: finding what is new costs less by one listing than by probing names.
+
+        True on an object store (a LIST page of 1,000 names is one request, like one probing GET);
+        False where a probe is a local syscall and a listing reads the whole directory.
+        """
+        return not (self.is_local or self.is_memory)
+
     def full(self, rel: str) -> str:
         return f"{self.path}/{rel}" if self.path else rel
 
@@ -156,7 +165,27 @@ class Root:
 
     def read(self, rel: str) -> bytes:
         with backend_errors(f"read {rel}", self.url):
+            if _is_s3(self.fs):
+                from fsspec.asyn import sync
+
+                return sync(self.fs.loop, self._get_s3, self.full(rel))
             return self.fs.cat_file(self.full(rel))
+
+    async def _get_s3(self, full: str) -> bytes:
+        """One GET. s3fs's ``cat_file`` first HEADs the key (to split big objects into ranges), and on a
+        missing key its HEAD adds a LIST (is it a directory?): three requests where one will do."""
+        from s3fs.core import _error_wrapper  # s3fs's own retries for a body cut off mid-read
+
+        bucket, key, _ = self.fs.split_path(full)
+
+        async def call_and_read() -> bytes:
+            resp = await self.fs._call_s3("get_object", Bucket=bucket, Key=key)
+            try:
+                return bytes(await resp["Body"].read())
+            finally:
+                resp["Body"].close()
+
+        return await _error_wrapper(call_and_read, retries=self.fs.retries)
 
     def read_many(self, rels: list[str]) -> dict[str, bytes]:
         """Fetch several small objects at once (concurrently on S3); missing ones are left out."""
@@ -187,9 +216,11 @@ class Root:
         """
         from fsspec.asyn import sync
 
+        get = self._get_s3 if _is_s3(self.fs) else self.fs._cat_file
+
         async def one(p: str) -> bytes | None:
             try:
-                return await self.fs._cat_file(p)
+                return await get(p)
             except FileNotFoundError:
                 return None
 
@@ -266,6 +297,45 @@ class Root:
                 )
             except FileNotFoundError:
                 return []
+
+    def list_after(self, rel: str, after: str = "") -> list[str]:
+        """Names of the objects directly under ``rel`` that sort after ``after``, in order.
+
+        On S3 this is ListObjectsV2 with ``StartAfter`` (one request per 1,000 names), so a reader that
+        knows the last key it saw pays only for what is new; s3fs's ``ls`` would list the whole prefix.
+        """
+        with backend_errors(f"list {rel}", self.url):
+            if _is_s3(self.fs):
+                return self._list_after_s3(rel, after)
+            try:
+                if self.is_local:
+                    names = os.listdir(self.full(rel))
+                else:
+                    names = [
+                        i["name"].rstrip("/").rsplit("/", 1)[-1]
+                        for i in self.fs.ls(self.full(rel), detail=True)
+                        if i.get("type") != "directory"
+                    ]
+            except (FileNotFoundError, NotADirectoryError):
+                return []
+            return sorted(n for n in names if n > after)
+
+    def _list_after_s3(self, rel: str, after: str) -> list[str]:
+        from fsspec.asyn import sync
+
+        bucket, key, _ = self.fs.split_path(self.full(rel))
+        prefix = f"{key}/" if key else ""
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "Delimiter": "/"}
+        if after:
+            kwargs["StartAfter"] = prefix + after
+        out: list[str] = []
+        while True:
+            page = sync(self.fs.loop, self.fs._call_s3, "list_objects_v2", **kwargs)
+            out += [o["Key"][len(prefix) :] for o in page.get("Contents", [])]
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return out
+            kwargs["ContinuationToken"] = token
 
     def find(self, rel: str) -> dict[str, dict[str, Any]]:
         """Every file below ``rel``, keyed by path relative to the root, with detail."""

@@ -14,7 +14,7 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +26,7 @@ from .backend import Root, backend_errors
 from .errors import BackendError, ConflictError, IntegrityError, InvalidPathError, NotFoundError
 from .hashing import CHUNK_SIZE, check_digest, hash_bytes, hash_file
 from .quarantine import missing_error, set_aside
-from .statcache import StatCache
+from .statcache import StatCache, StatKey, stat_key
 from .streams import (
     RangeReader,
     Relay,
@@ -127,6 +127,17 @@ class BlobStore:
             self.stat_cache.store(path, st, digest)
         return digest, size
 
+    def digest_files(
+        self,
+        paths: Sequence[str | os.PathLike[str]],
+        keys: Sequence[StatKey | None] | None = None,
+    ) -> dict[str, str]:
+        """Digests of many local files, absolute path -> digest, without storing anything: the stat
+        cache answers in one query, the rest are hashed on a small pool (and remembered)."""
+        from .batch import hash_many, local_sources
+
+        return hash_many(self, local_sources(paths, keys))
+
     # -- put -------------------------------------------------------------------------------------
     def put_file(
         self, path: str | os.PathLike[str], *, callback: Callback | None = None, attempts: int = 3
@@ -152,7 +163,7 @@ class BlobStore:
                     result = self._put_remote_file(path, st.st_size, known, cb)
             except SourceChangedError:
                 continue
-            if _stat_key(os.stat(path)) != _stat_key(st):
+            if stat_key(os.stat(path)) != stat_key(st):
                 continue
             if self.stat_cache is not None:
                 self.stat_cache.store(path, st, result.digest)
@@ -242,22 +253,32 @@ class BlobStore:
         cb.relative_update(size - tally.n)
         return PutResult(digest, size, False)
 
-    def put_bytes(self, data: bytes | bytearray | memoryview) -> PutResult:
+    def put_bytes(
+        self, data: bytes | bytearray | memoryview, *, digest: str | None = None
+    ) -> PutResult:
         """Store an in-memory buffer (hashed without copying, locally).
 
         Elsewhere a mutable buffer is copied once to be sent, and the copy is what is hashed: the bytes
         sent are the bytes hashed even if the caller's buffer changes meanwhile.
+
+        ``digest``: the caller's digest of these very bytes (a quota check hashed them before any
+        upload), so they are not hashed twice; it is used locally and for immutable ``bytes`` only.
         """
+        if digest is not None:
+            check_digest(digest)
         if not self.root.is_local:
-            payload = data if isinstance(data, bytes) else bytes(memoryview(data).cast("B"))
-            digest = hash_bytes(payload)
+            if isinstance(data, bytes) and digest is not None:
+                payload = data
+            else:
+                payload = data if isinstance(data, bytes) else bytes(memoryview(data).cast("B"))
+                digest = hash_bytes(payload)
 
             def upload(_: Callback) -> None:
                 self.root.create_exclusive(self.relpath(digest), payload)
 
             return self._put_remote(digest, len(payload), upload, NoOpCallback())
         view = memoryview(data).cast("B") if not isinstance(data, bytes) else data
-        digest = hash_bytes(view)
+        digest = digest if digest is not None else hash_bytes(view)
         size = len(view)
         rel = self.relpath(digest)
         if self._freshen(digest, size):
@@ -362,12 +383,20 @@ class BlobStore:
         *,
         callback: Callback | None = None,
         max_workers: int | None = None,
+        keys: Sequence[StatKey | None] | None = None,
     ) -> list[PutResult]:
-        """Store many local files concurrently; results in the order given. Progress counts bytes."""
-        paths = [_source_path(p) for p in paths]
+        """Store many local files as one batch (see `storage.batch`); results in the order given.
+
+        Every path is checked (one ``stat``) before anything is stored; ``keys`` are stat keys the
+        caller's own walk already took (None where it has none), so those files are not stat-ed again
+        (such paths must be absolute). Progress counts bytes; this call sets ``callback``'s total.
+        """
+        from .batch import local_sources, put_many
+
+        sources = local_sources(paths, keys)
         cb = as_callback(callback)
-        cb.set_size(sum(os.stat(p).st_size for p in paths))
-        return self._map(lambda p: self.put_file(p, callback=Relay(cb)), paths, max_workers)
+        cb.set_size(sum(s.size for s in sources))
+        return put_many(self, sources, cb, max_workers=max_workers)
 
     def _map(
         self, fn: Callable[[Any], Any], items: list[Any], max_workers: int | None
@@ -657,10 +686,6 @@ def _source_path(path: str | os.PathLike[str]) -> str:
     if os.path.isdir(p):
         raise InvalidPathError(f"{p} is a directory, expected a file (use add_dir for directories)")
     return os.path.abspath(p)
-
-
-def _stat_key(st: os.stat_result) -> tuple[int, int, int, int]:
-    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
 def _mtime(info: dict[str, Any]) -> float | None:

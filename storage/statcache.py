@@ -9,14 +9,18 @@ trusted (the racy-git rule).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-__all__ = ["StatCache", "default_cache_dir", "init_lock"]
+__all__ = ["StatCache", "StatKey", "default_cache_dir", "init_lock", "stat_key"]
+
+#: What identifies one state of a file: (size, mtime_ns, inode, ctime_ns).
+StatKey = tuple[int, int, int, int]
 
 _RACY_NS = 2_000_000_000
 _INIT_LOCK = threading.RLock()
@@ -77,8 +81,8 @@ class StatCache:
         return db
 
     @staticmethod
-    def _key(st: os.stat_result) -> tuple[int, int, int, int]:
-        return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+    def _key(st: os.stat_result) -> StatKey:
+        return stat_key(st)
 
     @staticmethod
     def _storable(path: str) -> bool:
@@ -114,3 +118,48 @@ class StatCache:
                 "INSERT OR REPLACE INTO stat VALUES (?, ?, ?, ?, ?, ?)",
                 (path, *self._key(st), digest),
             )
+
+    def lookup_many(self, items: Iterable[tuple[str, StatKey]]) -> dict[str, str]:
+        """Digests of every unchanged file among ``items`` (path, key), in one query.
+
+        The paths travel as one JSON array parameter (``json_each``), so 200k files are one statement
+        with no limit on bound variables; the match on the key is done here.
+        """
+        want = {p: k for p, k in items if self._storable(p)}
+        if not want:
+            return {}
+        cols = "SELECT s.path, s.size, s.mtime_ns, s.ino, s.ctime_ns, s.digest FROM stat s"
+        top = os.path.commonpath(list(want)) if len(want) > 1 else ""
+        try:
+            if len(top) > 1:  # one directory's files: a range scan of the primary key is cheapest
+                query, args = f"{cols} WHERE s.path > ? AND s.path < ?", (top + "/", top + "0")
+            else:
+                query, args = (
+                    f"{cols} JOIN json_each(?) j ON s.path = j.value",
+                    (json.dumps(list(want)),),
+                )
+            rows = self._db().execute(query, args).fetchall()
+        except (sqlite3.Error, ValueError):  # no JSON1, mixed paths or a broken cache: hash all
+            return {}
+        return {r[0]: r[5] for r in rows if want.get(r[0]) == tuple(r[1:5])}
+
+    def store_many(self, items: Iterable[tuple[str, StatKey, str]]) -> None:
+        """Remember many (path, key, digest) in one transaction (racy-fresh files are skipped)."""
+        now = time.time_ns()
+        rows = [(p, *k, d) for p, k, d in items if now - k[1] >= _RACY_NS and self._storable(p)]
+        if not rows:
+            return
+        with contextlib.suppress(sqlite3.Error):
+            db = self._db()
+            db.execute("BEGIN")
+            try:
+                db.executemany("INSERT OR REPLACE INTO stat VALUES (?, ?, ?, ?, ?, ?)", rows)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+
+def stat_key(st: os.stat_result) -> StatKey:
+    """The stat cache's key of a file state."""
+    return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -222,12 +223,14 @@ def test_lineage_graph_has_every_node_as_a_link_and_collapses_look_alike_checkpo
         ("/runs?page=999999", 404, "does not exist"),
         ("/runs?page=100000000000000000000", 400, "page must be"),
         ("/runs?page=-1", 400, "page must be"),
-        ("/runs?sort=config.a%22b", 400, "unknown column"),
-        ("/runs?sort=DROP%20TABLE", 400, "unknown column"),
+        ("/runs?sort=config.a%22b", 400, "invalid query"),
+        ("/runs?sort=DROP%20TABLE", 400, "invalid query"),
+        ("/runs?q=summary.acc%20%3E", 400, "invalid query"),
+        ("/runs?cols=bogus", 400, "unknown column"),
         ("/lineage", 400, "choose what to trace"),
         ("/lineage?ref=gru:best&depth=1000", 400, "depth must be"),
         ("/lineage?ref=gru:best&direction=sideways", 400, "direction must be"),
-        ("/compare", 400, "select at least one run"),
+        ("/compare", 400, "select at least two runs"),
         ("/artifacts/gru/v1/diff", 400, "choose a version"),
         ("/nowhere", 404, "Not Found"),
     ],
@@ -391,3 +394,19 @@ def test_package_data_ships_every_template_and_asset() -> None:
 def test_the_ui_and_report_do_not_import_torch() -> None:
     code = "import sys, artifacts.cli, artifacts.ui, artifacts.ui.routes; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.s3
+def test_pages_and_downloads_work_the_same_on_s3(s3_backend: Any) -> None:
+    store = artifacts.open_store(s3_backend.url, storage_options=s3_backend.storage_options)
+    with store.start_run(project="p", job_type="train", config={"lr": 0.1}) as run:
+        run.log({"val_acc": 0.5}, step=0)
+        run.log({"val_acc": 0.7}, step=1)
+        v = run.log_artifact(artifacts.Artifact("d", type="dataset").add_bytes("a.csv", b"x,y\n1,2\n"))
+    c = TestClient(create_app(store, sync_every=0))
+    assert f'data-run="{run.id}"' in c.get("/runs").text
+    assert 'data-chart="m-val_acc"' in c.get(f"/runs/{run.id}").text
+    assert "<td>1</td>" in c.get(f"/artifacts/d/v{v.version}/files/a.csv").text
+    assert c.get(f"/artifacts/d/v{v.version}/download/a.csv").content == b"x,y\n1,2\n"
+    assert "d:v0" in c.get("/lineage?ref=d:v0").text
+    store.close()

@@ -141,6 +141,12 @@ def digest_field(value: Any, where: str) -> str:
         raise EntryError(f"{where}: {e}") from None
 
 
+def _commit_id(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not 8 <= len(value) <= 64 or not value.isalnum():
+        raise EntryError(f"{where} must be 8-64 letters and digits, not {_short(value)}")
+    return value
+
+
 def json_value(value: Any, where: str) -> Any:
     """Any JSON value nested at most `MAX_JSON_DEPTH` deep (deeper would overflow the stack later)."""
     stack = [(value, 1)]
@@ -269,6 +275,12 @@ class Entry:
     seq: int = spec(lambda v, w: int_field(v, w, low=1), default=0, required=True)
     #: where a copied entry came from (`artifacts.transfer`): source store id, seq and user
     source: dict[str, Any] | None = spec(opt(json_object), default=None)
+    #: a random id the writer gives this commit, so that a retried create whose first reply was lost
+    #: (HTTP 412 on the retry) recognises its own entry instead of committing the change twice
+    commit: str | None = spec(opt(lambda v, w: _commit_id(v, w)), default=None)
+    #: BLAKE3 digest of the bytes of entry ``seq - 1`` as the writer applied them: the log is a hash
+    #: chain, so ``verify`` names any entry that changed after its successor was written
+    prev: str | None = spec(opt(lambda v, w: digest_field(v, w)), default=None)
 
     def to_dict(self) -> dict[str, Any]:
         """The entry as stored: a JSON-ready dict."""
@@ -287,6 +299,9 @@ class Entry:
         }
         if self.source is not None:  # absent, not null, in entries that are no copies
             head["source"] = self.source
+        for key in ("commit", "prev"):  # absent, not null, as in entries written before them
+            if getattr(self, key) is not None:
+                head[key] = getattr(self, key)
         return {**head, self.NEST: body} if self.NEST else {**head, **body}
 
     def to_json(self) -> str:

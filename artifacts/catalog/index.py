@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from storage import hash_bytes
 from storage.statcache import init_lock
 
 from ..errors import ArtifactsError, NotFoundError
@@ -187,6 +188,15 @@ class Index(Rules):
     def last_seq(self) -> int:
         return self._last_seq(self._conn)
 
+    def last_digest(self, seq: int) -> str | None:
+        """The digest of the bytes of applied entry ``seq``, when it is the last one applied (and the
+        index was written by a library that records it)."""
+        row = self._conn.execute("SELECT value FROM meta WHERE key='last_digest'").fetchone()
+        if row is None:
+            return None
+        at, _, digest = str(row[0]).partition(":")
+        return digest if at == str(seq) else None
+
     @staticmethod
     def _last_seq(c: sqlite3.Connection) -> int:
         return int(c.execute("SELECT value FROM meta WHERE key='last_seq'").fetchone()[0])
@@ -194,6 +204,7 @@ class Index(Rules):
     def apply(self, entries: list[RawEntry]) -> list[tuple[int, str]]:
         """Apply entries in order (skipping ones already applied); returns the (seq, reason) rejected."""
         rejected = []
+        digest: str | None = None
         with self.transaction() as c:
             last = self._last_seq(c)
             for raw in entries:
@@ -210,8 +221,12 @@ class Index(Rules):
                     c.execute("INSERT OR REPLACE INTO rejected VALUES (?, ?)", (raw.seq, reason))
                     rejected.append((raw.seq, reason))
                 c.execute("RELEASE entry")
-                last = raw.seq
+                last, digest = raw.seq, hash_bytes(raw.data)
             c.execute("UPDATE meta SET value=? WHERE key='last_seq'", (str(last),))
+            if digest is not None:  # the hash chain's link for the next writer (see entries.prev)
+                c.execute(
+                    "INSERT OR REPLACE INTO meta VALUES ('last_digest', ?)", (f"{last}:{digest}",)
+                )
         return rejected
 
     def check(self, entry: Entry) -> Applied:

@@ -71,6 +71,7 @@ def routes(state: UiState) -> list[BaseRoute]:
         per_page = _int(request, "per_page", runsdata.PER_PAGE, 1, 500) or runsdata.PER_PAGE
         cols_raw = _str(request, "cols")
         columns = [c.strip() for c in cols_raw.split(",") if c.strip()] if cols_raw else None
+        after = _str(request, "after", 4000)
         group = _str(request, "group", 256)
         metric = _str(request, "metric", 256)
         result = runsdata.runs_page(
@@ -82,6 +83,7 @@ def routes(state: UiState) -> list[BaseRoute]:
             page=number,
             per_page=per_page,
             columns=columns,
+            after=after,
         )
         groups = (
             runsdata.run_groups(state.store, project=project, where=where, by=group, metric=metric)
@@ -107,12 +109,7 @@ def routes(state: UiState) -> list[BaseRoute]:
             group=group or "",
             metric=metric or "",
             params=params,
-            projects=sorted(
-                {
-                    r["project"]
-                    for r in state.store.index._conn.execute("SELECT DISTINCT project FROM runs")
-                }
-            ),
+            projects=sorted(str(g.key["project"]) for g in state.store.run_groups(by="project")),
             head=state.store.index.last_seq,
         )
 

@@ -1,15 +1,14 @@
 """The runs table: one page of runs (sorted, filtered, paginated on the server) and its groups.
 
-Filtering, ordering and grouping belong to the query layer (`Store.runs(where=, order_by=, limit=,
-after=)`, `Store.run_groups`); this module only turns the page's URL parameters into those calls and
-the answers into table rows. Where the store predates the query layer, ordering and paging fall back to
-the index's own columns and a filter is refused with a clear message, rather than parsed a second way.
+Filtering, ordering, grouping and counting are the query layer's (`Store.runs(where=, order_by=,
+limit=, after=)`, `Store.run_groups`, `Store.run_fields`): the filter box takes exactly the query
+language of the CLI and the Python API. Pages follow keyset cursors (the "next" link carries one, so
+page 2000 costs what page 1 does); a page number typed into the URL without a cursor is reached by
+walking the cursor from the start, which costs in proportion to its depth.
 """
 
 from __future__ import annotations
 
-import inspect
-import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from ..errors import InvalidValueError, NotFoundError
 from ..names import check_name
 
 if TYPE_CHECKING:
+    from ..run import Run
     from ..store import Store
 
 __all__ = [
@@ -46,7 +46,6 @@ FIELDS = (
     "started_at",
     "finished_at",
 )
-_COLUMN_SQL = {f: f for f in FIELDS} | {"group": "group_"}
 _KEY_RE = re.compile(r"^(config|summary)\.([A-Za-z0-9_][A-Za-z0-9_.\-]{0,200})$")
 
 
@@ -57,14 +56,6 @@ def check_column(col: str) -> str:
     raise InvalidValueError(
         f"unknown column {col[:80]!r}: use one of {', '.join(FIELDS)}, config.KEY or summary.KEY"
     )
-
-
-def _sql_column(col: str) -> tuple[str, list[Any]]:
-    m = _KEY_RE.match(col)
-    if m is None:
-        return f'"{_COLUMN_SQL[col]}"', []
-    path = "$" + "".join(f'."{part}"' for part in m.group(2).split("."))
-    return f"json_extract({m.group(1)}, ?)", [path]
 
 
 def _lookup(data: dict[str, Any], dotted: str) -> Any:
@@ -84,6 +75,7 @@ class RunsPage:
     pages: int
     columns: list[str]
     available: list[str] = field(default_factory=list)
+    next_cursor: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -92,6 +84,7 @@ class RunsPage:
             "page": self.page,
             "pages": self.pages,
             "columns": self.columns,
+            "next_cursor": self.next_cursor,
         }
 
 
@@ -113,47 +106,35 @@ class GroupRow:
         }
 
 
-def _has_query_layer(store: Store) -> bool:
-    return "where" in inspect.signature(store.runs).parameters
+def count_runs(store: Store, project: str | None, where: str | None) -> int:
+    return sum(g.count for g in store.run_groups(by="project", where=where, project=project))
 
 
-def _where_sql(project: str | None, where: str | None, store: Store) -> tuple[str, list[Any]]:
-    if where and not _has_query_layer(store):
-        raise InvalidValueError(
-            "this store version has no query language yet: clear the filter box"
-        )
-    clauses, params = [], []
-    if project is not None:
-        check_name(project, "project name")
-        clauses.append("project = ?")
-        params.append(project)
-    if where:
-        ids = [r.id for r in store.runs(project, where=where)]  # type: ignore[call-arg]
-        clauses.append("id IN (SELECT value FROM json_each(?))")
-        params.append(json.dumps(ids))
-    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+def available_columns(store: Store) -> list[str]:
+    names = [f.name for f in store.run_fields()]
+    return sorted(names, key=lambda k: (not k.startswith("summary."), k))
 
 
-def available_columns(store: Store, project: str | None, sample: int = 200) -> list[str]:
-    """Config and summary keys of the newest runs (a sample: listing every key of 100k runs is slow)."""
-    q = "SELECT config, summary FROM runs" + (" WHERE project = ?" if project else "")
-    rows = store.index._conn.execute(
-        q + " ORDER BY rowid DESC LIMIT ?", (*([project] if project else []), sample)
-    ).fetchall()
-    keys: set[str] = set()
-    for r in rows:
-        for kind in ("config", "summary"):
-            keys.update(f"{kind}.{k}" for k, _ in _flat(json.loads(r[kind] or "{}")))
-    return sorted(keys, key=lambda k: (not k.startswith("summary."), k))
-
-
-def _flat(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
-    if isinstance(obj, dict) and obj:
-        out: list[tuple[str, Any]] = []
-        for k, v in obj.items():
-            out += _flat(v, f"{prefix}{k}.")
-        return out
-    return [(prefix[:-1], obj)] if prefix else []
+def _row(run: Run, cols: list[str]) -> dict[str, Any]:
+    cells = []
+    for c in cols:
+        kind, _, key = c.partition(".")
+        if kind in ("config", "summary") and key:
+            cells.append(_lookup(run.config if kind == "config" else run.summary, key))
+        else:
+            cells.append(getattr(run, c, None))
+    return {
+        "id": run.id,
+        "name": run.name,
+        "project": run.project,
+        "group": run.group,
+        "job_type": run.job_type,
+        "user": run.user,
+        "status": run.status,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "cells": cells,
+    }
 
 
 def runs_page(
@@ -166,58 +147,33 @@ def runs_page(
     page: int = 1,
     per_page: int = PER_PAGE,
     columns: list[str] | None = None,
+    after: str | None = None,
 ) -> RunsPage:
     """One page of the runs table; a page past the end is a `NotFoundError` naming the last page."""
-    check_column(sort)
     if not 1 <= page <= MAX_PAGE:
         raise InvalidValueError(f"page must be between 1 and {MAX_PAGE}, not {page}")
     if not 1 <= per_page <= 500:
         raise InvalidValueError(f"per_page must be between 1 and 500, not {per_page}")
-    cond, params = _where_sql(project, where, store)
-    conn = store.index._conn
-    total = conn.execute(f"SELECT COUNT(*) FROM runs{cond}", params).fetchone()[0]
+    if project is not None:
+        check_name(project, "project name")
+    order = [("-" if desc else "") + sort]
+    total = count_runs(store, project, where)
     pages = max(1, math.ceil(total / per_page))
     if page > pages:
         raise NotFoundError(f"page {page} does not exist: there are {pages} pages of {total} runs")
-    order, oparams = _sql_column(sort)
-    direction = "DESC" if desc else "ASC"
-    nulls = f"({order}) IS NULL, " if sort not in FIELDS else ""
-    rows = conn.execute(
-        f"SELECT * FROM runs{cond} ORDER BY {nulls}{order} {direction}, seq {direction} LIMIT ? OFFSET ?",
-        [*params, *oparams, *oparams, per_page, (page - 1) * per_page],
-    ).fetchall()
-    available = available_columns(store, project)
+    if after is None and page > 1:  # no cursor: walk from the start (the next links carry one)
+        skipped = store.runs(project, where=where, order_by=order, limit=(page - 1) * per_page)
+        after = skipped.next_cursor
+    result = store.runs(project, where=where, order_by=order, limit=per_page, after=after)
+    available = available_columns(store)
     if columns is None:
         cols = [c for c in available if c.startswith("summary.")][:4]
         cols += [c for c in available if c.startswith("config.")][:4]
     else:
         cols = [check_column(c) for c in columns]
-    out = []
-    for r in rows:
-        config, summary = json.loads(r["config"] or "{}"), json.loads(r["summary"] or "{}")
-        cells = []
-        for c in cols:
-            kind, _, key = c.partition(".")
-            cells.append(
-                _lookup(config if kind == "config" else summary, key)
-                if key
-                else r[_COLUMN_SQL.get(c, c)]
-            )
-        out.append(
-            {
-                "id": r["id"],
-                "name": r["name"],
-                "project": r["project"],
-                "group": r["group_"],
-                "job_type": r["job_type"],
-                "user": r["user"],
-                "status": r["status"],
-                "started_at": r["started_at"],
-                "finished_at": r["finished_at"],
-                "cells": cells,
-            }
-        )
-    return RunsPage(out, total, page, pages, cols, available)
+    return RunsPage(
+        [_row(r, cols) for r in result], total, page, pages, cols, available, result.next_cursor
+    )
 
 
 def run_groups(
@@ -229,25 +185,21 @@ def run_groups(
     metric: str | None = None,
 ) -> list[GroupRow]:
     """Runs counted per value of ``by`` (a field or config key), with min/mean/max of ``metric``."""
-    check_column(by)
     if metric is not None and not metric.startswith("summary."):
         metric = "summary." + metric
-    if metric is not None:
-        check_column(metric)
-    cond, params = _where_sql(project, where, store)
-    key, kparams = _sql_column(by)
-    if metric is None:
-        agg, mparams = "NULL, NULL, NULL", []
-    else:
-        m, mp = _sql_column(metric)
-        agg = (
-            f"MIN(CASE WHEN typeof({m}) IN ('integer','real') THEN {m} END), "
-            f"AVG(CASE WHEN typeof({m}) IN ('integer','real') THEN {m} END), "
-            f"MAX(CASE WHEN typeof({m}) IN ('integer','real') THEN {m} END)"
+    groups = store.run_groups(
+        by=by, where=where, metrics=[metric] if metric else [], project=project
+    )
+    out = []
+    for g in groups:
+        stats = g.metrics.get(metric) if metric else None
+        out.append(
+            GroupRow(
+                (g.key.get(by),),
+                g.count,
+                stats.min if stats else None,
+                stats.mean if stats else None,
+                stats.max if stats else None,
+            )
         )
-        mparams = mp * 6
-    rows = store.index._conn.execute(
-        f"SELECT {key} AS k, COUNT(*), {agg} FROM runs{cond} GROUP BY k ORDER BY COUNT(*) DESC, k",
-        [*kparams, *mparams, *params],
-    ).fetchall()
-    return [GroupRow((r[0],), r[1], r[2], r[3], r[4]) for r in rows]
+    return sorted(out, key=lambda r: (-r.count, str(r.key[0])))

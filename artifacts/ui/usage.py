@@ -1,13 +1,11 @@
 """The usage page: bytes against quota per user, and compute hours by user and by project.
 
-Compute accounting belongs to the query layer (`Store.compute`); where the store predates it, hours
-are the wall-clock time of finished runs read from the index, and open runs are counted up to now and
-marked as estimates.
+Compute hours come from the query layer (`Store.compute`): wall-clock and GPU hours, with runs still
+open counted to their last heartbeat and marked as estimates.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -16,30 +14,18 @@ if TYPE_CHECKING:
 __all__ = ["usage_view"]
 
 
-def _hours(rows: list[Any], key: str) -> list[dict[str, Any]]:
-    now = _dt.datetime.now(_dt.timezone.utc)
-    acc: dict[str, dict[str, Any]] = {}
-    for r in rows:
-        try:
-            start = _dt.datetime.fromisoformat(r["started_at"])
-            end = _dt.datetime.fromisoformat(r["finished_at"]) if r["finished_at"] else now
-        except (TypeError, ValueError):
-            continue
-        a = acc.setdefault(
-            r[key] or "-", {"key": r[key] or "-", "runs": 0, "hours": 0.0, "open": 0}
-        )
-        a["runs"] += 1
-        a["hours"] += max(0.0, (end - start).total_seconds()) / 3600
-        a["open"] += r["finished_at"] is None
-    return sorted(acc.values(), key=lambda a: (-a["hours"], a["key"]))
-
-
 def _compute(store: Store, by: str) -> list[dict[str, Any]]:
-    column = {"user": "user", "project": "project"}[by]
-    rows = store.index._conn.execute(
-        f"SELECT {column}, started_at, finished_at FROM runs"
-    ).fetchall()
-    return _hours(rows, column)
+    return [
+        {
+            "key": u.key if u.key is not None else "-",
+            "runs": u.runs,
+            "hours": u.hours,
+            "gpu_hours": u.gpu_hours,
+            "open": u.open_runs,
+            "estimated": u.estimated,
+        }
+        for u in sorted(store.compute(by=by), key=lambda u: (-u.hours, str(u.key)))
+    ]
 
 
 def usage_view(store: Store) -> dict[str, Any]:

@@ -10,8 +10,10 @@ import csv
 import io
 import json
 from collections import OrderedDict
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from ..compare import flatten as _flatten
 from ..errors import IntegrityError, InvalidValueError, NotFoundError
 from ..names import check_name, check_path, parse_ref
 from .charts import DEFAULT_WIDTH, MAX_WIDTH, Series, metric_series, overlay, run_charts
@@ -60,14 +62,9 @@ def check_width(width: int | None) -> int:
     return width
 
 
-def flatten(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
-    """Nested config as dotted keys (``arch.hidden``), in key order."""
-    if isinstance(obj, dict) and obj:
-        out: list[tuple[str, Any]] = []
-        for k in sorted(obj, key=str):
-            out += flatten(obj[k], f"{prefix}{k}.")
-        return out
-    return [(prefix[:-1], obj)] if prefix else []
+def flatten(obj: Any) -> list[tuple[str, Any]]:
+    """Nested config as dotted keys (``arch.hidden``, the query language's names), in key order."""
+    return sorted(_flatten(obj).items()) if isinstance(obj, Mapping) else []
 
 
 # -- runs ------------------------------------------------------------------------------------------
@@ -145,46 +142,31 @@ def run_view(store: Store, run_id: str, width: int = DEFAULT_WIDTH) -> dict[str,
 
 
 def compare_view(store: Store, ids: list[str], width: int = DEFAULT_WIDTH) -> dict[str, Any]:
-    """Selected runs side by side: overlaid charts and a config table with differing keys first."""
-    if not ids:
-        raise InvalidValueError("select at least one run to compare (?runs=ID&runs=ID)")
-    if len(ids) > 50:
-        raise InvalidValueError(f"compare at most 50 runs at once, not {len(ids)}")
-    runs = [store.run(check_run_id(i)) for i in dict.fromkeys(ids)]
+    """Selected runs side by side (`Store.compare_runs`): overlaid charts, config with differing keys
+    first, summaries, and the inputs where the runs disagree."""
+    ids = list(dict.fromkeys(ids))
+    if len(ids) < 2:
+        raise InvalidValueError("select at least two runs to compare (?runs=ID&runs=ID)")
+    for i in ids:
+        check_run_id(i)
+    cmp = store.compare_runs(ids)
+    runs = [store.run(i) for i in cmp.runs]
     width = check_width(width)
     charts = overlay([(r.name or r.id, run_series(r, width)) for r in runs])
-    configs = [dict(flatten(r.config)) for r in runs]
-    summaries = [dict(flatten(r.summary)) for r in runs]
-
-    def table(dicts: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        keys = sorted({k for d in dicts for k in d})
-        rows = []
-        for k in keys:
-            vals = [d.get(k, _MISSING) for d in dicts]
-            same = all(
-                json.dumps(v, sort_keys=True, default=str)
-                == json.dumps(vals[0], sort_keys=True, default=str)
-                for v in vals
-            )
-            rows.append(
-                {
-                    "key": k,
-                    "values": [None if v is _MISSING else v for v in vals],
-                    "missing": [v is _MISSING for v in vals],
-                    "differs": not same,
-                }
-            )
-        return sorted(rows, key=lambda r: (not r["differs"], r["key"]))
-
+    n = len(runs)
+    config = [{"key": k, "values": v, "differs": True} for k, v in cmp.config.items()]
+    config += [{"key": k, "values": [v] * n, "differs": False} for k, v in cmp.same_config.items()]
+    summary = [
+        {"key": k, "values": v, "differs": len({json.dumps(x, default=str) for x in v}) > 1}
+        for k, v in cmp.summary.items()
+    ]
     return {
         "runs": [run_brief(r) for r in runs],
         "charts_spec": charts,
-        "config": table(configs),
-        "summary": table(summaries),
+        "config": config,
+        "summary": sorted(summary, key=lambda r: (not r["differs"], r["key"])),
+        "inputs": cmp.different_inputs,
     }
-
-
-_MISSING = object()
 
 
 # -- versions --------------------------------------------------------------------------------------
@@ -260,7 +242,7 @@ def version_view(store: Store, v: ArtifactVersion) -> dict[str, Any]:
     others = [o for o in store.versions(v.name) if o.version != v.version]
     return {
         "v": version_brief(v),
-        "metadata": flatten(dict(v.metadata)),
+        "metadata": flatten(v.metadata),
         "description": v.description,
         "producers": [run_brief(r) for r in producers],
         "consumers": [run_brief(r) for r in v.consumed_by()],
@@ -327,34 +309,16 @@ def file_preview(v: ArtifactVersion, path: str) -> dict[str, Any]:
 
 
 def version_diff(store: Store, a: ArtifactVersion, b: ArtifactVersion) -> dict[str, Any]:
-    """Files added, removed and changed from ``a`` to ``b``, bytes shared and new, metadata changes."""
-    fa = {f.path: f for f in a.files()}
-    fb = {f.path: f for f in b.files()}
-    a_digests = {f.digest for f in fa.values()}
-    added = [fb[p] for p in sorted(fb.keys() - fa.keys())]
-    removed = [fa[p] for p in sorted(fa.keys() - fb.keys())]
-    changed = [
-        (fa[p], fb[p]) for p in sorted(fa.keys() & fb.keys()) if fa[p].digest != fb[p].digest
-    ]
-    same = sum(1 for p in fa.keys() & fb.keys() if fa[p].digest == fb[p].digest)
-    ma, mb = dict(flatten(dict(a.metadata))), dict(flatten(dict(b.metadata)))
+    """`Store.diff` of ``a`` -> ``b`` (files and tensors added, removed, changed; bytes shared and
+    new), plus the metadata keys whose values differ."""
+    diff = store.diff(a.ref, b.ref)
+    ma, mb = dict(flatten(a.metadata)), dict(flatten(b.metadata))
     meta = [
         {"key": k, "a": ma.get(k), "b": mb.get(k)}
         for k in sorted(ma.keys() | mb.keys())
         if json.dumps(ma.get(k), default=str) != json.dumps(mb.get(k), default=str)
     ]
-    new_blobs = {f.digest: f.size for f in fb.values() if f.digest not in a_digests}
-    return {
-        "a": version_brief(a),
-        "b": version_brief(b),
-        "added": added,
-        "removed": removed,
-        "changed": changed,
-        "unchanged": same,
-        "shared_bytes": sum(f.size for f in fb.values() if f.digest in a_digests),
-        "new_bytes": sum(new_blobs.values()),
-        "metadata": meta,
-    }
+    return {"a": version_brief(a), "b": version_brief(b), "diff": diff, "metadata": meta}
 
 
 # -- lineage ---------------------------------------------------------------------------------------

@@ -1,0 +1,209 @@
+"""verify and gc for packs and snapshots.
+
+verify: every pack must decode and hold exactly the bytes of the log entries it covers; every snapshot
+must pass the checks a cold open makes (digest, SQLite integrity, schema, row counts), and with
+``replay`` its tables must equal an index rebuilt from the log up to its seq (slow: a full replay).
+A snapshot made for another index format is not a problem (the library was upgraded; it is skipped and
+gc removes it once a newer one exists).
+
+gc keeps the newest snapshot that can serve a cold open, and every newer descriptor; it removes older
+descriptors, unusable ones and data that no kept descriptor names once they are older than the grace
+period. Packs are never removed: a bad one is reported by verify and skipped by readers.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from storage.blobs import _mtime
+
+from ..errors import ArtifactsError
+from . import snapshots as snaps
+from .log import log_path
+from .packs import PACK_DIR, PackError, decode_pack, parse_pack_name
+
+if TYPE_CHECKING:
+    from ..store import Store
+
+__all__ = ["gc_scale", "verify_scale"]
+
+_BATCH = 256
+
+
+def verify_scale(store: Store, *, replay: bool = False) -> list[str]:
+    """Problems with packs and snapshots, one line each naming the object."""
+    return _pack_problems(store) + _snapshot_problems(store, replay)
+
+
+def _pack_problems(store: Store) -> list[str]:
+    problems: list[str] = []
+    names = []
+    for n in store.root.list_after(PACK_DIR):
+        p = parse_pack_name(n)
+        if p is None:
+            if not n.startswith(".tmp-"):
+                problems.append(f"unexpected object {PACK_DIR}/{n} among the packs")
+        else:
+            names.append(p)
+    for i in range(0, len(names), _BATCH):
+        part = names[i : i + _BATCH]
+        got = store.root.read_many([p.path for p in part])
+        logs = store.root.read_many([log_path(s) for p in part for s in range(p.first, p.last + 1)])
+        for p in part:
+            try:
+                entries = decode_pack(p, got.get(p.path, b""))
+            except PackError as e:
+                problems.append(str(e))
+                continue
+            for raw in entries:
+                stored = logs.get(log_path(raw.seq))
+                if stored is None:
+                    problems.append(f"pack {p.path} holds entry {raw.seq}, which is not in the log")
+                    break
+                if stored != raw.data:
+                    problems.append(f"pack {p.path} disagrees with log entry {raw.seq}")
+                    break
+    return problems
+
+
+def _snapshot_problems(store: Store, replay: bool) -> list[str]:
+    from .index import INDEX_FORMAT
+
+    problems: list[str] = []
+    schema = snaps.schema_digest(store.index._conn)
+    with tempfile.TemporaryDirectory(prefix="artifacts-verify-") as tmp:
+        for where in snaps.all_snapshots(store.root):
+            try:
+                desc = snaps.read_descriptor(store.root, where)
+                if desc.index_format != INDEX_FORMAT:
+                    continue  # made by another library version: stale, not damaged
+                if desc.seq > store.index.last_seq:
+                    problems.append(f"snapshot {where} covers entries beyond the log's head")
+                    continue
+                _, path = snaps.check_snapshot(
+                    store.root,
+                    where,
+                    index_format=INDEX_FORMAT,
+                    schema=schema,
+                    store_id=store.info["id"],
+                    workdir=Path(tmp),
+                )
+            except (snaps.SnapshotError, ArtifactsError) as e:
+                problems.append(str(e))
+                continue
+            try:
+                if replay:
+                    problems += [
+                        f"snapshot {where} {d}" for d in _replay_differs(store, desc.seq, path)
+                    ]
+            finally:
+                path.unlink()
+    return problems
+
+
+def _replay_differs(store: Store, seq: int, path: Path) -> list[str]:
+    """Rebuild the index from the log entries 1..seq in a scratch file and compare every table."""
+    from .index import Index
+    from .log import RawEntry
+
+    with tempfile.TemporaryDirectory(prefix="artifacts-replay-") as tmp:
+        index = Index(
+            Path(tmp) / "replay.sqlite",
+            store_id=store.info["id"],
+            admins=[store.info["created_by"]],
+        )
+        try:
+            for lo in range(1, seq + 1, 1000):
+                hi = min(seq, lo + 999)
+                got = store.root.read_many([log_path(s) for s in range(lo, hi + 1)])
+                index.apply(
+                    [RawEntry(s, got[log_path(s)]) for s in range(lo, hi + 1) if log_path(s) in got]
+                )
+            if index.last_seq != seq:
+                return [f"cannot be replayed: the log stops at {index.last_seq}"]
+            return _tables_differ(index._conn, path)
+        finally:
+            index.close()
+
+
+def _tables_differ(conn: sqlite3.Connection, path: Path) -> list[str]:
+    conn.execute("ATTACH DATABASE ? AS snap", (str(path),))
+    try:
+        out = []
+        for (t,) in conn.execute(
+            "SELECT name FROM snap.sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'"
+        ).fetchall():
+            extra = conn.execute(
+                f'SELECT COUNT(*) FROM (SELECT * FROM snap."{t}" EXCEPT SELECT * FROM main."{t}")'
+            ).fetchone()[0]
+            lacking = conn.execute(
+                f'SELECT COUNT(*) FROM (SELECT * FROM main."{t}" EXCEPT SELECT * FROM snap."{t}")'
+            ).fetchone()[0]
+            if extra or lacking:
+                out.append(
+                    f"differs from a replay of the log in table {t}"
+                    f" ({extra} rows not in the replay, {lacking} missing)"
+                )
+        return out
+    finally:
+        conn.execute("DETACH DATABASE snap")
+
+
+def gc_scale(store: Store, *, cutoff: float, dry_run: bool) -> list[str]:
+    """Remove what no cold open needs any more (see the module docstring); returns the paths."""
+    from .index import INDEX_FORMAT
+
+    root = store.root
+    listed = {_rel(snaps.SNAPSHOT_DIR, i): i for i in root.listdir(snaps.SNAPSHOT_DIR)}
+    names = sorted((n for n in listed if snaps.parse_descriptor_name(n)), reverse=True)
+    descs: dict[str, snaps.Snapshot | None] = {}
+    for where in names:
+        try:
+            descs[where] = snaps.read_descriptor(root, where)
+        except (snaps.SnapshotError, ArtifactsError):
+            descs[where] = None
+    newest = next(
+        (
+            w
+            for w, d in descs.items()
+            if d is not None
+            and d.index_format == INDEX_FORMAT
+            and d.seq <= store.index.last_seq
+            and root.exists(d.data_path)
+        ),
+        None,
+    )
+    doomed: list[str] = []
+    data_kept: set[str] = set()
+    for where, d in descs.items():
+        older = newest is not None and where < newest
+        if (d is None or older) and _old(listed[where], cutoff):
+            doomed.append(where)
+        elif d is not None:  # the newest usable, newer ones (other formats), or still young
+            data_kept.add(d.data_path)
+    for info in root.listdir(snaps.DATA_DIR):
+        rel = _rel(snaps.DATA_DIR, info)
+        if rel not in data_kept and _old(info, cutoff):
+            doomed.append(rel)
+    for prefix in (PACK_DIR, snaps.SNAPSHOT_DIR):  # temp files of writers killed mid-create (local)
+        doomed += [
+            _rel(prefix, i)
+            for i in root.listdir(prefix)
+            if _rel(prefix, i).rsplit("/", 1)[-1].startswith(".tmp-") and _old(i, cutoff)
+        ]
+    if not dry_run:
+        for rel in doomed:
+            root.delete(rel)
+    return doomed
+
+
+def _rel(prefix: str, info: dict[str, Any]) -> str:
+    return f"{prefix}/{info['name'].rstrip('/').rsplit('/', 1)[-1]}"
+
+
+def _old(info: dict[str, Any], cutoff: float) -> bool:
+    m = _mtime(info)
+    return m is not None and m + 1.0 < cutoff

@@ -1,0 +1,330 @@
+"""Index snapshots: the log-derived index at one sequence number, so a cold open replays only the tail.
+
+    snapshots/<seq:020d>-<digest:16>.json   descriptor: covered seq, formats, schema, data digest, rows
+    snapshot-data/<digest>.sqlite.z         the index database (zlib), named by the BLAKE3 of its bytes
+    snapshots/hint.json                     the newest descriptor's name when written; only a hint
+
+A snapshot copies every table of the index as the index's own schema defines it (whatever later schema
+versions add comes along), and is only used by an index whose schema is the same text. The data is
+written before its descriptor, so a writer killed halfway leaves at worst an orphan that gc removes. A
+maker skips a seq that already has a descriptor, unless it found that one unusable; two writers racing
+on one seq may both succeed, and either snapshot serves (gc keeps the newest). Loading checks the descriptor, the digest, ``PRAGMA integrity_check``, the schema and
+every table's row count before one transaction copies the rows in; any doubt raises `SnapshotError`
+naming the object, and the caller falls back to an older snapshot, then packs, then the entries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import re
+import sqlite3
+import tempfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from storage import Root, hash_bytes
+
+from ..errors import ArtifactsError, ConflictError, NotFoundError
+from ..manifest import canonical_json
+
+__all__ = [
+    "DATA_DIR",
+    "SNAPSHOT_DIR",
+    "SNAPSHOT_FORMAT",
+    "Snapshot",
+    "SnapshotError",
+    "all_snapshots",
+    "check_snapshot",
+    "descriptor_path",
+    "list_snapshots",
+    "load_snapshot",
+    "names_at",
+    "parse_descriptor_name",
+    "pin",
+    "read_descriptor",
+    "schema_digest",
+    "write_snapshot",
+]
+
+SNAPSHOT_DIR = "snapshots"
+DATA_DIR = "snapshot-data"
+HINT = f"{SNAPSHOT_DIR}/hint.json"
+SNAPSHOT_FORMAT = 1
+_NAME = re.compile(r"^(\d{20})-([0-9a-f]{16})\.json$")
+
+
+class SnapshotError(ValueError):
+    """A snapshot that must not be used; the message names the object and the doubt."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A descriptor: what a snapshot covers and how to check it."""
+
+    seq: int
+    index_format: int
+    schema: str
+    digest: str
+    size: int
+    rows: dict[str, int]
+    store_id: str
+    created_at: str
+    format: int = SNAPSHOT_FORMAT
+
+    @property
+    def path(self) -> str:
+        return descriptor_path(self.seq, self.digest)
+
+    @property
+    def data_path(self) -> str:
+        return f"{DATA_DIR}/{self.digest}.sqlite.z"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": self.format,
+            "seq": self.seq,
+            "index_format": self.index_format,
+            "schema": self.schema,
+            "digest": self.digest,
+            "size": self.size,
+            "rows": dict(self.rows),
+            "store_id": self.store_id,
+            "created_at": self.created_at,
+        }
+
+    def to_json(self) -> str:
+        return canonical_json(self.to_dict()).decode()
+
+
+def descriptor_path(seq: int, digest: str) -> str:
+    return f"{SNAPSHOT_DIR}/{seq:020d}-{digest[:16]}.json"
+
+
+def parse_descriptor_name(name: str) -> int | None:
+    m = _NAME.match(name.rsplit("/", 1)[-1])
+    return int(m.group(1)) if m else None
+
+
+def schema_digest(conn: sqlite3.Connection) -> str:
+    """A digest of the database's schema text: a snapshot fits an index only if the two are equal."""
+    rows = conn.execute(
+        "SELECT type, name, tbl_name, COALESCE(sql, '') FROM sqlite_master"
+        " WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name"
+    ).fetchall()
+    return hash_bytes(canonical_json([list(r) for r in rows]))
+
+
+def _tables(conn: sqlite3.Connection, schema: str = "main") -> list[str]:
+    return [
+        r[0]
+        for r in conn.execute(
+            f"SELECT name FROM {schema}.sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'"
+            " ORDER BY name"
+        )
+    ]
+
+
+def _rows(conn: sqlite3.Connection, schema: str = "main") -> dict[str, int]:
+    return {
+        t: int(conn.execute(f'SELECT COUNT(*) FROM {schema}."{t}"').fetchone()[0])
+        for t in _tables(conn, schema)
+    }
+
+
+def _meta(conn: sqlite3.Connection, key: str, schema: str = "main") -> str | None:
+    row = conn.execute(f"SELECT value FROM {schema}.meta WHERE key=?", (key,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+# -- making ----------------------------------------------------------------------------------------
+def pin(index_path: str | os.PathLike[str]) -> tuple[sqlite3.Connection, int]:
+    """A read transaction on the index file, fixing its state now; returns it with its last_seq.
+
+    Held open (WAL keeps that state readable) while a background thread copies it, so the writer may
+    go on applying entries at once.
+    """
+    conn = sqlite3.connect(index_path, isolation_level=None, check_same_thread=False, timeout=60)
+    conn.execute("BEGIN")
+    seq = int(_meta(conn, "last_seq") or 0)
+    return conn, seq
+
+
+def write_snapshot(
+    root: Root,
+    pinned: sqlite3.Connection,
+    *,
+    index_format: int,
+    store_id: str,
+    unusable: frozenset[str] = frozenset(),
+) -> Snapshot | None:
+    """Copy the pinned state to the store (data, then descriptor, then hint); closes ``pinned``.
+
+    None when a descriptor for that seq exists already (and is not among the ``unusable`` names).
+    """
+    try:
+        seq = int(_meta(pinned, "last_seq") or 0)
+        if seq <= 0 or any(n not in unusable for n in names_at(root, seq)):
+            return None
+        with tempfile.TemporaryDirectory(prefix="artifacts-snap-") as tmp:
+            path = Path(tmp) / "index.sqlite"
+            dest = sqlite3.connect(path)
+            try:
+                pinned.backup(dest)
+                dest.execute("PRAGMA journal_mode=DELETE")
+                schema, rows = schema_digest(dest), _rows(dest)
+            finally:
+                dest.close()
+            data = zlib.compress(path.read_bytes(), 1)
+    finally:
+        pinned.close()
+    snap = Snapshot(seq, index_format, schema, hash_bytes(data), len(data), rows, store_id, _now())
+    with contextlib.suppress(ConflictError):  # the same bytes, written by someone else
+        root.create_exclusive(snap.data_path, data)
+    try:
+        root.create_exclusive(snap.path, canonical_json(snap.to_dict()))
+    except ConflictError:
+        return None
+    with contextlib.suppress(ArtifactsError):  # a hint not written is only a slower cold open
+        root.write(HINT, canonical_json({"seq": seq}))
+    return snap
+
+
+# -- finding and loading ---------------------------------------------------------------------------
+def list_snapshots(root: Root, *, before: int | None = None) -> list[str]:
+    """Descriptor names, newest first. The hint narrows the listing to the hinted seq and newer; a
+    stale hint (nothing there any more) costs one more listing. ``before``: only older than that seq."""
+    after = ""
+    if before is None:
+        with contextlib.suppress(ArtifactsError, ValueError, KeyError, TypeError):
+            hinted = json.loads(root.read(HINT))["seq"]
+            if isinstance(hinted, int) and not isinstance(hinted, bool) and hinted > 0:
+                after = f"{hinted - 1:020d}-~"  # the hinted seq and anything newer
+    names = _listed(root, after)
+    if not names and after:
+        names = _listed(root, "")
+    if before is not None:
+        names = [n for n in names if (parse_descriptor_name(n) or 0) < before]
+    return sorted(names, reverse=True)
+
+
+def all_snapshots(root: Root) -> list[str]:
+    """Every descriptor name, newest first, ignoring the hint (verify, gc)."""
+    return sorted(_listed(root, ""), reverse=True)
+
+
+def names_at(root: Root, seq: int) -> list[str]:
+    """Descriptor names for exactly ``seq`` (one short listing)."""
+    return [n for n in _listed(root, f"{seq - 1:020d}-~") if parse_descriptor_name(n) == seq]
+
+
+def _listed(root: Root, after: str) -> list[str]:
+    return [
+        f"{SNAPSHOT_DIR}/{n}"
+        for n in root.list_after(SNAPSHOT_DIR, after)
+        if parse_descriptor_name(n)
+    ]
+
+
+def read_descriptor(root: Root, where: str) -> Snapshot:
+    seq = parse_descriptor_name(where)
+    try:
+        obj = json.loads(root.read(where))
+        snap = Snapshot(
+            seq=obj["seq"],
+            index_format=obj["index_format"],
+            schema=obj["schema"],
+            digest=obj["digest"],
+            size=obj["size"],
+            rows=dict(obj["rows"]),
+            store_id=obj["store_id"],
+            created_at=obj["created_at"],
+            format=obj["format"],
+        )
+    except NotFoundError:
+        raise SnapshotError(f"snapshot {where} disappeared") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise SnapshotError(f"snapshot {where} is unparsable ({e})") from None
+    if snap.format != SNAPSHOT_FORMAT or isinstance(snap.format, bool):
+        raise SnapshotError(f"snapshot {where} has unknown snapshot format {snap.format!r}")
+    if not isinstance(snap.digest, str) or not re.fullmatch(r"[0-9a-f]{64}", snap.digest):
+        raise SnapshotError(f"snapshot {where} names no valid data digest")
+    if snap.seq != seq or snap.path != where:
+        raise SnapshotError(f"snapshot {where} claims to be {snap.path}")
+    return snap
+
+
+def check_snapshot(
+    root: Root, where: str, *, index_format: int, schema: str, store_id: str, workdir: Path
+) -> tuple[Snapshot, Path]:
+    """Download and check one snapshot; returns its descriptor and the path of the checked database."""
+    snap = read_descriptor(root, where)
+    seq = snap.seq
+    if snap.index_format != index_format or snap.schema != schema:
+        raise SnapshotError(
+            f"snapshot {where} was made for index format {snap.index_format}, another schema than"
+            f" this library's (index format {index_format})"
+        )
+    if snap.store_id != store_id:
+        raise SnapshotError(f"snapshot {where} belongs to another store ({snap.store_id})")
+    try:
+        data = root.read(snap.data_path)
+    except NotFoundError:
+        raise SnapshotError(f"snapshot {where}: its data {snap.data_path} is missing") from None
+    if hash_bytes(data) != snap.digest:
+        raise SnapshotError(f"snapshot {where}: its data {snap.data_path} is corrupt (digest)")
+    try:
+        raw = zlib.decompress(data)
+    except zlib.error as e:
+        raise SnapshotError(f"snapshot {where}: its data does not decompress ({e})") from None
+    path = workdir / f"snapshot-{seq}-{snap.digest[:16]}.sqlite"
+    path.write_bytes(raw)
+    conn = sqlite3.connect(path)
+    try:
+        ok = conn.execute("PRAGMA integrity_check").fetchall()
+        if [tuple(r) for r in ok] != [("ok",)]:
+            raise SnapshotError(f"snapshot {where} fails SQLite's integrity check: {ok[0][0]}")
+        if schema_digest(conn) != schema:
+            raise SnapshotError(f"snapshot {where}: its database has another schema")
+        if _rows(conn) != snap.rows:
+            raise SnapshotError(f"snapshot {where}: its row counts differ from its descriptor")
+        last, sid = _meta(conn, "last_seq"), _meta(conn, "store_id")
+        if last != str(seq) or sid != store_id:
+            raise SnapshotError(f"snapshot {where}: its database covers seq {last} of store {sid}")
+    except sqlite3.DatabaseError as e:
+        raise SnapshotError(f"snapshot {where} is not a usable database ({e})") from None
+    finally:
+        conn.close()
+    return snap, path
+
+
+def load_snapshot(conn: sqlite3.Connection, path: Path) -> bool:
+    """Replace every table of an empty index (last_seq 0) by the checked snapshot's, in one transaction.
+
+    False (nothing changed) if the index moved meanwhile, e.g. another process on this machine synced.
+    """
+    conn.execute("ATTACH DATABASE ? AS snap", (str(path),))
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if _meta(conn, "last_seq") != "0":
+                conn.execute("ROLLBACK")
+                return False
+            for t in _tables(conn, "snap"):
+                conn.execute(f'DELETE FROM main."{t}"')
+                conn.execute(f'INSERT INTO main."{t}" SELECT * FROM snap."{t}"')
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return True
+    finally:
+        conn.execute("DETACH DATABASE snap")

@@ -1,0 +1,325 @@
+"""Reading the log at scale: snapshot, then packs, then single entries found with one LIST.
+
+`LogReader` is what a store's sync calls. A cold index (nothing applied yet) first tries the newest
+usable snapshot, then takes whole packs from where it stands, then LISTs ``log/`` after the last key it
+has (``StartAfter``) and GETs the new entries concurrently; a warm sync with nothing new is that one LIST.
+On a root where probing is a syscall (`Root.prefers_listing` is False: local disk) new entries are
+probed by name instead, as a directory listing would read every entry's name.
+Every doubt (a bad snapshot, a bad pack) is a `StoreWarning` naming the object, and the reader goes on
+with the next best source, down to the entries themselves.
+
+It also keeps packs and snapshots coming without touching a commit's critical path: when the applied
+sequence crosses a pack boundary, the range's bytes (kept from this process's reads and commits, the rest
+fetched) are written as the pack by a background thread; when it crosses a snapshot boundary, the index
+state is pinned by a read transaction right there and copied out in the background.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import tempfile
+import threading
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from storage import Root
+
+from ..errors import ArtifactsError, ConflictError, StoreWarning
+from . import snapshots as snaps
+from .log import LOG_DIR, RawEntry, log_path
+from .packs import (
+    PACK_DIR,
+    PackError,
+    PackName,
+    decode_pack,
+    encode_pack,
+    pack_bounds,
+    parse_pack_name,
+)
+
+__all__ = ["LogReader", "ScaleConfig"]
+
+_BATCH = 1000  # entries or packs fetched per concurrent batch
+_MAX_PENDING = 64  # background jobs queued at most; beyond that a later reader makes them
+
+
+@dataclass(frozen=True)
+class ScaleConfig:
+    """How often packs and snapshots are made; ``ARTIFACTS_PACK_SIZE`` / ``ARTIFACTS_SNAPSHOT_EVERY``
+    override the defaults (tests use tiny ones). 0 turns making them off; reading them never is."""
+
+    pack_size: int = 1000
+    snapshot_every: int = 10_000
+
+    @classmethod
+    def from_env(cls) -> ScaleConfig:
+        def num(key: str, default: int) -> int:
+            try:
+                return max(0, int(os.environ.get(key, default)))
+            except ValueError:
+                return default
+
+        return cls(
+            num("ARTIFACTS_PACK_SIZE", cls.pack_size),
+            num("ARTIFACTS_SNAPSHOT_EVERY", cls.snapshot_every),
+        )
+
+
+def warn(message: str) -> None:
+    warnings.warn(message, StoreWarning, stacklevel=3)
+
+
+class _Background:
+    """A few daemon threads, so a CLI process is never held up by maintenance; `wait` drains them."""
+
+    def __init__(self) -> None:
+        self._cv = threading.Condition()
+        self._pending = 0
+
+    def submit(self, fn: Callable[[], Any]) -> bool:
+        with self._cv:
+            if self._pending >= _MAX_PENDING:
+                return False
+            self._pending += 1
+
+        def run() -> None:
+            try:
+                fn()
+            except ArtifactsError:
+                pass  # a pack or snapshot not made now is made by a later reader
+            except Exception as e:  # noqa: BLE001 - never let maintenance kill the caller's process
+                warn(f"background maintenance failed: {type(e).__name__}: {e}")
+            finally:
+                with self._cv:
+                    self._pending -= 1
+                    self._cv.notify_all()
+
+        threading.Thread(target=run, daemon=True, name="artifacts-maintenance").start()
+        return True
+
+    def wait(self, timeout: float | None = None) -> bool:
+        with self._cv:
+            return self._cv.wait_for(lambda: self._pending == 0, timeout)
+
+
+class LogReader:
+    """Brings an index up to the log's head; see the module docstring."""
+
+    def __init__(
+        self, root: Root, *, store_id: str, index_format: int, config: ScaleConfig | None = None
+    ) -> None:
+        self.root = root
+        self.store_id = store_id
+        self.index_format = index_format
+        self.config = config or ScaleConfig.from_env()
+        self.background = _Background()
+        self._recent: dict[int, bytes] = {}  # entries of ranges not yet packed, from reads/commits
+        self._packed: set[int] = set()  # firsts of ranges this process read from packs or wrote
+        self.unusable: set[str] = set()  # snapshot descriptors refused here: replace, do not skip
+        self._bootstrapped: Any = None  # the index a cold start was tried for (an empty log: once)
+
+    # -- reading -----------------------------------------------------------------------------------
+    def sync(self, index: Any) -> list[tuple[int, str]]:
+        """Apply everything new to ``index`` (an `Index`); returns the rejected (seq, reason)."""
+        last = index.last_seq
+        cold = last == 0 and index is not self._bootstrapped
+        if cold:
+            self._bootstrapped = index
+            self._bootstrap(index)
+            last = index.last_seq
+        got = [e for p in self._read_packs(last) for e in p] if cold else []
+        after = got[-1].seq if got else last
+        if not self.root.prefers_listing:
+            got += self._probe(after)
+            return self.apply(index, got) if got else []
+        want = self._list_new(after)
+        size = self.config.pack_size or ScaleConfig.pack_size
+        if not cold and len(want) >= 2 * size:  # far behind: whole packs save a GET per entry
+            got = [e for p in self._read_packs(last) for e in p]
+            want = [s for s in want if not got or s > got[-1].seq]
+        got += self._fetch(want)
+        return self.apply(index, got) if got else []
+
+    def _probe(self, last: int) -> list[RawEntry]:
+        """Where a probe is a syscall (local disk): read forward in batches that grow while full."""
+        out: list[RawEntry] = []
+        start, batch = last + 1, 1
+        while True:
+            got = self._fetch(list(range(start, start + batch)))
+            out += got
+            if len(got) < batch:
+                return out
+            start += batch
+            batch = min(batch * 4, _BATCH)
+
+    def _bootstrap(self, index: Any) -> None:
+        """Load the newest usable snapshot into an empty index; warn about each one refused."""
+        try:
+            names = snaps.list_snapshots(self.root)
+        except ArtifactsError as e:
+            warn(f"cannot list snapshots ({e}); replaying from packs and the log")
+            return
+        schema = snaps.schema_digest(index._conn)
+        with tempfile.TemporaryDirectory(prefix="artifacts-cold-") as tmp:
+            while names:
+                for where in names:
+                    try:
+                        _, path = snaps.check_snapshot(
+                            self.root,
+                            where,
+                            index_format=self.index_format,
+                            schema=schema,
+                            store_id=self.store_id,
+                            workdir=Path(tmp),
+                        )
+                    except (snaps.SnapshotError, ArtifactsError) as e:
+                        self.unusable.add(where)
+                        warn(f"{e}; falling back to an older snapshot, packs or the log")
+                        continue
+                    try:
+                        snaps.load_snapshot(index._conn, path)
+                    finally:
+                        path.unlink()
+                    return
+                # everything from the hint on was refused: look further back
+                oldest = min(snaps.parse_descriptor_name(n) or 0 for n in names)
+                names = snaps.list_snapshots(self.root, before=oldest)
+
+    def _read_packs(self, last: int) -> list[list[RawEntry]]:
+        """Contiguous packs from ``last + 1`` on; a bad pack's range is read entry by entry instead."""
+        size = self.config.pack_size or ScaleConfig.pack_size
+        listed = self.root.list_after(PACK_DIR, f"{max(0, last + 1 - size):020d}")
+        names = [n for n in map(parse_pack_name, listed) if n and n.last > last]
+        by_first: dict[int, PackName] = {}
+        for n in names:
+            if n.last > by_first.get(n.first, n).last or n.first not in by_first:
+                by_first[n.first] = n
+        chain: list[PackName] = []
+        start = [n for n in by_first.values() if n.first <= last + 1]  # may overlap what is applied
+        nxt = max(start, key=lambda n: n.last).first if start else last + 1
+        while nxt in by_first:
+            chain.append(by_first[nxt])
+            nxt = by_first[nxt].last + 1
+        out: list[list[RawEntry]] = []
+        for i in range(0, len(chain), _BATCH):
+            part = chain[i : i + _BATCH]
+            got = self.root.read_many([p.path for p in part])
+            for p in part:
+                try:
+                    data = got.get(p.path)
+                    if data is None:
+                        raise PackError(f"pack {p.path} disappeared")
+                    out.append(decode_pack(p, data))
+                    self._packed.add(p.first)
+                except PackError as e:
+                    warn(f"{e}; reading its entries one by one")
+                    singles = self._fetch(list(range(p.first, p.last + 1)))
+                    out.append(singles)
+                    if len(singles) < p.count:
+                        return out  # the log itself has a gap there: stop, as apply would
+        return out
+
+    def _list_new(self, last: int) -> list[int]:
+        """Entries after ``last``, by one LIST (StartAfter the last applied key), up to any gap."""
+        seqs = []
+        for name in self.root.list_after(LOG_DIR, log_path(last).rsplit("/", 1)[-1]):
+            stem = name[:-5] if name.endswith(".json") else ""
+            if len(stem) == 20 and stem.isdigit():
+                seqs.append(int(stem))
+        want: list[int] = []
+        for s in sorted(seqs):  # stop at a gap: apply would, and the next sync lists again
+            if s != last + 1 + len(want):
+                break
+            want.append(s)
+        return want
+
+    def _fetch(self, seqs: list[int]) -> list[RawEntry]:
+        """GET entries concurrently, in order, stopping at the first one missing."""
+        out: list[RawEntry] = []
+        for i in range(0, len(seqs), _BATCH):
+            part = seqs[i : i + _BATCH]
+            got = self.root.read_many([log_path(s) for s in part])
+            for s in part:
+                data = got.get(log_path(s))
+                if data is None:
+                    return out
+                out.append(RawEntry(s, data))
+                if self.config.pack_size:
+                    self._recent[s] = data
+        return out
+
+    # -- applying, and what crossing a boundary sets off -----------------------------------------
+    def apply(self, index: Any, entries: list[RawEntry]) -> list[tuple[int, str]]:
+        """Apply in order, stopping once at the newest snapshot boundary crossed to pin that state."""
+        before = index.last_seq
+        every = self.config.snapshot_every
+        rejected: list[tuple[int, str]] = []
+        if every and entries and entries[-1].seq // every > before // every:
+            boundary = entries[-1].seq // every * every
+            head = [e for e in entries if e.seq <= boundary]
+            rejected += index.apply(head)
+            if index.last_seq >= boundary:
+                self._snapshot(index)
+            entries = [e for e in entries if e.seq > boundary]
+        if entries:
+            rejected += index.apply(entries)
+        self._packs_crossed(before, index.last_seq)
+        return rejected
+
+    def committed(self, index: Any, raw: RawEntry) -> list[tuple[int, str]]:
+        """Apply this process's own new entry (``raw``), keeping its bytes for the pack it falls in."""
+        if self.config.pack_size:
+            self._recent[raw.seq] = raw.data
+        return self.apply(index, [raw])
+
+    def _snapshot(self, index: Any) -> None:
+        pinned, _ = snaps.pin(index.path)
+        fmt, sid, bad = self.index_format, self.store_id, frozenset(self.unusable)
+        if not self.background.submit(
+            lambda: snaps.write_snapshot(
+                self.root, pinned, index_format=fmt, store_id=sid, unusable=bad
+            )
+        ):
+            pinned.close()
+
+    def _packs_crossed(self, before: int, after: int) -> None:
+        size = self.config.pack_size
+        if not size or after // size <= before // size:
+            self._trim(after)
+            return
+        for end in range((before // size + 1) * size, after // size * size + 1, size):
+            rng = pack_bounds(end, size)
+            if rng.first in self._packed:
+                continue
+            self._packed.add(rng.first)
+            have = {s: self._recent[s] for s in range(rng.first, end + 1) if s in self._recent}
+            if not self.background.submit(functools.partial(self._write_pack, rng, have)):
+                self._packed.discard(rng.first)
+        self._trim(after)
+
+    def _trim(self, after: int) -> None:
+        size = self.config.pack_size
+        if not size:
+            return
+        keep_from = after // size * size + 1
+        for s in [s for s in self._recent if s < keep_from]:
+            del self._recent[s]
+
+    def _write_pack(self, rng: PackName, have: dict[int, bytes]) -> None:
+        if self.root.exists(rng.path):
+            return
+        missing = [s for s in range(rng.first, rng.last + 1) if s not in have]
+        if missing:
+            got = self.root.read_many([log_path(s) for s in missing])
+            for s in missing:
+                if log_path(s) not in got:
+                    return  # not in the log (yet): nothing to pack
+                have[s] = got[log_path(s)]
+        data = encode_pack([RawEntry(s, have[s]) for s in range(rng.first, rng.last + 1)])
+        with contextlib.suppress(ConflictError):  # someone made the same bytes first
+            self.root.create_exclusive(rng.path, data)

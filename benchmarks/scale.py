@@ -1,0 +1,250 @@
+"""Stores with many log entries: cold open onto an empty cache (local and S3 on moto), the requests it
+costs, a warm open with nothing new, and commits/s with 1 and N writers on S3 with their requests.
+
+    python benchmarks/scale.py [--entries 100000] [--writers 8] [--commits 40] [--full-replay]
+                               [--pack-size 1000] [--snapshot-every 10000]
+
+The log is generated through the public commit path (`Store.log_artifact` and `Store.set_alias`, 3 in
+10 entries a version) into a local store on tmpfs, which makes its packs and snapshots as any writer
+does (defaults: a pack per 1,000 entries, a snapshot per 10,000). That store's objects are then copied
+byte for byte to a disk directory and to a moto bucket (store.json, log/, packs/, snapshots/,
+snapshot-data/; blobs are not read by an open and are left out of the bucket to save time).
+Requests are counted on the server side: moto logs one line per HTTP request (werkzeug).
+
+Targets (issue 15): 100k entries open cold in < 2 s locally and < 5 s on S3, 1M in < 30 s; a cold open
+costs at most entries/1000 + 10 requests; a warm open with nothing new costs 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import artifacts  # noqa: E402
+from benchmarks._common import moto_s3, table  # noqa: E402
+from benchmarks.catalog import commits_per_second  # noqa: E402
+
+
+class RequestLog(logging.Handler):
+    """Counts the HTTP requests moto's server (in this process) answers, by method."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = re.sub(r"\x1b\[[0-9;]*m", "", record.getMessage())  # werkzeug colours 4xx lines
+        parts = msg.split('"')
+        if len(parts) >= 3 and "/moto-api" not in msg:
+            self.lines.append(f"{parts[1]} {parts[2].split()[0]}")  # "PUT /key HTTP/1.1 412"
+
+    @contextmanager
+    def window(self) -> Iterator[list[str]]:
+        start = len(self.lines)
+        got: list[str] = []
+        yield got
+        got.extend(self.lines[start:])
+
+
+def count_requests() -> RequestLog:
+    log = logging.getLogger("werkzeug")
+    handler = RequestLog()
+    log.handlers[:] = [handler]
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    return handler
+
+
+def methods(lines: list[str]) -> str:
+    def kind(line: str) -> str:
+        method, status = line.split(" ", 1)[0], line.rsplit(" ", 1)[-1]
+        method = "LIST" if "list-type=2" in line else method
+        return method if status.startswith("2") else f"{method}:{status}"
+
+    c = Counter(kind(ln) for ln in lines)
+    return " ".join(f"{k}={v}" for k, v in sorted(c.items()))
+
+
+def generate(root: str, entries: int) -> float:
+    """Commit ``entries`` log entries through the public API; returns entries per second."""
+    store = artifacts.open_store(root, user="bench")
+    t = time.perf_counter()
+    i = 0
+    while store.index.last_seq < entries:
+        name = f"data{i % 200}"
+        if i % 10 < 3 or not store.index.exists(name):
+            store.log_artifact(artifacts.Artifact(name, "dataset").add_bytes("x", f"{i}".encode()))
+        else:
+            store.set_alias(f"{name}:latest", f"tag{i % 7}")
+        i += 1
+        if i % 10000 == 0:
+            print(f"  generated {store.index.last_seq} entries", flush=True)
+    rate = store.index.last_seq / (time.perf_counter() - t)
+    store.close(wait=120)
+    return rate
+
+
+def upload(src: Path, s3url: str, opts: dict[str, Any]) -> int:
+    """Copy the store's objects (not its blobs) byte for byte into the bucket, concurrently."""
+    import boto3
+
+    bucket, prefix = s3url[5:].split("/", 1)
+    client = boto3.client(
+        "s3",
+        endpoint_url=opts["client_kwargs"]["endpoint_url"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
+    files = [src / "store.json"]
+    for d in ("log", "packs", "snapshots", "snapshot-data"):
+        if (src / d).is_dir():
+            files += [p for p in (src / d).iterdir() if not p.name.startswith(".tmp-")]
+
+    def put(p: Path) -> None:
+        key = f"{prefix}/{p.relative_to(src).as_posix()}"
+        client.put_object(Bucket=bucket, Key=key, Body=p.read_bytes())
+
+    with ThreadPoolExecutor(32) as pool:
+        list(pool.map(put, files))
+    return len(files)
+
+
+def open_cold(url: str, opts: dict[str, Any], cache_root: Path) -> tuple[float, int]:
+    cache = Path(tempfile.mkdtemp(dir=cache_root))
+    os.environ["ARTIFACTS_CACHE_DIR"] = str(cache)
+    t = time.perf_counter()
+    store = artifacts.open_store(url, user="bench", storage_options=opts)
+    took = time.perf_counter() - t
+    head = store.index.last_seq
+    store.close(wait=120)
+    return took, head
+
+
+def open_warm(url: str, opts: dict[str, Any]) -> float:
+    t = time.perf_counter()
+    artifacts.open_store(url, user="bench", storage_options=opts).close()
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--entries", type=int, default=100_000)
+    ap.add_argument("--writers", type=int, default=8)
+    ap.add_argument("--commits", type=int, default=40, help="commits per writer measurement")
+    ap.add_argument(
+        "--full-replay", action="store_true", help="also time S3 with no packs or snapshots (slow)"
+    )
+    ap.add_argument("--pack-size", type=int, default=1000)
+    ap.add_argument("--snapshot-every", type=int, default=10_000)
+    args = ap.parse_args()
+    os.environ["ARTIFACTS_PACK_SIZE"] = str(args.pack_size)
+    os.environ["ARTIFACTS_SNAPSHOT_EVERY"] = str(args.snapshot_every)
+    shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    with tempfile.TemporaryDirectory(dir=shm) as gen, tempfile.TemporaryDirectory() as tmp:
+        os.environ["ARTIFACTS_CACHE_DIR"] = f"{gen}/cache"
+        t = time.perf_counter()
+        rate = generate(f"{gen}/store", args.entries)
+        print(f"generated {args.entries} entries in {time.perf_counter() - t:.0f} s ({rate:.0f}/s)")
+        local = Path(tmp) / "store"
+        shutil.copytree(f"{gen}/store", local)
+        shutil.rmtree(gen, ignore_errors=True)
+        packs = len(os.listdir(local / "packs")) if (local / "packs").is_dir() else 0
+        snaps = len([p for p in os.listdir(local / "snapshots") if p != "hint.json"])
+        print(f"store: {args.entries} entries, {packs} packs, {snaps} snapshots")
+        budget = args.entries // 1000 + 10
+        rows = []
+        caches = Path(tmp) / "caches"
+        caches.mkdir()
+        times = [open_cold(str(local), {}, caches)[0] for _ in range(3)]
+        rows.append(("local", "cold open", f"{sorted(times)[1]:.2f}", "-", "< 2 s (100k)"))
+        old = Path(tmp) / "no-packs"  # the same log, as a store written by main looks
+        shutil.copytree(local, old, ignore=shutil.ignore_patterns("packs", "snapshot*"))
+        os.environ["ARTIFACTS_PACK_SIZE"] = os.environ["ARTIFACTS_SNAPSHOT_EVERY"] = "0"
+        t_old = open_cold(str(old), {}, caches)[0]
+        os.environ["ARTIFACTS_PACK_SIZE"] = str(args.pack_size)
+        os.environ["ARTIFACTS_SNAPSHOT_EVERY"] = str(args.snapshot_every)
+        rows.append(("local", "cold open, entries only", f"{t_old:.2f}", "-", "(main's layout)"))
+        with moto_s3() as (s3url, opts):
+            reqs = count_requests()
+            t = time.perf_counter()
+            n = upload(local, s3url, opts)
+            print(f"uploaded {n} objects to moto in {time.perf_counter() - t:.0f} s")
+            for _ in range(2):
+                with reqs.window() as w:
+                    took, head = open_cold(s3url, opts, caches)
+                assert head == args.entries, head
+                rows.append(
+                    (
+                        "s3",
+                        "cold open",
+                        f"{took:.2f}",
+                        f"{len(w)} ({methods(w)})",
+                        f"<5 s, <={budget}",
+                    )
+                )
+            with reqs.window() as w:
+                took = open_warm(s3url, opts)
+            rows.append(
+                ("s3", "warm open, nothing new", f"{took:.3f}", f"{len(w)} ({methods(w)})", "2")
+            )
+            with reqs.window() as w:
+                store = artifacts.open_store(s3url, user="bench", storage_options=opts)
+            with reqs.window() as w:
+                store.log_artifact(artifacts.Artifact("one", "dataset").add_bytes("x", b"1"))
+            rows.append(
+                ("s3", "one commit (log_artifact)", "-", f"{len(w)} ({methods(w)})", "<=3 + blobs")
+            )
+            store.close()
+            bucket, prefix = s3url[5:].split("/", 1)
+            root = store.root
+            for rel in root.list_after("snapshots"):
+                root.delete(f"snapshots/{rel}")
+            with reqs.window() as w:
+                took, _ = open_cold(s3url, opts, caches)
+            rows.append(
+                ("s3", "cold open, packs only", f"{took:.2f}", f"{len(w)} ({methods(w)})", "")
+            )
+            if args.full_replay:  # the cold open above made a snapshot again: drop both
+                for d in ("snapshots", "packs"):
+                    for rel in root.list_after(d):
+                        root.delete(f"{d}/{rel}")
+                os.environ["ARTIFACTS_PACK_SIZE"] = os.environ["ARTIFACTS_SNAPSHOT_EVERY"] = "0"
+                with reqs.window() as w:
+                    took, _ = open_cold(s3url, opts, caches)
+                os.environ["ARTIFACTS_PACK_SIZE"] = str(args.pack_size)
+                os.environ["ARTIFACTS_SNAPSHOT_EVERY"] = str(args.snapshot_every)
+                rows.append(
+                    ("s3", "cold open, entries only", f"{took:.2f}", f"{len(w)} ({methods(w)})", "")
+                )
+        print(table(rows, ("backend", "what", "seconds", "requests", "target")))
+        crows = []
+        with moto_s3() as (s3url, opts):
+            reqs = count_requests()
+            for writers in (1, args.writers):
+                per = max(5, args.commits // writers) if writers > 1 else args.commits
+                with reqs.window() as w:
+                    cps = commits_per_second(s3url, opts, writers, per, tmp)
+                commits = writers * per
+                crows.append(
+                    (writers, commits, f"{cps:.1f}", f"{len(w) / commits:.1f}", methods(w))
+                )
+        print(table(crows, ("writers", "commits", "commits/s", "requests/commit", "requests")))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,196 @@
+"""Many small files (default 20,000 x 4 KiB in 100 directories), measured in one run:
+
+- ours: ``open_store`` + ``Artifact.add_dir`` + ``log_artifact`` into a fresh store with a fresh
+  per-user cache (stat cache and index empty), in this interpreter;
+- ``cp -r`` of the directory (the physical floor);
+- ``dvc add`` of the directory in a fresh ``git init`` + ``dvc init`` repository, when an anchors venv
+  is given (``--anchors-python``, see ``anchors.py``); only ``dvc add`` itself is timed;
+- re-putting the unchanged directory (ours: the stat cache; dvc: its state DB);
+- with ``--rss N``: peak RSS of a put of N files (default off; 200,000 for the issue's target), in a
+  subprocess (``ru_maxrss``).
+
+The contenders run in rotated order in every round (round k starts with contender k), each after the
+previous outputs are deleted and ``sync`` ran, so a slow spell of this shared VM or the dirty pages of
+the previous run hit every one alike. The table shows medians (and the best run) and ratios.
+
+    python benchmarks/small_files.py [--files 20000] [--dirs 100] [--size 4096] [--repeat 5]
+        [--anchors-python /tmp/anchors/bin/python] [--rss 200000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import artifacts  # noqa: E402
+from benchmarks._common import load_line, table  # noqa: E402
+from benchmarks.anchors import (  # noqa: E402
+    DVC,
+    AnchorFailed,
+    anchor_env,
+    check_call,
+    fresh_dir,
+    rm,
+    run_snippet,  # noqa: E402
+)
+
+RSS_CHILD = """
+import os, resource, sys, time
+sys.path.insert(0, sys.argv[1])
+os.environ["ARTIFACTS_CACHE_DIR"] = sys.argv[3] + "/cache"
+import artifacts
+store = artifacts.open_store(sys.argv[3] + "/store", user="bench")
+art = artifacts.Artifact("many", type="dataset")
+art.add_dir(sys.argv[2])
+t = time.perf_counter()
+store.log_artifact(art)
+print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def make_tree(top: Path, files: int, dirs: int, size: int) -> None:
+    """``files`` random files spread over ``dirs`` directories, mtimes 60 s in the past (so neither
+    our stat cache nor dvc's state refuses them as too fresh); kept between runs."""
+    marker = top / f".complete-{files}-{dirs}-{size}"
+    if marker.exists():
+        return
+    rm(top)
+    print(f"writing {files} files of {size} bytes into {top} ...", flush=True)
+    old = time.time() - 60
+    for i in range(files):
+        d = top / f"d{i % dirs:04d}"
+        if i < dirs:
+            d.mkdir(parents=True)
+        p = d / f"f{i:07d}.bin"
+        p.write_bytes(os.urandom(size))
+        os.utime(p, (old, old))
+    marker.touch()
+
+
+class Bench:
+    def __init__(self, src: Path, work: Path, python: str | None) -> None:
+        self.src, self.work, self.python = src, work, python
+
+    def ours(self) -> float:
+        box = fresh_dir(self.work / "ours")
+        os.environ["ARTIFACTS_CACHE_DIR"] = str(box / "cache")
+        os.sync()
+        t = time.perf_counter()
+        self._put(box)
+        return time.perf_counter() - t
+
+    def ours_reput(self) -> float:
+        box = self.work / "ours"
+        os.environ["ARTIFACTS_CACHE_DIR"] = str(box / "cache")
+        t = time.perf_counter()
+        self._put(box)
+        return time.perf_counter() - t
+
+    def _put(self, box: Path) -> None:
+        with artifacts.open_store(box / "store", user="bench") as store:
+            art = artifacts.Artifact("many", type="dataset")
+            art.add_dir(self.src)
+            store.log_artifact(art)
+
+    def cp(self) -> float:
+        box = fresh_dir(self.work / "cp")
+        os.sync()
+        t = time.perf_counter()
+        subprocess.run(["cp", "-r", str(self.src), str(box / "out")], check=True)
+        return time.perf_counter() - t
+
+    def dvc(self) -> float:
+        assert self.python
+        box = fresh_dir(self.work / "dvc")
+        env = anchor_env(box)
+        repo = fresh_dir(box / "repo")
+        check_call(["git", "init", "-q"], env, repo, 600)
+        check_call([self.python, "-m", "dvc", "init", "-q"], env, repo, 600)
+        subprocess.run(["cp", "-a", str(self.src), str(repo / "data")], check=True)
+        os.sync()
+        res, _ = run_snippet(self.python, DVC, [str(repo), "data"], env, 1200, "dvc add")
+        return float(res["seconds"])
+
+    def dvc_readd(self) -> float:
+        assert self.python
+        box = self.work / "dvc"
+        res, _ = run_snippet(
+            self.python, DVC, [str(box / "repo"), "data"], anchor_env(box), 1200, "dvc re-add"
+        )
+        return float(res["seconds"])
+
+
+def rss(files: int, work: Path) -> tuple[float, float]:
+    """Seconds and peak RSS (MiB) of one put of ``files`` 1 KiB files, in a fresh subprocess."""
+    src = work / f"rss-src-{files}"
+    make_tree(src, files, max(1, files // 200), 1024)
+    box = fresh_dir(work / "rss")
+    out = subprocess.run(
+        [sys.executable, "-c", RSS_CHILD, str(REPO), str(src), str(box)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    rm(box)
+    return float(out[0]), int(out[1]) / 1024  # ru_maxrss is in KiB on Linux
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--files", type=int, default=20_000)
+    ap.add_argument("--dirs", type=int, default=100)
+    ap.add_argument("--size", type=int, default=4096)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--anchors-python", default=os.environ.get("ANCHORS_PYTHON"))
+    ap.add_argument("--rss", type=int, default=0, help="also measure peak RSS of a put of N files")
+    ap.add_argument("--dir", default=tempfile.gettempdir())
+    args = ap.parse_args()
+    work = Path(args.dir) / "artifacts-bench-small"
+    work.mkdir(parents=True, exist_ok=True)
+    src = work / f"src-{args.files}x{args.size}"
+    make_tree(src, args.files, args.dirs, args.size)
+    b = Bench(src, work, args.anchors_python)
+    fresh: dict[str, Callable[[], float]] = {"ours": b.ours, "cp -r": b.cp}
+    if args.anchors_python:
+        fresh["dvc add"] = b.dvc
+    times: dict[str, list[float]] = {k: [] for k in [*fresh, "ours re-put", "dvc re-add"]}
+    names = list(fresh)
+    for r in range(args.repeat):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            try:
+                times[name].append(fresh[name]())
+            except AnchorFailed as e:
+                print(f"{name}: {e}")
+                continue
+            if name == "ours":
+                times["ours re-put"].append(b.ours_reput())
+            elif name == "dvc add":
+                times["dvc re-add"].append(b.dvc_readd())
+        print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.3f}" for k, v in times.items() if v))
+    med = {k: statistics.median(v) for k, v in times.items() if v}
+    rows = [(k, med[k], min(times[k]), med[k] / med["cp -r"]) for k in med]
+    print(f"\n{args.files} files of {args.size} bytes in {args.dirs} dirs, {args.repeat} rounds")
+    print(table(rows, ("contender", "median s", "best s", "x cp -r")))
+    if "dvc add" in med:
+        print(
+            f"dvc add / ours: {med['dvc add'] / med['ours']:.2f}x; "
+            f"dvc re-add / ours re-put: {med['dvc re-add'] / med['ours re-put']:.1f}x"
+        )
+    if args.rss:
+        secs, mib = rss(args.rss, work)
+        print(f"put of {args.rss} files of 1 KiB: {secs:.1f} s, peak RSS {mib:.0f} MiB")
+    print(load_line())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""The batched ingest of many local files (storage.batch) and what the catalog does with it."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import artifacts
+import storage.batch as batch_mod
+from artifacts import Artifact
+from storage import StatCache
+from storage.statcache import stat_key
+from tests.conftest import Backend
+from tests.test_storage import CountingCallback, b3, open_store
+
+
+def _tree(top: Path, n: int, dirs: int = 3, size: int = 700, old: bool = True) -> list[Path]:
+    paths = []
+    then = time.time() - 60
+    for i in range(n):
+        p = top / f"d{i % dirs}" / f"f{i:03d}.bin"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(bytes([i % 251]) * (size + i))
+        if old:
+            os.utime(p, (then, then))
+        paths.append(p)
+    return paths
+
+
+def test_stat_cache_bulk_lookup_and_store(tmp_path: Path) -> None:
+    cache = StatCache(tmp_path / "stat.sqlite")
+    paths = _tree(tmp_path / "a", 5) + _tree(tmp_path / "b", 2)  # two trees: no common directory
+    keys = {str(p): stat_key(os.stat(p)) for p in paths}
+    cache.store_many((p, k, f"{i:064x}") for i, (p, k) in enumerate(keys.items()))
+    assert cache.lookup_many(keys.items()) == {p: f"{i:064x}" for i, p in enumerate(keys)}
+    one_tree = {p: k for p, k in keys.items() if "/a/" in p}  # one directory: the range scan
+    assert set(cache.lookup_many(one_tree.items())) == set(one_tree)
+    changed = str(paths[0])
+    k = keys[changed]
+    stale = {changed: (k[0], k[1] + 1, k[2], k[3]), str(paths[1]): keys[str(paths[1])]}
+    assert cache.lookup_many(stale.items()) == {str(paths[1]): "0" * 63 + "1"}
+    fresh = tmp_path / "fresh.bin"
+    fresh.write_bytes(b"x")  # written just now: inside the racy window, never remembered
+    cache.store_many([(str(fresh), stat_key(os.stat(fresh)), "f" * 64)])
+    bad = os.fsdecode(b"/nonutf8-\xff")  # not storable in SQLite text: skipped, not an error
+    cache.store_many([(bad, (1, 1, 1, 1), "e" * 64)])
+    assert cache.lookup_many([(str(fresh), stat_key(os.stat(fresh))), (bad, (1, 1, 1, 1))]) == {}
+
+
+def test_put_files_is_one_batch(
+    backend: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = StatCache(tmp_path / "stat.sqlite")
+    store = open_store(backend, stat_cache=cache)
+    paths = _tree(tmp_path / "in", 150)  # more than one slice of the pool
+    big = tmp_path / "in" / "big.bin"
+    big.write_bytes(os.urandom(batch_mod.SMALL_MAX + 10))  # streamed, not read whole
+    paths.append(big)
+    lookups: list[int] = []
+    real_lookup = cache.lookup_many
+
+    def counting_lookup(items: Any) -> dict[str, str]:
+        items = list(items)
+        lookups.append(len(items))
+        return real_lookup(items)
+
+    monkeypatch.setattr(cache, "lookup_many", counting_lookup)
+    cb = CountingCallback()
+    first = store.put_files(paths, callback=cb)
+    assert [r.digest for r in first] == [b3(p.read_bytes()) for p in paths]
+    assert cb.size == cb.total == sum(p.stat().st_size for p in paths)
+    assert all(r.written for r in first)
+    assert lookups == [len(paths)]  # one query for all of them
+
+    # Unchanged: nothing is read, every digest comes from the stat cache.
+    def no_read(*a: Any, **k: Any) -> Any:
+        raise AssertionError("an unchanged file was read")
+
+    with monkeypatch.context() as m:
+        m.setattr(batch_mod, "read_small", no_read)
+        again = store.put_files(paths)
+    assert [(r.digest, r.written) for r in again] == [(r.digest, False) for r in first]
+
+    # One file changed (same size, new mtime): only it is read again.
+    paths[7].write_bytes(b"Z" * paths[7].stat().st_size)
+    os.utime(paths[7], (time.time() - 30, time.time() - 30))
+    read: list[str] = []
+    real_read = batch_mod.read_small
+    with monkeypatch.context() as m:
+        m.setattr(batch_mod, "read_small", lambda p, k: read.append(p) or real_read(p, k))
+        third = store.put_files(paths)
+    assert read == [str(paths[7])]
+    assert third[7].digest == b3(paths[7].read_bytes()) and third[7].written
+
+
+def test_put_files_error_in_a_worker_surfaces(backend: Backend, tmp_path: Path) -> None:
+    store = open_store(backend)
+    paths = _tree(tmp_path / "in", 100)
+    keys = [stat_key(os.stat(p)) for p in paths]
+    paths[80].unlink()  # vanishes between the walk and the put
+    with pytest.raises(artifacts.NotFoundError) as e:
+        store.put_files([str(p) for p in paths], keys=keys)
+    assert str(paths[80]) in str(e.value)
+
+
+def test_unchanged_reput_writes_no_log_entry(backend: Backend, tmp_path: Path) -> None:
+    store = artifacts.open_store(backend.url, storage_options=backend.storage_options)
+    _tree(tmp_path / "data", 20)
+    v0 = store.log_artifact(Artifact("ds", "dataset").add_dir(tmp_path / "data"))
+    head = store.index.last_seq
+    again = store.log_artifact(Artifact("ds", "dataset").add_dir(tmp_path / "data"))
+    assert (again.version, again.digest) == (v0.version, v0.digest)
+    assert store.index.last_seq == head  # nothing to record: no entry
+    tagged = store.log_artifact(Artifact("ds", "dataset").add_dir(tmp_path / "data"), ["best"])
+    assert tagged.version == 0 and "best" in tagged.aliases and store.index.last_seq == head + 1
+    with pytest.raises(artifacts.ArtifactsError, match="type"):  # still refused, not skipped
+        store.log_artifact(Artifact("ds", "model").add_dir(tmp_path / "data"))
+    with store.start_run(project="p") as run:  # a run to record as producer: an entry
+        run.log_artifact(Artifact("ds", "dataset").add_dir(tmp_path / "data"))
+    assert store.index.last_seq > head + 1
+    assert [v.ref for v in run.outputs()] == ["ds:v0"]
+
+
+def test_quota_hashes_each_buffer_once(
+    backend: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = artifacts.open_store(backend.url, storage_options=backend.storage_options)
+    store.set_quota(store.user, 10**6)
+    import artifacts.store as store_mod
+    import storage.blobs as blobs_mod
+
+    calls: list[int] = []
+    for mod in (store_mod, blobs_mod):
+        real = mod.hash_bytes
+        monkeypatch.setattr(mod, "hash_bytes", lambda d, real=real: calls.append(len(d)) or real(d))
+    art = Artifact("m", "model").add_bytes("a", b"a" * 1000).add_bytes("b", b"b" * 2000)
+    _tree(tmp_path / "files", 4)
+    art.add_dir(tmp_path / "files", prefix="files")
+    v = store.log_artifact(art)
+    assert sorted(n for n in calls if n in (1000, 2000)) == [1000, 2000]  # once each
+    assert store.usage() == v.size
+    with pytest.raises(artifacts.QuotaExceededError):
+        store.log_artifact(Artifact("m2", "model").add_bytes("c", b"c" * 10**6))
+
+
+def test_stale_walk_stat_is_read_again_and_the_real_state_remembered(tmp_path: Path) -> None:
+    cache = StatCache(tmp_path / "stat.sqlite")
+    store = open_store(Backend("local", str(tmp_path / "store")), stat_cache=cache)
+    (p,) = _tree(tmp_path / "in", 1)
+    real = stat_key(os.stat(p))
+    stale = (real[0], real[1] - 10**9, real[2], real[3])  # what a walk saw before a later save
+    (r,) = store.put_files([str(p)], keys=[stale])
+    assert r.digest == b3(p.read_bytes())
+    assert cache.lookup_many([(str(p), real)]) == {str(p): r.digest}
+    assert cache.lookup_many([(str(p), stale)]) == {}

@@ -1,0 +1,82 @@
+"""`artifacts --help`, `--version` and `ls` import only what they need (checked in a fresh interpreter
+through `sys.modules`, not by timing): no torch, numpy, pandas, s3fs/aiobotocore, UI or SQLite helpers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+HEAVY = (
+    "torch",
+    "numpy",
+    "pandas",
+    "s3fs",
+    "aiobotocore",
+    "botocore",
+    "boto3",
+    "sqlite_utils",
+    "safetensors",
+    "starlette",
+    "jinja2",
+    "uvicorn",
+)
+PROBE = """
+import json, sys
+from artifacts.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+print("@@MODULES " + json.dumps(sorted(sys.modules)))
+"""
+
+
+def _modules(*args: str) -> tuple[set[str], str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, *args], capture_output=True, text=True, env=env, timeout=120
+    )
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("@@MODULES "))
+    return {m.split(".")[0] for m in json.loads(line[10:])}, proc.stdout
+
+
+def test_help_and_version_import_nothing_heavy() -> None:
+    for args in (["--help"], ["--version"], ["ls", "--help"]):
+        loaded, stdout = _modules(*args)
+        assert not loaded & set(HEAVY), f"artifacts {' '.join(args)} imported {loaded & set(HEAVY)}"
+        assert "fsspec" not in loaded, args  # not even the storage backends
+    assert "artifacts, version" in _modules("--version")[1]
+
+
+def test_ls_imports_only_the_catalog(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    data = tmp_path / "f.txt"
+    data.write_text("hello")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cli = [sys.executable, "-m", "artifacts.cli", "--store", str(store)]
+    subprocess.run([*cli, "init"], check=True, capture_output=True, env=env, timeout=120)
+    subprocess.run(  # creates the store and its index in this test's cache dir
+        [
+            sys.executable,
+            "-m",
+            "artifacts.cli",
+            "--store",
+            str(store),
+            "put",
+            "-t",
+            "dataset",
+            "d",
+            str(data),
+        ],
+        check=True,
+        capture_output=True,
+        env=env,
+        timeout=120,
+    )
+    loaded, stdout = _modules("--store", str(store), "ls")
+    assert "d" in stdout
+    assert not loaded & set(HEAVY), f"artifacts ls imported {loaded & set(HEAVY)}"
