@@ -330,7 +330,7 @@ def _plan(version: ArtifactVersion, target: Path) -> list[tuple[FileEntry, Path]
 def _existing(target: Path, names: set[str]) -> set[str]:
     """Files already in ``target`` (relative paths), after removing temp files a killed get left there
     for files of this version (``.<name>.tmp-<12 hex>`` beside ``<name>``)."""
-    found = set()
+    found: set[str] = set()
     if not target.is_dir():
         return found
     for dirpath, _, filenames in os.walk(target):

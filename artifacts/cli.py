@@ -286,7 +286,7 @@ def ls_(c: CliContext, name: str | None, as_json: bool) -> None:
             print_json([version_dict(v, v.version == last) for v in versions])
             return
         rows = [
-            (
+            (  # type: ignore[misc]
                 v.ref,
                 format_size(v.size),
                 ", ".join((["latest"] if v.version == last else []) + list(v.aliases)),

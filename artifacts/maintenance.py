@@ -129,7 +129,7 @@ def verify(
     else:
         workers = min(8, os.cpu_count() or 1) if store.root.is_local else 16
         problems += [
-            p for p in _map(lambda i: _check_blob(store, *i, sizes, quick), items, workers) if p
+            p for p in _map(lambda i: _check_blob(store, *i, sizes, quick), items, workers) if p  # type: ignore[call-arg]
         ]
     return VerifyReport(tuple(problems), len(wanted), entries, quick)
 
@@ -207,7 +207,7 @@ def _check_blobs_in_bulk(
                 digest, set_aside_bad=True
             ):
                 problems.append(_corrupt(digest, where))
-    problems += [p for p in _map(lambda i: _check_blob(store, *i, sizes, False), large, 16) if p]
+    problems += [p for p in _map(lambda i: _check_blob(store, *i, sizes, False), large, 16) if p]  # type: ignore[call-arg]
     return problems
 
 

@@ -421,7 +421,8 @@ def order_keys(schema: Schema, order_by: Sequence[str] | str | None) -> list[Ord
 
 
 def order_clause(schema: Schema, keys: Sequence[OrderKey]) -> Compiled:
-    parts, params = [], []
+    parts: list[str] = []
+    params: list[Any] = []
     for k in keys:
         parts.append(f"({k.sql} IS NULL), {k.sql} {'DESC' if k.descending else 'ASC'}")
         params.extend(k.params * 2)
@@ -465,7 +466,8 @@ def keyset_condition(schema: Schema, keys: Sequence[OrderKey], values: Sequence[
     """Rows strictly after ``values`` in the order of ``keys`` (nulls last), then the tiebreak."""
     ors, params = [], []
     for i in range(len(keys) + 1):
-        ands, p = [], []
+        ands: list[str] = []
+        p: list[Any] = []
         for k, v in zip(keys[:i], values[:i], strict=False):
             if v is None:
                 ands.append(f"{k.sql} IS NULL")

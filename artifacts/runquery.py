@@ -202,7 +202,8 @@ def run_groups(
         raise QueryError("group by 1 to 8 fields")
     if len(metrics) > 64:
         raise QueryError("at most 64 metrics per grouping")
-    inner, params = [], []
+    inner: list[str] = []
+    params: list[Any] = []
     for i, f in enumerate(by):
         sql, p = field_sql(RUNS, f, purpose="grouping")
         inner.append(f"{sql} AS g{i}")

@@ -522,7 +522,7 @@ class Store:
         in-memory buffers were hashed once by the caller and that digest is reused by the upload.
         """
         files = [s for s in artifact if s.source is not None and s.offset is None]
-        by_path = self.blobs.digest_files([s.source for s in files], [s.key for s in files])
+        by_path = self.blobs.digest_files([s.source for s in files], [s.key for s in files])  # type: ignore[misc]
         digests = {by_path[s.source]: s.size for s in files if s.source is not None}
         digests.update({mem_digests[s.path]: s.size for s in artifact if s.source is None})
         for s in artifact:  # one tensor of a file (safetensors): its byte range
@@ -687,6 +687,8 @@ class Store:
                 )
             else:
                 row = self.index.version_by_node(nid)
+                if row is None:  # an edge to a version the index does not hold: not a node
+                    continue
                 nodes.append(
                     LineageNode(
                         nid,

@@ -124,7 +124,7 @@ def _tensor_bytes(t: torch.Tensor, where: str) -> tuple[memoryview, str, list[in
     raw = t.view(torch.uint8)
     if sys.byteorder == "big" and t.element_size() > 1:
         raw = raw.reshape(-1, t.element_size()).flip(1).reshape(-1)
-    return memoryview(raw.numpy()), name, shape
+    return memoryview(raw.numpy()), name, shape  # type: ignore[arg-type]
 
 
 class _Saver:
@@ -303,7 +303,7 @@ class _Loader:
                 # cache's rule for every local file) is not hashed again; `artifacts verify` re-hashes.
                 cache = getattr(blobs, "stat_cache", None)
                 if cache is None or cache.lookup(str(local), st) != entry.digest:
-                    self._check(hash_bytes(memoryview(raw.numpy())), entry, rel)
+                    self._check(hash_bytes(memoryview(raw.numpy())), entry, rel)  # type: ignore[arg-type]
                     if cache is not None:
                         cache.store(str(local), st, entry.digest)
             return raw

@@ -117,8 +117,8 @@ def _selection(
     src: Store, versions: _Versions, refs: Iterable[str] | None, with_lineage: bool
 ) -> tuple[set[tuple[str, int]], set[str]]:
     if refs is None:
-        runs = {r["id"] for r in src.index.runs()} if with_lineage else set()
-        return set(versions.live), runs
+        every = {r["id"] for r in src.index.runs()} if with_lineage else set()
+        return set(versions.live), every
     chosen: set[tuple[str, int]] = set()
     runs: set[str] = set()
     for ref in refs:
@@ -177,7 +177,7 @@ def copy_to(
     for seq, obj in _entries(src):
         op = obj["op"]
         if op == "version_logged":
-            key = sv.of(seq, obj.get("name"), obj.get("digest"))
+            key = sv.of(seq, obj.get("name"), obj.get("digest"))  # type: ignore[arg-type]
             wanted = key in chosen and (seq in sv.by_seq or obj.get("run_id") in runs)
             if wanted and seq in copied and key is not None:
                 mapped = dv.of(copied[seq], key[0], obj["digest"])
@@ -332,7 +332,7 @@ def _commit_copy(
             return
     applied = dst._commit(build(op, payload), ts=obj.get("ts"))
     if op == "version_logged":
-        key = sv.of(seq, obj["name"], obj["digest"])
+        key = sv.of(seq, obj["name"], obj["digest"])  # type: ignore[assignment]
         if key is not None and applied.version is not None:
             vmap[key] = applied.version  # a new version, or the latest one it equals
         counts["versions"] += 1

@@ -149,7 +149,9 @@ def log_artifact(
         path = Path(artifact_or_path)
         art = Artifact(name or path.name, type or "unspecified")
         art.add_dir(path) if path.is_dir() else art.add_file(path)
-    return run.log_artifact(art, aliases=list(aliases or []), wait=wait)
+    if wait:
+        return run.log_artifact(art, aliases=list(aliases or []))
+    return run.log_artifact(art, aliases=list(aliases or []), wait=False)
 
 
 def use_artifact(ref: Any, type: str | None = None) -> Any:  # noqa: A002 - W&B's name

@@ -274,7 +274,7 @@ class BlobStore:
                 digest = hash_bytes(payload)
 
             def upload(_: Callback) -> None:
-                self.root.create_exclusive(self.relpath(digest), payload)
+                self.root.create_exclusive(self.relpath(digest), payload)  # type: ignore[arg-type]
 
             return self._put_remote(digest, len(payload), upload, NoOpCallback())
         view = memoryview(data).cast("B") if not isinstance(data, bytes) else data
@@ -307,7 +307,7 @@ class BlobStore:
             return self._put_local_stream(f, cb)
         with tempfile.NamedTemporaryFile(prefix="artifacts-spool-", delete=False) as spool:
             try:
-                digest, size = copy_hashing(f, spool, cb)
+                digest, size = copy_hashing(f, spool, cb)  # type: ignore[arg-type]
                 spool.close()
                 # the spool was hashed on the way in; upload it under that digest without re-reading it
                 return self._upload_file(spool.name, digest, size, NoOpCallback())
@@ -339,7 +339,7 @@ class BlobStore:
                 result = self.put_bytes(data)
                 cb.relative_update(length)
                 return result
-            return self.put_stream(RangeReader(f.fileno(), offset, length), callback=cb)
+            return self.put_stream(RangeReader(f.fileno(), offset, length), callback=cb)  # type: ignore[arg-type]
 
     def _put_local_range(self, f: BinaryIO, offset: int, length: int, cb: Callback) -> PutResult:
         def write(out: BinaryIO) -> tuple[str, int]:
@@ -525,7 +525,7 @@ class BlobStore:
                     # concurrent readers would interleave; give each reader its own snapshot instead.
                     raw = io.BytesIO(self.root.fs.cat_file(self.root.full(rel)))
                 elif self.root.is_local:  # the OS file itself: no fsspec wrapper in the read loop
-                    raw = open(self.root.local(rel), "rb")  # noqa: SIM115 - returned to the caller
+                    raw = open(self.root.local(rel), "rb")  # type: ignore[assignment]  # noqa: SIM115 - returned to the caller
                 else:
                     raw = self.root.fs.open(self.root.full(rel), "rb")
         except NotFoundError:
@@ -577,7 +577,7 @@ class BlobStore:
                     got = copy_file_hashing(f.fileno(), out.fileno(), cb)
                     actual, _ = got if got is not None else copy_hashing(f, out, cb)
             elif self.root.is_memory:
-                with self.open(digest, verify=False) as f, open(tmp, "wb", buffering=0) as out:
+                with self.open(digest, verify=False) as f, open(tmp, "wb", buffering=0) as out:  # type: ignore[assignment]
                     actual, _ = copy_hashing(f, out, cb)
             else:
                 for attempt in range(2):

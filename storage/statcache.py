@@ -129,6 +129,7 @@ class StatCache:
         if not want:
             return {}
         cols = "SELECT s.path, s.size, s.mtime_ns, s.ino, s.ctime_ns, s.digest FROM stat s"
+        args: tuple[str, ...]
         top = os.path.commonpath(list(want)) if len(want) > 1 else ""
         try:
             if len(top) > 1:  # one directory's files: a range scan of the primary key is cheapest

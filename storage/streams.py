@@ -204,7 +204,7 @@ def copy_hashing(src: BinaryIO, dst: BinaryIO, cb: Callback) -> tuple[str, int]:
             if failed:
                 raise failed[0]
             if pending[k] is not None:
-                pending[k].result()  # that buffer's write is done (or raises here)
+                pending[k].result()  # type: ignore[union-attr]  # that buffer's write is done (or raises here)
                 pending[k] = None
             if i == 0 or readinto is None or n < CHUNK_SIZE:
                 # until a full chunk came in, read into a bytes object of its own size: zero-filling

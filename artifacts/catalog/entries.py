@@ -535,7 +535,7 @@ def from_dict(cls: type[Entry], obj: Mapping[str, Any], *, with_head: bool = Tru
     """
     body = obj
     if cls.NEST:
-        body = obj.get(cls.NEST)
+        body = obj.get(cls.NEST)  # type: ignore[assignment]
         if not isinstance(body, dict):
             raise EntryError(f"{cls.OP}: {cls.NEST!r} must be an object, not {_type_name(body)}")
     values: dict[str, Any] = {}

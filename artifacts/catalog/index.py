@@ -81,8 +81,8 @@ class Index(Rules):
         with self.transaction() as c:
             if self._has_meta(c):
                 return
-            db["meta"].create({"key": str, "value": str}, pk="key")
-            db["runs"].create(
+            db.table("meta").create({"key": str, "value": str}, pk="key")
+            db.table("runs").create(
                 {
                     "id": str,
                     "project": str,
@@ -108,17 +108,17 @@ class Index(Rules):
                 pk="id",
             )
             # the query engine's fixed fields (artifacts.runquery): filters, orders and group-bys
-            db["runs"].create_index(["seq"], unique=True)
+            db.table("runs").create_index(["seq"], unique=True)
             for cols in (["project", "seq"], ["group_", "job_type"], ["job_type"], ["user"]):
-                db["runs"].create_index(cols)
-            db["runs"].create_index(["status"])
-            db["runs"].create_index(["started_at"])
+                db.table("runs").create_index(cols)
+            db.table("runs").create_index(["status"])
+            db.table("runs").create_index(["started_at"])
             # every (config|summary, key path, JSON type) seen: type checks in queries, column pickers
-            db["run_keys"].create(
+            db.table("run_keys").create(
                 {"source": str, "path": str, "type": str}, pk=("source", "path", "type")
             )
-            db["artifacts"].create({"name": str, "type": str, "next_version": int}, pk="name")
-            db["versions"].create(
+            db.table("artifacts").create({"name": str, "type": str, "next_version": int}, pk="name")
+            db.table("versions").create(
                 {
                     "id": int,
                     "name": str,
@@ -137,22 +137,22 @@ class Index(Rules):
                 },
                 pk="id",
             )
-            db["versions"].create_index(["name", "version"], unique=True)
-            db["versions"].create_index(["node"], unique=True)
-            db["versions"].create_index(["user", "deleted"])
-            db["files"].create(
+            db.table("versions").create_index(["name", "version"], unique=True)
+            db.table("versions").create_index(["node"], unique=True)
+            db.table("versions").create_index(["user", "deleted"])
+            db.table("files").create(
                 {"version_id": int, "path": str, "digest": str, "size": int, "meta": str},
                 pk=("version_id", "path"),
             )
-            db["files"].create_index(["digest"])
-            db["aliases"].create({"name": str, "alias": str, "version": int}, pk=("name", "alias"))
-            db["edges"].create(
+            db.table("files").create_index(["digest"])
+            db.table("aliases").create({"name": str, "alias": str, "version": int}, pk=("name", "alias"))
+            db.table("edges").create(
                 {"src": str, "dst": str, "kind": str, "seq": int}, pk=("src", "dst", "kind")
             )
-            db["edges"].create_index(["dst"])
-            db["quotas"].create({"user": str, "bytes": int}, pk="user")
-            db["admins"].create({"user": str}, pk="user")
-            db["rejected"].create({"seq": int, "reason": str}, pk="seq")
+            db.table("edges").create_index(["dst"])
+            db.table("quotas").create({"user": str, "bytes": int}, pk="user")
+            db.table("admins").create({"user": str}, pk="user")
+            db.table("rejected").create({"seq": int, "reason": str}, pk="seq")
             c.executemany(
                 "INSERT INTO meta VALUES (?, ?)",
                 [
