@@ -21,7 +21,10 @@ def test_format4_index_from_main_is_rebuilt_and_queryable(tmp_path: Path) -> Non
     store_id = json.loads((store_dir / "store.json").read_text())["id"]
     index = Path(os.environ["ARTIFACTS_CACHE_DIR"]) / "index" / f"{store_id}.sqlite"
     index.parent.mkdir(parents=True)
-    shutil.copy(FIXTURE / "index.sqlite", index)
+    # kept as SQL text (what that index held, from sqlite3's iterdump), rebuilt into a real file here
+    with sqlite3.connect(index) as built:
+        built.executescript((FIXTURE / "index.sql").read_text())
+    built.close()
     old = sqlite3.connect(index)
     assert old.execute("SELECT value FROM meta WHERE key='format'").fetchone() == ("4",)
     assert "tags" not in {r[1] for r in old.execute("PRAGMA table_info(runs)")}
