@@ -7,6 +7,10 @@ The cache (``<cache dir>/files``) holds one folder per version, named by its man
   then ``<digest>.json`` (its size) is written: a folder is used only when that marker is there. A
   download killed half-way leaves a temp folder (never a folder under the final name), and the next
   download of that version removes it and starts over.
+- ``<digest>.building``: the size a process building the entry reserved, written under the cache's
+  global lock together with the eviction that made room for it, so two processes building at once
+  both count each other's bytes (the bound holds with several downloaders). It counts only while its
+  builder holds ``<digest>.lock``; one a killed builder left behind is removed by the next eviction.
 - ``<digest>.lock``: a process building the entry holds it exclusively; a process that got the folder
   from `Version.download()` holds it shared for as long as it runs (the README flow reads the files
   after ``download()`` returns). Eviction takes it exclusively without waiting, so it never removes a
@@ -131,9 +135,7 @@ class DownloadCache:
         if isinstance(nbytes, bool) or not isinstance(nbytes, int) or nbytes < 0:
             raise InvalidValueError(f"the cache size must be a number of bytes, not {nbytes!r}")
         self.path.mkdir(parents=True, exist_ok=True)
-        tmp = self.path / f".config.json.tmp-{uuid.uuid4().hex[:12]}"
-        tmp.write_text(json.dumps({"max_size": nbytes}))
-        os.replace(tmp, self.path / "config.json")
+        _write_atomic(self.path / "config.json", json.dumps({"max_size": nbytes}))
         with self._global():
             self._evict_locked(0)
 
@@ -178,10 +180,29 @@ class DownloadCache:
     def _global(self) -> contextlib.AbstractContextManager[None]:
         return _file_lock(self.path / ".lock")
 
-    def _evict_locked(self, room: int, *, everything: bool = False) -> int:
-        """Evict LRU entries nobody uses until ``room`` more bytes fit under the bound."""
+    def _reserved(self, exclude: str = "") -> int:
+        """Bytes reserved by builds in progress in live processes (a dead builder's are removed)."""
+        total = 0
+        for mark in self.path.glob("*.building"):
+            digest = mark.stem
+            if digest == exclude:
+                continue
+            try:
+                size = int(json.loads(mark.read_text())["size"])
+            except (OSError, ValueError, KeyError, TypeError):
+                size = 0
+            if digest in _HELD or self._in_use(digest):
+                total += size
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    mark.unlink()  # its builder is gone
+        return total
+
+    def _evict_locked(self, room: int, *, everything: bool = False, building: str = "") -> int:
+        """Evict LRU entries nobody uses until ``room`` more bytes fit under the bound, counting
+        what other processes' builds in progress have reserved."""
         entries = self._entries()
-        total = sum(size for _, size, _ in entries)
+        total = sum(size for _, size, _ in entries) + self._reserved(exclude=building)
         limit = self.max_size - room
         freed = 0
         for digest, size, _ in entries:
@@ -248,23 +269,33 @@ class DownloadCache:
         for stale in self.path.glob(f"{digest}.tmp-*"):  # left by a killed download
             _remove_tree(stale)
         _remove_tree(self.path / digest)  # an old folder without its marker: not trusted
+        reservation = self.path / f"{digest}.building"
         with self._global():
-            self._evict_locked(version.size)
+            self._evict_locked(version.size, building=digest)
+            _write_atomic(reservation, json.dumps({"size": version.size}))
         tmp = self.path / f"{digest}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
-            tmp.mkdir()
-            checkout(version, tmp, callback=callback, fresh=True)
-            for p in tmp.rglob("*"):
-                if p.is_file():
-                    os.chmod(p, _READ_ONLY)
-            os.rename(tmp, self.path / digest)
-        except BaseException:
-            _remove_tree(tmp)
-            raise
-        data = json.dumps({"size": version.size, "files": len(version.files())})
-        mtmp = self.path / f".{digest}.json.tmp-{uuid.uuid4().hex[:12]}"
-        mtmp.write_text(data)
-        os.replace(mtmp, self.path / f"{digest}.json")
+            try:
+                tmp.mkdir()
+                checkout(version, tmp, callback=callback, fresh=True)
+                for p in tmp.rglob("*"):
+                    if p.is_file():
+                        os.chmod(p, _READ_ONLY)
+                os.rename(tmp, self.path / digest)
+            except BaseException:
+                _remove_tree(tmp)
+                raise
+            data = json.dumps({"size": version.size, "files": len(version.files())})
+            _write_atomic(self.path / f"{digest}.json", data)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                reservation.unlink()
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:12]}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def _ex() -> int:

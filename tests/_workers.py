@@ -92,6 +92,7 @@ def crash_writer(
     out = Journal(journal)
     files = sorted(os.path.join(files_dir, n) for n in os.listdir(files_dir))
     mine = [v.ref for n in ("data", "model", "metrics") for v in _versions(store, n)]
+    out.write("o", os.getpid())  # opened: the campaign's kill window starts now
     for i in range(max_ops):
         op = rng.random()
         if len(mine) > keep and op < 0.4:
@@ -352,6 +353,15 @@ def other_machine(url: str, options: dict[str, Any], cache: Path) -> Iterator[ar
             os.environ["ARTIFACTS_CACHE_DIR"] = old
 
 
+def _wait_opened(journal: Path, pid: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ["o", str(pid)] in read_journal(str(journal)):
+            return
+        time.sleep(0.005)
+    raise AssertionError(f"the writer {pid} did not open the store within {timeout:.0f} s")
+
+
 class Committed:
     """What a crash writer's journal says returned before each kill, checked against the store."""
 
@@ -460,6 +470,7 @@ def crash_campaign(
     )
     for cycle in range(kills):
         pid = zygote.run("crash_writer", seed=rng.randrange(1 << 30), **job)
+        _wait_opened(journal, pid)  # on a loaded machine opening alone can outlast the window
         time.sleep(rng.uniform(*window))
         os.kill(pid, signal.SIGKILL)
         status = zygote.wait(pid)
