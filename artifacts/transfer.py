@@ -33,6 +33,7 @@ from .errors import (
     QuotaExceededError,
 )
 from .manifest import Manifest
+from .untrusted import load_json
 
 if TYPE_CHECKING:
     import sqlite3
@@ -105,7 +106,7 @@ def _entries(store: Store) -> list[tuple[int, dict[str, Any]]]:
         if raw.seq in rejected:
             continue
         try:
-            obj = json.loads(raw.data)
+            obj = load_json(raw.data, f"log entry {raw.seq}")
         except ValueError:
             continue
         if isinstance(obj, dict) and isinstance(obj.get("op"), str):

@@ -295,6 +295,11 @@ class Index(Rules):
             )
         return row
 
+    def artifact_type(self, name: str) -> str | None:
+        """The type of artifact ``name``, None when no version of it was ever logged."""
+        row = self._conn.execute("SELECT type FROM artifacts WHERE name=?", (name,)).fetchone()
+        return None if row is None else str(row[0])
+
     def exists(self, name: str) -> bool:
         return (
             self._conn.execute("SELECT 1 FROM artifacts WHERE name=?", (name,)).fetchone()
