@@ -23,6 +23,7 @@ from storage import BlobStore, Root, StatCache, default_cache_dir, hash_bytes, o
 from storage.blobs import Relay
 
 from .artifact import Artifact
+from .bounds import INT64_MAX, check_int
 from .catalog.entries import (
     AdminAdded,
     AliasRemoved,
@@ -652,8 +653,8 @@ class Store:
             raise InvalidValueError(
                 f"direction must be 'upstream', 'downstream' or 'both', not {direction!r}"
             )
-        if depth is not None and (not isinstance(depth, int) or depth < 0):
-            raise InvalidValueError(f"depth must be a non-negative int or None, not {depth!r}")
+        if depth is not None:
+            check_int(depth, "depth (levels of lineage, or None for all)", high=INT64_MAX // 2)
         self.sync()
         if ref.startswith("run/"):
             root = run_node(self.index.run(ref[4:])["id"])
@@ -712,12 +713,8 @@ class Store:
     def set_quota(self, user: str, nbytes: int | None) -> None:
         """Set ``user``'s quota in bytes (None removes it). Store admins only."""
         check_name(user, "user name")
-        if nbytes is not None and (
-            isinstance(nbytes, bool) or not isinstance(nbytes, int) or nbytes < 0
-        ):
-            raise InvalidValueError(
-                f"quota must be a non-negative number of bytes or None, not {nbytes!r}"
-            )
+        if nbytes is not None:
+            check_int(nbytes, "quota (a number of bytes, or None for no quota)")
         self.sync()
         self._commit(QuotaSet(target=user, bytes=nbytes))
 
