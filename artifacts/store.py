@@ -39,10 +39,11 @@ from .catalog.entries import (
     decode,
     encode,
 )
+from .catalog.identity import check_store_id, index_path
 from .catalog.index import INDEX_FORMAT, Index, IndexMoved
 from .catalog.log import CommitLog, RawEntry, backoff, log_path
 from .catalog.rules import Applied, run_node, version_node
-from .catalog.tail import LogReader
+from .catalog.tail import LogMismatch, LogReader, warn
 from .compare import RunComparison, VersionDiff, compare_runs, diff_versions
 from .errors import (
     ConflictError,
@@ -138,12 +139,12 @@ class Store:
         self.log = CommitLog(root)
         self._lock = threading.RLock()  # one SQLite connection: one transaction at a time
         self.index = Index(
-            default_cache_dir() / "index" / f"{self.info['id']}.sqlite",
+            index_path(default_cache_dir(), self.info["id"], root),
             store_id=self.info["id"],
             admins=[self.info["created_by"]],
         )
         self.reader = LogReader(root, store_id=self.info["id"], index_format=INDEX_FORMAT)
-        self.sync()
+        self._sync(check_head=True)
 
     def __repr__(self) -> str:
         return f"Store({self.url!r}, user={self.user!r})"
@@ -182,8 +183,9 @@ class Store:
         try:
             info = json.loads(data)
             fmt = info["format"]
-            info["id"], info["created_by"]  # noqa: B018 - required keys
-        except (ValueError, KeyError, TypeError) as e:
+            check_store_id(info["id"], f"{self.url}/{STORE_FILE}")
+            check_name(info["created_by"], "user name")
+        except (ValueError, KeyError, TypeError) as e:  # InvalidNameError is a ValueError
             raise IntegrityError(
                 f"{self.url}/{STORE_FILE} is not a store description: {e}"
             ) from None
@@ -196,17 +198,27 @@ class Store:
     # -- the log ---------------------------------------------------------------------------------
     def sync(self) -> list[tuple[int, str]]:
         """Apply entries committed since the index was last brought up to date; returns rejections."""
+        return self._sync()
+
+    def _sync(self, *, check_head: bool = False) -> list[tuple[int, str]]:
         with self._lock:
-            return self.reader.sync(self.index)
+            try:
+                return self.reader.sync(self.index, check_head=check_head)
+            except LogMismatch as e:
+                warn(
+                    f"the local index of {self.url} was built from a different log ({e}: a copy, or "
+                    "a backup restored over the store?); rebuilding it from the store's log"
+                )
+                self.reindex()
+                return self.index.rejected()
 
     def reindex(self) -> None:
         """Drop the local index and rebuild it from the log."""
         path = self.index.path
         self.index.close()
-        for suffix in ("", "-wal", "-shm"):
-            if os.path.exists(f"{path}{suffix}"):
-                os.unlink(f"{path}{suffix}")
-        self.index = Index(path, store_id=self.info["id"], admins=[self.info["created_by"]])
+        self.index = Index(
+            path, store_id=self.info["id"], admins=[self.info["created_by"]], fresh=True
+        )
         self.sync()
 
     def _commit(self, entry: Entry, ts: str | None = None) -> Applied:

@@ -36,7 +36,15 @@ class IndexMoved(Exception):
 
 
 class Index(Rules):
-    def __init__(self, path: str | os.PathLike[str], *, store_id: str, admins: list[str]) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        store_id: str,
+        admins: list[str],
+        fresh: bool = False,
+    ) -> None:
+        """Open (or create) the index at ``path``; ``fresh``: drop what it holds and start empty."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.store_id = store_id
@@ -48,7 +56,7 @@ class Index(Rules):
                 fmt = self._format()
             except sqlite3.DatabaseError:  # "file is not a database": a damaged cache, rebuilt
                 fmt = None
-            if fmt != INDEX_FORMAT:
+            if fresh or fmt != INDEX_FORMAT:
                 with contextlib.suppress(AttributeError):
                     self._conn.close()
                 for suffix in ("", "-wal", "-shm"):
@@ -196,6 +204,14 @@ class Index(Rules):
             return None
         at, _, digest = str(row[0]).partition(":")
         return digest if at == str(seq) else None
+
+    def remember_digest(self, seq: int, digest: str) -> None:
+        """Record the digest of applied entry ``seq`` when the index was not told it (a snapshot)."""
+        with self.transaction() as c:
+            if self._last_seq(c) == seq:
+                c.execute(
+                    "INSERT OR REPLACE INTO meta VALUES ('last_digest', ?)", (f"{seq}:{digest}",)
+                )
 
     @staticmethod
     def _last_seq(c: sqlite3.Connection) -> int:
