@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .artifact import Artifact
+from .catalog.maintenance import GcReport, VerifyReport
 from .errors import (
     ArtifactsError,
     BackendError,
@@ -34,7 +35,6 @@ from .errors import (
     QuotaExceededError,
 )
 from .lineage import Lineage, LineageEdge, LineageNode
-from .maintenance import GcReport, VerifyReport
 from .manifest import FileEntry
 from .run import Run
 from .store import ArtifactSummary, Store, open_store

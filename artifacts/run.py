@@ -14,16 +14,16 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .artifact import Artifact, check_json
-from .catalog.entries import RunFinished
+from .catalog.entries import ArtifactUsed, RunFinished
+from .catalog.records import RunRecord
 from .errors import InvalidStateError, InvalidValueError
 from .manifest import canonical_json
+from .version import ArtifactVersion
 
 if TYPE_CHECKING:
-    import sqlite3
     from types import TracebackType
 
     from .store import Store
-    from .version import ArtifactVersion
 
 __all__ = ["Run", "environment"]
 
@@ -37,27 +37,51 @@ class Run:
     log entry per run instead of one per step.
     """
 
-    def __init__(self, store: Store, row: sqlite3.Row, *, active: bool = False) -> None:
+    def __init__(self, store: Store, record: RunRecord, *, active: bool = False) -> None:
         self._store = store
-        self.id: str = row["id"]
-        self.project: str = row["project"]
-        self.name: str | None = row["name"]
-        self.group: str | None = row["group_"]
-        self.job_type: str | None = row["job_type"]
-        self.user: str = row["user"]
-        self.host: str | None = row["host"]
-        self.status: str = row["status"]
-        self.config: dict[str, Any] = json.loads(row["config"] or "{}")
-        self.summary: dict[str, Any] = json.loads(row["summary"] or "{}")
-        self.command: list[str] | None = json.loads(row["command"] or "null")
-        self.git: str | None = row["git"]
-        self.env: dict[str, Any] = json.loads(row["env"] or "{}")
-        self.started_at: str = row["started_at"]
-        self.finished_at: str | None = row["finished_at"]
-        self._history_digest: str | None = row["history"]
+        self.id: str = record.id
+        self.project: str = record.project
+        self.name: str | None = record.name
+        self.group: str | None = record.group
+        self.job_type: str | None = record.job_type
+        self.user: str = record.user
+        self.host: str | None = record.host
+        self.status: str = record.status
+        self.config: dict[str, Any] = dict(record.config)
+        self.summary: dict[str, Any] = dict(record.summary)
+        self.command: list[str] | None = list(record.command) if record.command is not None else None
+        self.git: str | None = record.git
+        self.env: dict[str, Any] = dict(record.env)
+        self.started_at: str = record.started_at
+        self.finished_at: str | None = record.finished_at
+        self._history_digest: str | None = record.history
         self._active = active
         self._history: list[dict[str, Any]] = []
         self._step = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The run's fields as JSON-ready values (what `artifacts run --json` prints, less inputs and
+        outputs); the same dict describes a run node in `Lineage`."""
+        return {
+            "id": self.id,
+            "project": self.project,
+            "name": self.name,
+            "group": self.group,
+            "job_type": self.job_type,
+            "status": self.status,
+            "user": self.user,
+            "host": self.host,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "summary": dict(self.summary),
+            "config": dict(self.config),
+            "command": self.command,
+            "git": self.git,
+            "env": dict(self.env),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
 
     def __repr__(self) -> str:
         return f"Run({self.id!r}, project={self.project!r}, name={self.name!r}, status={self.status!r})"
@@ -98,7 +122,11 @@ class Run:
     def use_artifact(self, ref: str | ArtifactVersion) -> ArtifactVersion:
         """Declare an input: resolves ``ref`` and records the edge version -> this run."""
         self._require_active()
-        return self._store._use_artifact(self, ref)
+        version = self._store.artifact(ref.ref if isinstance(ref, ArtifactVersion) else ref)
+        self._store.catalog.commit(
+            ArtifactUsed(run_id=self.id, name=version.name, version=version.version)
+        )
+        return self._store.artifact(version.ref)
 
     def log_artifact(self, artifact: Artifact, aliases: Iterable[str] = ()) -> ArtifactVersion:
         """Upload and commit ``artifact`` as an output of this run."""
@@ -118,7 +146,7 @@ class Run:
         if self._history:
             data = b"\n".join(canonical_json(_clean(h)) for h in self._history) + b"\n"
             history = self._store.blobs.put_bytes(data).digest
-        self._store._commit(
+        self._store.catalog.commit(
             RunFinished(run_id=self.id, status=status, summary=summary, history=history)
         )
         self.status = status
@@ -147,10 +175,20 @@ class Run:
         return [json.loads(line) for line in data.splitlines() if line.strip()]
 
     def inputs(self) -> list[ArtifactVersion]:
-        return self._store._versions_of_run(self.id, "consumed")
+        """The versions this run used, in log order."""
+        return self._versions("consumed")
 
     def outputs(self) -> list[ArtifactVersion]:
-        return self._store._versions_of_run(self.id, "produced")
+        """The versions this run logged, in log order."""
+        return self._versions("produced")
+
+    def _versions(self, kind: str) -> list[ArtifactVersion]:
+        self._store.sync()
+        index = self._store.index
+        return [
+            ArtifactVersion.from_record(self._store, index.version_record(r))
+            for r in index.run_versions(self.id, kind)
+        ]
 
 
 def _clean(obj: Any) -> Any:

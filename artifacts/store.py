@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import datetime as _dt
 import getpass
-import json
 import os
-import threading
-import time
 import uuid
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -18,52 +12,33 @@ from typing import Any
 
 from fsspec.callbacks import Callback
 
-from storage import BlobStore, Root, StatCache, default_cache_dir, hash_bytes, open_root
+from storage import BlobStore, Root, hash_bytes, open_root
 from storage.blobs import Relay
 
 from .artifact import Artifact, check_json
+from .catalog.engine import Catalog
 from .catalog.entries import (
     AdminAdded,
     AliasRemoved,
     AliasSet,
-    ArtifactUsed,
-    Entry,
-    EntryError,
     QuotaSet,
     RunStarted,
     VersionDeleted,
     VersionLogged,
-    decode,
-    encode,
 )
-from .catalog.index import Index, IndexMoved
-from .catalog.log import CommitLog, RawEntry, backoff
-from .catalog.rules import Applied, run_node, version_node
-from .errors import (
-    ConflictError,
-    IntegrityError,
-    InvalidNameError,
-    InvalidStateError,
-    InvalidValueError,
-    NotFoundError,
-    QuotaExceededError,
-)
+from .catalog.index import Index
+from .catalog.log import CommitLog
+from .catalog.maintenance import GcReport, VerifyReport, gc, verify
+from .catalog.records import RunRecord
+from .catalog.rules import run_node, version_node
+from .errors import InvalidNameError, InvalidValueError, NotFoundError, QuotaExceededError
 from .lineage import Lineage, LineageEdge, LineageNode
-from .manifest import FileEntry, Manifest, canonical_json
+from .manifest import FileEntry, Manifest
 from .names import check_alias, check_name, parse_ref
 from .run import Run, environment
 from .version import ArtifactVersion
 
 __all__ = ["ArtifactSummary", "Store", "open_store"]
-
-STORE_FORMAT = 1
-STORE_FILE = "store.json"
-_MAX_ATTEMPTS = 200
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
-
 
 def default_user() -> str:
     env = os.environ.get("ARTIFACTS_USER")
@@ -106,20 +81,43 @@ def open_store(
 
 
 class Store:
+    """The user-facing catalog of one store: runs, artifact versions, lineage, quotas.
+
+    A facade over `artifacts.catalog.Catalog` (the engine: store.json, blobs, log, index, commits);
+    ``store.catalog`` is that engine, and ``root``, ``blobs``, ``log``, ``index`` are its parts.
+    """
+
     def __init__(self, root: Root, user: str) -> None:
-        self.root = root
-        self.url = root.url
-        self.user = user
-        self.info = self._store_info()
-        self.blobs = BlobStore(root, stat_cache=StatCache())
-        self.log = CommitLog(root)
-        self._lock = threading.RLock()  # one SQLite connection: one transaction at a time
-        self.index = Index(
-            default_cache_dir() / "index" / f"{self.info['id']}.sqlite",
-            store_id=self.info["id"],
-            admins=[self.info["created_by"]],
-        )
-        self.sync()
+        self.catalog = Catalog(root, user)
+
+    @property
+    def url(self) -> str:
+        return self.catalog.url
+
+    @property
+    def user(self) -> str:
+        return self.catalog.user
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """store.json: format, id, created_at, created_by."""
+        return self.catalog.info
+
+    @property
+    def root(self) -> Root:
+        return self.catalog.root
+
+    @property
+    def blobs(self) -> BlobStore:
+        return self.catalog.blobs
+
+    @property
+    def log(self) -> CommitLog:
+        return self.catalog.log
+
+    @property
+    def index(self) -> Index:
+        return self.catalog.index
 
     def __repr__(self) -> str:
         return f"Store({self.url!r}, user={self.user!r})"
@@ -131,91 +129,17 @@ class Store:
         self.close()
 
     def close(self) -> None:
-        self.index.close()
-
-    def _store_info(self) -> dict[str, Any]:
-        """Read store.json, creating it (exactly once, whoever races) for a new store."""
-        try:
-            data = self.root.read(STORE_FILE)
-        except NotFoundError:
-            info = {
-                "format": STORE_FORMAT,
-                "id": uuid.uuid4().hex,
-                "created_at": _now(),
-                "created_by": self.user,
-            }
-            with contextlib.suppress(ConflictError):
-                self.root.create_exclusive(STORE_FILE, canonical_json(info))
-            data = self.root.read(STORE_FILE)
-        try:
-            info = json.loads(data)
-            fmt = info["format"]
-            info["id"], info["created_by"]  # noqa: B018 - required keys
-        except (ValueError, KeyError, TypeError) as e:
-            raise IntegrityError(
-                f"{self.url}/{STORE_FILE} is not a store description: {e}"
-            ) from None
-        if fmt != STORE_FORMAT:
-            raise IntegrityError(
-                f"{self.url} uses store format {fmt}; this library reads format {STORE_FORMAT}: upgrade"
-            )
-        return info
+        """Close the local index (the store itself holds no open resources)."""
+        self.catalog.close()
 
     # -- the log ---------------------------------------------------------------------------------
     def sync(self) -> list[tuple[int, str]]:
         """Apply entries committed since the index was last brought up to date; returns rejections."""
-        with self._lock:
-            entries = self.log.read_after(self.index.last_seq)
-            return self.index.apply(entries) if entries else []
+        return self.catalog.sync()
 
-    def reindex(self) -> None:
-        """Drop the local index and rebuild it from the log."""
-        path = self.index.path
-        self.index.close()
-        for suffix in ("", "-wal", "-shm"):
-            if os.path.exists(f"{path}{suffix}"):
-                os.unlink(f"{path}{suffix}")
-        self.index = Index(path, store_id=self.info["id"], admins=[self.info["created_by"]])
-        self.sync()
-
-    def _commit(self, entry: Entry, ts: str | None = None) -> Applied:
-        """Validate against the head and create the next entry; on a lost race replay and retry.
-
-        The entry is encoded and decoded again first, so a writer commits only what every reader
-        accepts. Returns what the entry did, as validated at the head it was committed after.
-        ``ts``: the entry's time when it is a copy of an older one (`copy_to`), else now.
-        """
-        with self._lock:
-            return self._commit_locked(entry, ts)
-
-    def _commit_locked(self, entry: Entry, ts: str | None = None) -> Applied:
-        for attempt in range(_MAX_ATTEMPTS):
-            seq = self.index.last_seq + 1
-            when = ts if isinstance(ts, str) else _now()
-            data = encode(dataclasses.replace(entry, seq=seq, user=self.user, ts=when))
-            try:
-                typed = decode(seq, data)
-            except EntryError as e:
-                raise InvalidValueError(f"cannot commit {entry.OP}: {e}") from None
-            try:
-                applied = self.index.check(typed)
-            except IndexMoved:
-                self.sync()
-                continue
-            started = time.perf_counter()
-            try:
-                self.log.create(seq, data)
-            except ConflictError:
-                backoff(attempt, time.perf_counter() - started)
-                self.sync()
-                continue
-            rejected = dict(self.index.apply([RawEntry(seq, data)]))
-            if seq in rejected:  # cannot happen when check() passed; keep the log honest anyway
-                raise InvalidStateError(f"log entry {seq} was rejected: {rejected[seq]}")
-            return applied
-        raise ConflictError(
-            f"gave up committing {entry.OP} after {_MAX_ATTEMPTS} lost races; retry later"
-        )
+    def reindex(self) -> int:
+        """Drop the local index and rebuild it from the log; returns the entries replayed."""
+        return self.catalog.reindex()
 
     # -- runs ------------------------------------------------------------------------------------
     def start_run(
@@ -235,7 +159,7 @@ class Store:
         cfg = check_json(dict(config or {}), "config")
         run_id = uuid.uuid4().hex[:12]
         env = environment()
-        self._commit(
+        self.catalog.commit(
             RunStarted(
                 id=run_id,
                 project=project,
@@ -249,27 +173,17 @@ class Store:
                 env=env["env"],
             )
         )
-        return Run(self, self.index.run(run_id), active=True)
+        return Run(self, self.index.run_record(run_id), active=True)
 
     def run(self, run_id: str) -> Run:
+        """The run with this id (as recorded in the log; read-only unless this process started it)."""
         self.sync()
-        return Run(self, self.index.run(run_id))
+        return Run(self, self.index.run_record(run_id))
 
     def runs(self, project: str | None = None) -> list[Run]:
+        """Every run (of ``project``), oldest first."""
         self.sync()
-        return [Run(self, r) for r in self.index.runs(project)]
-
-    def _run_from_row(self, row: Any) -> Run:
-        return Run(self, row)
-
-    def _use_artifact(self, run: Run, ref: str | ArtifactVersion) -> ArtifactVersion:
-        version = self.artifact(ref.ref if isinstance(ref, ArtifactVersion) else ref)
-        self._commit(ArtifactUsed(run_id=run.id, name=version.name, version=version.version))
-        return self._version(version.name, version.version)
-
-    def _versions_of_run(self, run_id: str, kind: str) -> list[ArtifactVersion]:
-        self.sync()
-        return [ArtifactVersion.from_row(self, r) for r in self.index.run_versions(run_id, kind)]
+        return [Run(self, RunRecord.from_row(r)) for r in self.index.runs(project)]
 
     # -- versions --------------------------------------------------------------------------------
     def log_artifact(
@@ -297,7 +211,7 @@ class Store:
             self._precheck_quota(artifact)
         manifest = self._upload(artifact, callback)
         self.blobs.put_bytes(manifest.encode())
-        applied = self._commit(
+        applied = self.catalog.commit(
             VersionLogged(
                 name=artifact.name,
                 type=artifact.type,
@@ -373,10 +287,13 @@ class Store:
         """Resolve ``name``, ``name:latest``, ``name:vN`` or ``name:<alias>``."""
         r = parse_ref(ref)
         self.sync()
-        return ArtifactVersion.from_row(self, self.index.resolve(r.name, r.version, r.alias))
+        return self._from_row(self.index.resolve(r.name, r.version, r.alias))
+
+    def _from_row(self, row: Any) -> ArtifactVersion:
+        return ArtifactVersion.from_record(self, self.index.version_record(row))
 
     def _version(self, name: str, version: int) -> ArtifactVersion:
-        return ArtifactVersion.from_row(self, self.index.resolve(name, version))
+        return self._from_row(self.index.resolve(name, version))
 
     def versions(self, name: str) -> list[ArtifactVersion]:
         check_name(name)
@@ -384,7 +301,7 @@ class Store:
         rows = self.index.versions(name)
         if not rows and not self.index.exists(name):
             raise NotFoundError(f"no artifact named {name!r}")
-        return [ArtifactVersion.from_row(self, r) for r in rows]
+        return [self._from_row(r) for r in rows]
 
     def artifacts(self) -> list[ArtifactSummary]:
         self.sync()
@@ -397,7 +314,7 @@ class Store:
         """Point ``alias`` at the version ``ref`` resolves to (moving it from any other version)."""
         check_alias(alias)
         v = self.artifact(ref)
-        self._commit(AliasSet(name=v.name, version=v.version, alias=alias))
+        self.catalog.commit(AliasSet(name=v.name, version=v.version, alias=alias))
         return self._version(v.name, v.version)
 
     def remove_alias(self, name: str, alias: str) -> None:
@@ -405,7 +322,7 @@ class Store:
         check_alias(alias)
         self.sync()
         self.index.resolve(name, alias=alias)  # a clear NotFoundError before committing anything
-        self._commit(AliasRemoved(name=name, alias=alias))
+        self.catalog.commit(AliasRemoved(name=name, alias=alias))
 
     def delete_version(self, ref: str) -> None:
         """Delete one version (its own creator or a store admin); its bytes go at the next gc."""
@@ -413,7 +330,7 @@ class Store:
         if r.version is None and r.alias is None and ":" not in ref:
             raise InvalidNameError(f"delete_version needs a version, e.g. {r.name}:v0, not {ref!r}")
         v = self.artifact(ref)
-        self._commit(VersionDeleted(name=v.name, version=v.version))
+        self.catalog.commit(VersionDeleted(name=v.name, version=v.version))
 
     # -- lineage ---------------------------------------------------------------------------------
     def lineage(self, ref: str, direction: str = "upstream", depth: int | None = None) -> Lineage:
@@ -429,7 +346,7 @@ class Store:
             raise InvalidValueError(f"depth must be a non-negative int or None, not {depth!r}")
         self.sync()
         if ref.startswith("run/"):
-            root = run_node(self.index.run(ref[4:])["id"])
+            root = run_node(self.index.run_record(ref[4:]).id)
         else:
             v = self.artifact(ref)
             root = version_node(v.name, v.version)
@@ -437,45 +354,15 @@ class Store:
         nodes = []
         for nid in node_ids:
             if nid.startswith("run/"):
-                r = self.index.run(nid[4:])
-                label = f"{r['job_type'] or 'run'} " + (
-                    f"{r['name']} ({r['id']})" if r["name"] else r["id"]
-                )
-                nodes.append(
-                    LineageNode(
-                        nid,
-                        "run",
-                        label,
-                        {
-                            "run_id": r["id"],
-                            "project": r["project"],
-                            "name": r["name"],
-                            "job_type": r["job_type"],
-                            "status": r["status"],
-                            "user": r["user"],
-                            "config": json.loads(r["config"] or "{}"),
-                            "summary": json.loads(r["summary"] or "{}"),
-                        },
-                    )
-                )
+                run = Run(self, self.index.run_record(nid[4:]))
+                label = f"{run.job_type or 'run'} " + (f"{run.name} ({run.id})" if run.name else run.id)
+                attrs = {("run_id" if k == "id" else k): v for k, v in run.to_dict().items()}
+                nodes.append(LineageNode(nid, "run", label, attrs))
             else:
-                row = self.index.version_by_node(nid)
-                nodes.append(
-                    LineageNode(
-                        nid,
-                        "version",
-                        nid,
-                        {
-                            "name": row["name"],
-                            "version": row["version"],
-                            "type": row["type"],
-                            "digest": row["digest"],
-                            "size": row["size"],
-                            "deleted": bool(row["deleted"]),
-                            "aliases": self.index.aliases(row["name"], row["version"]),
-                        },
-                    )
-                )
+                record = self.index.version_record(self.index.version_by_node(nid))
+                version = ArtifactVersion.from_record(self, record)
+                attrs = {**version.to_dict(), "deleted": bool(record.deleted)}
+                nodes.append(LineageNode(nid, "version", nid, attrs))
         edges = tuple(LineageEdge(e["src"], e["dst"], e["kind"]) for e in edge_rows)
         return Lineage(root, direction, tuple(nodes), edges)
 
@@ -490,7 +377,7 @@ class Store:
                 f"quota must be a non-negative number of bytes or None, not {nbytes!r}"
             )
         self.sync()
-        self._commit(QuotaSet(target=user, bytes=nbytes))
+        self.catalog.commit(QuotaSet(target=user, bytes=nbytes))
 
     def quota(self, user: str | None = None) -> int | None:
         self.sync()
@@ -503,7 +390,7 @@ class Store:
 
     def add_admin(self, user: str) -> None:
         check_name(user, "user name")
-        self._commit(AdminAdded(target=user))
+        self.catalog.commit(AdminAdded(target=user))
 
     def admins(self) -> list[str]:
         self.sync()
@@ -531,15 +418,20 @@ class Store:
 
     # -- maintenance -----------------------------------------------------------------------------
     def verify(self, ref: str | None = None, *, quick: bool = False) -> VerifyReport:
-        from .maintenance import verify
+        """Check the log and every blob it refers to (with ``ref``: that version's files and manifest).
 
-        return verify(self, ref, quick=quick)
+        ``quick`` checks existence and size only; otherwise every blob is re-hashed.
+        """
+        if ref is None:
+            return verify(self.catalog, quick=quick)
+        v = self.artifact(ref)
+        wanted = {f.digest: f"{v.ref}/{f.path}" for f in v.files()}
+        wanted.setdefault(v.digest, f"manifest of {v.ref}")
+        return verify(self.catalog, wanted, quick=quick)
 
     def gc(self, grace_period: float = 24 * 3600, *, dry_run: bool = False) -> GcReport:
-        from .maintenance import gc
+        """Delete blobs no live version or run refers to, older than ``grace_period`` seconds."""
+        return gc(self.catalog, grace_period=grace_period, dry_run=dry_run)
 
-        return gc(self, grace_period=grace_period, dry_run=dry_run)
 
-
-from .maintenance import GcReport, VerifyReport  # noqa: E402  (maintenance imports Store lazily)
 from .transfer import CopyReport  # noqa: E402

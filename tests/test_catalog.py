@@ -261,7 +261,7 @@ class TestQuota:
             [artifacts.FileEntry("data.bin", store.blobs.put_bytes(b"67890").digest, 5)])
         entry = VersionLogged(name="b", type="dataset", digest=manifest.digest, manifest=manifest)
         with pytest.raises(artifacts.QuotaExceededError):
-            store._commit(entry)
+            store.catalog.commit(entry)
         assert store.usage() == 5 and [a.name for a in store.artifacts()] == ["a"]
 
 

@@ -21,6 +21,7 @@ from storage.statcache import init_lock
 from ..errors import ArtifactsError, NotFoundError
 from .entries import Entry, decode
 from .log import RawEntry
+from .records import RunRecord, VersionRecord
 from .rules import Applied, Rules, run_node
 
 __all__ = ["INDEX_FORMAT", "Index", "IndexMoved"]
@@ -294,6 +295,26 @@ class Index(Rules):
         return self._conn.execute(
             "SELECT * FROM files WHERE version_id=? AND path=?", (vid, path)
         ).fetchone()
+
+    def version_record(self, row: sqlite3.Row) -> VersionRecord:
+        """A versions row as a typed record, with its aliases."""
+        return VersionRecord.from_row(row, tuple(self.aliases(row["name"], row["version"])))
+
+    def run_record(self, run_id: str) -> RunRecord:
+        return RunRecord.from_row(self.run(run_id))
+
+    def file_sizes(self) -> dict[str, int]:
+        """Digest -> size of every file any version refers to (what verify expects each blob to hold)."""
+        return {r[0]: r[1] for r in self._conn.execute("SELECT digest, size FROM files")}
+
+    def select(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[sqlite3.Row]:
+        """A read-only query over the index tables, for views (UI, reports) that need their own SQL.
+
+        Parameters only: never format user text into ``sql``.
+        """
+        if not sql.lstrip().upper().startswith(("SELECT", "WITH")):
+            raise ValueError("Index.select runs SELECT statements only")
+        return self._conn.execute(sql, params).fetchall()
 
     def run(self, run_id: str) -> sqlite3.Row:
         row = self._conn.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()

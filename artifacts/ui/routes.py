@@ -110,7 +110,7 @@ def routes(state: UiState) -> list[BaseRoute]:
             projects=sorted(
                 {
                     r["project"]
-                    for r in state.store.index._conn.execute("SELECT DISTINCT project FROM runs")
+                    for r in state.store.index.select("SELECT DISTINCT project FROM runs")
                 }
             ),
             head=state.store.index.last_seq,

@@ -137,9 +137,9 @@ def _where_sql(project: str | None, where: str | None, store: Store) -> tuple[st
 def available_columns(store: Store, project: str | None, sample: int = 200) -> list[str]:
     """Config and summary keys of the newest runs (a sample: listing every key of 100k runs is slow)."""
     q = "SELECT config, summary FROM runs" + (" WHERE project = ?" if project else "")
-    rows = store.index._conn.execute(
+    rows = store.index.select(
         q + " ORDER BY seq DESC LIMIT ?", (*([project] if project else []), sample)
-    ).fetchall()
+    )
     keys: set[str] = set()
     for r in rows:
         for kind in ("config", "summary"):
@@ -174,18 +174,18 @@ def runs_page(
     if not 1 <= per_page <= 500:
         raise InvalidValueError(f"per_page must be between 1 and 500, not {per_page}")
     cond, params = _where_sql(project, where, store)
-    conn = store.index._conn
-    total = conn.execute(f"SELECT COUNT(*) FROM runs{cond}", params).fetchone()[0]
+    select = store.index.select
+    total = select(f"SELECT COUNT(*) FROM runs{cond}", params)[0][0]
     pages = max(1, math.ceil(total / per_page))
     if page > pages:
         raise NotFoundError(f"page {page} does not exist: there are {pages} pages of {total} runs")
     order, oparams = _sql_column(sort)
     direction = "DESC" if desc else "ASC"
     nulls = f"({order}) IS NULL, " if sort not in FIELDS else ""
-    rows = conn.execute(
+    rows = select(
         f"SELECT * FROM runs{cond} ORDER BY {nulls}{order} {direction}, seq {direction} LIMIT ? OFFSET ?",
         [*params, *oparams, *oparams, per_page, (page - 1) * per_page],
-    ).fetchall()
+    )
     available = available_columns(store, project)
     if columns is None:
         cols = [c for c in available if c.startswith("summary.")][:4]
@@ -246,8 +246,8 @@ def run_groups(
             f"MAX(CASE WHEN typeof({m}) IN ('integer','real') THEN {m} END)"
         )
         mparams = mp * 6
-    rows = store.index._conn.execute(
+    rows = store.index.select(
         f"SELECT {key} AS k, COUNT(*), {agg} FROM runs{cond} GROUP BY k ORDER BY COUNT(*) DESC, k",
         [*kparams, *mparams, *params],
-    ).fetchall()
+    )
     return [GroupRow((r[0],), r[1], r[2], r[3], r[4]) for r in rows]

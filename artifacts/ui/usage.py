@@ -36,18 +36,18 @@ def _hours(rows: list[Any], key: str) -> list[dict[str, Any]]:
 
 def _compute(store: Store, by: str) -> list[dict[str, Any]]:
     column = {"user": "user", "project": "project"}[by]
-    rows = store.index._conn.execute(
+    rows = store.index.select(
         f"SELECT {column}, started_at, finished_at FROM runs"
-    ).fetchall()
+    )
     return _hours(rows, column)
 
 
 def usage_view(store: Store) -> dict[str, Any]:
-    conn = store.index._conn
+    select = store.index.select
     users = sorted(
-        {r[0] for r in conn.execute("SELECT DISTINCT user FROM versions")}
-        | {r[0] for r in conn.execute("SELECT user FROM quotas")}
-        | {r[0] for r in conn.execute("SELECT DISTINCT user FROM runs")}
+        {r[0] for r in select("SELECT DISTINCT user FROM versions")}
+        | {r[0] for r in select("SELECT user FROM quotas")}
+        | {r[0] for r in select("SELECT DISTINCT user FROM runs")}
     )
     storage = []
     for u in users:
