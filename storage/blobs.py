@@ -37,6 +37,7 @@ from .streams import (
     copy_hashing,
     write_all,
 )
+from .trash import restore
 from .upload import SINGLE_PUT_MAX, SourceChangedError, read_whole, upload_parts
 
 __all__ = ["BlobInfo", "BlobStore", "PutResult", "Relay"]
@@ -481,6 +482,8 @@ class BlobStore:
         try:
             return int(self.root.info(self.relpath(digest))["size"])
         except NotFoundError:
+            if self._restored(digest):
+                return self.size(digest)
             raise missing_error(self.root, digest) from None
 
     def open(self, digest: str, *, verify: bool = True) -> BinaryIO:
@@ -497,6 +500,8 @@ class BlobStore:
                 else:
                     raw = self.root.fs.open(self.root.full(rel), "rb")
         except NotFoundError:
+            if self._restored(digest):
+                return self.open(digest, verify=verify)
             raise missing_error(self.root, digest) from None
         if not verify:
             return raw
@@ -507,6 +512,8 @@ class BlobStore:
         try:
             data = self.root.read(rel)
         except NotFoundError:
+            if self._restored(digest):
+                return self.read_bytes(digest, verify=verify)
             raise missing_error(self.root, digest) from None
         if verify:
             actual = hash_bytes(data)
@@ -544,13 +551,16 @@ class BlobStore:
                 with self.open(digest, verify=False) as f, open(tmp, "wb", buffering=0) as out:
                     actual, _ = copy_hashing(f, out, cb)
             else:
-                try:
-                    with backend_errors(f"download blob {digest}", self.root.url):
-                        self.root.fs.get_file(
-                            self.root.full(self.relpath(digest)), tmp, callback=cb
-                        )
-                except NotFoundError:
-                    raise missing_error(self.root, digest) from None
+                for attempt in range(2):
+                    try:
+                        with backend_errors(f"download blob {digest}", self.root.url):
+                            self.root.fs.get_file(
+                                self.root.full(self.relpath(digest)), tmp, callback=cb
+                            )
+                        break
+                    except NotFoundError:
+                        if attempt or not self._restored(digest):
+                            raise missing_error(self.root, digest) from None
                 actual = None
                 if verify:
                     with open(tmp, "rb", buffering=0) as f:
@@ -597,6 +607,10 @@ class BlobStore:
         if set_aside_bad:
             self.set_aside(digest)
         return False
+
+    def _restored(self, digest: str) -> bool:
+        """A blob missed on a remote root may sit in gc's trash: put it back (see `storage.trash`)."""
+        return not self.root.is_local and restore(self.root, self.relpath(digest), digest)
 
     def set_aside(self, digest: str) -> None:
         """Move a blob known to be damaged out of the way of dedup (see `storage.quarantine`)."""

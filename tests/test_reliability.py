@@ -306,7 +306,7 @@ def test_dedup_hit_on_an_orphan_while_gc_sweeps_it_loses_nothing(
     monkeypatch.setattr(store.index, "live_digests", live_then_commit)
     report = store.gc(grace_period=grace)
     monkeypatch.undo()
-    assert len(calls) == 2
+    assert len(calls) >= 2  # (a remote gc looks once more before it empties its trash)
     assert set(reused) <= set(report.spared) and not set(reused) & set(report.deleted)
     store.sync()
     again = store.artifact("m2")

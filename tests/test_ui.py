@@ -357,11 +357,13 @@ def test_downsampling_keeps_the_envelope_within_the_pixel_budget() -> None:
     y = np.sin(x / 500)
     y[77_777] = 9.0
     xs, ys = downsample(x, y, 800)
-    assert len(xs) <= 4 * 800 and xs[0] == 0 and xs[-1] == 99_999
+    assert len(xs) <= 802 and xs[0] == 0 and xs[-1] == 99_999
     assert ys.max() == 9.0 and ys.min() == pytest.approx(y.min())
     assert np.all(np.diff(xs) > 0)
-    series = metric_series([{"_step": i, "a": i, "b": None, "c": "text"} for i in range(10)], 800)
+    rows = [{"_step": 9 - i, "a": i, "b": None, "c": "text", "d": True} for i in range(10)]
+    series = metric_series([*rows, {"a": float("nan")}], 800)
     assert [s.metric for s in series] == ["a"] and series[0].points == 10
+    assert series[0].x == tuple(range(10)) and series[0].y == tuple(range(9, -1, -1))
 
 
 def test_package_data_ships_every_template_and_asset() -> None:

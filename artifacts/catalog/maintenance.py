@@ -15,10 +15,12 @@ with gc safe:
   again) counts as young;
 - each doomed blob's age is checked again at the moment it goes. Locally the blob is first renamed into
   a quarantine name (atomic) and its mtime re-read there: a put that freshened it before the rename is
-  seen and the blob is put back; a put after the rename finds no blob and writes it again. On S3 the blob
-  is HEADed right before its DELETE; a dedup hit landing between the two (one round trip) is the one
-  window left, and only for blobs older than ``BlobStore.freshen_after`` (1 h by default) that a commit
-  reuses while gc sweeps them.
+  seen and the blob is put back; a put after the rename finds no blob and writes it again. On a remote
+  root a dedup hit refreshes a blob's age only when it is older than ``BlobStore.freshen_after`` (1 h),
+  so a doomed blob is not deleted but moved to ``trash/`` (see `storage.trash`): reads that miss it put
+  it back, and it is purged only by a pass that replayed the log after it sat there for the grace
+  period, which puts back instead every trashed blob a commit refers to. So any grace period longer
+  than a commit takes is safe on every backend.
 
 gc refuses to sweep when the log holds entries this library cannot read because they are newer (their
 blobs would look unreferenced) or when the index could not apply the whole log (a gap).
@@ -36,8 +38,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from storage import hash_bytes
-from storage.blobs import TMP, BlobInfo
+from storage.blobs import TMP, BlobInfo, _mtime
 from storage.quarantine import corrupt_message, is_set_aside
+from storage.trash import list_trash, move_to_trash, purge
+from storage.trash import restore as trash_restore
 
 from ..errors import IntegrityError, InvalidStateError, InvalidValueError, NotFoundError
 from .entries import LOG_FORMAT, EntryError, decode, entry_format
@@ -76,7 +80,8 @@ class GcReport:
     """What gc removed (or, with ``dry_run``, would remove): digests and bytes.
 
     ``kept`` counts the blobs left in place; ``spared`` lists blobs that were doomed when listed but
-    were reused by a commit while gc ran; ``tmp_removed`` counts leftovers of killed uploads removed.
+    were reused by a commit while gc ran; ``tmp_removed`` counts leftovers of killed uploads removed;
+    ``restored`` lists blobs put back from a remote root's trash because a commit refers to them.
     """
 
     deleted: tuple[str, ...]
@@ -85,6 +90,7 @@ class GcReport:
     dry_run: bool
     spared: tuple[str, ...] = ()
     tmp_removed: int = 0
+    restored: tuple[str, ...] = ()
 
 
 # -- verify ----------------------------------------------------------------------------------------
@@ -162,6 +168,9 @@ def _check_blobs_in_bulk(
     large: list[tuple[str, str]] = []
     for digest, where in items:
         size = listed.get(digest)
+        if size is None:  # perhaps in gc's trash (then put back) or set aside as corrupt
+            with contextlib.suppress(NotFoundError, IntegrityError):
+                size = listed[digest] = store.blobs.size(digest)
         if size is None:
             problems.append(
                 _corrupt(digest, where)
@@ -292,14 +301,33 @@ def gc(store: Catalog, *, grace_period: float = 24 * 3600, dry_run: bool = False
     deleted = [b for b, gone in zip(doomed, results, strict=True) if gone]
     spared = tuple(b.digest for b, gone in zip(doomed, results, strict=True) if not gone)
     tmp_removed = store.blobs.clean_tmp(grace_period)
+    restored: tuple[str, ...] = ()
+    if not store.root.is_local:
+        restored = _empty_trash(store, cutoff, grace_period == 0)
     return GcReport(
-        tuple(b.digest for b in deleted),
-        sum(b.size for b in deleted),
+        tuple(b.digest for b in deleted if b.digest not in restored),
+        sum(b.size for b in deleted if b.digest not in restored),
         len(listed) - len(deleted),
         False,
-        spared,
+        spared + tuple(d for d in restored if d in {b.digest for b in deleted}),
         tmp_removed,
+        restored,
     )
+
+
+def _empty_trash(store: Catalog, cutoff: float, now: bool) -> tuple[str, ...]:
+    """After replaying the log again: put back trashed blobs that a commit refers to, purge those
+    trashed longer than the grace period ago (``now``: with no grace at all, everything unreferenced)."""
+    store.sync()
+    live = store.index.live_digests()
+    back = []
+    for digest, info in list_trash(store.root):
+        if digest in live:
+            trash_restore(store.root, store.blobs.relpath(digest), digest)
+            back.append(digest)
+        elif now or _older(_mtime(info), cutoff, coarse=True):
+            purge(store.root, digest)
+    return tuple(back)
 
 
 def _older(mtime: float | None, cutoff: float, coarse: bool) -> bool:
@@ -372,8 +400,6 @@ def _recover_quarantine(store: Catalog) -> None:
 
 def _sweep_remote(store: Catalog, blob: BlobInfo, cutoff: float) -> bool:
     """HEAD the blob right before deleting it: a dedup hit since the listing made it young again."""
-    from storage.blobs import _mtime
-
     rel = store.blobs.relpath(blob.digest)
     if not store.root.is_memory:
         try:
@@ -382,8 +408,7 @@ def _sweep_remote(store: Catalog, blob: BlobInfo, cutoff: float) -> bool:
             return False
         if not _older(mtime, cutoff, coarse=True):
             return False
-    store.blobs.delete(blob.digest)
-    return True
+    return move_to_trash(store.root, rel, blob.digest)
 
 
 def _map(fn: Callable[[Any], Any], items: Iterable[Any], workers: int) -> list[Any]:

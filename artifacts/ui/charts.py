@@ -1,9 +1,9 @@
 """Metric series for charts, downsampled on the server: no chart needs more points than it has pixels.
 
 A run with 100k steps per metric would otherwise ship megabytes of JSON to draw a 800-pixel line. Each
-metric is cut into ``width`` buckets of consecutive steps and keeps the first, min, max and last point
-of each bucket (in step order), so spikes and the envelope survive and the line still ends where the
-run ended.
+metric is cut into ``width / 2`` buckets of consecutive steps and keeps the min and max of each (in step
+order) plus the first and last point, so spikes and the envelope survive, the line still ends where the
+run ended, and no chart gets more points than it has pixels.
 """
 
 from __future__ import annotations
@@ -42,52 +42,53 @@ class Series:
         return {"metric": self.metric, "x": list(self.x), "y": list(self.y), "points": self.points}
 
 
-def _number(v: Any) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, int | float):
-        return None
-    f = float(v)
-    return f if math.isfinite(f) else None
-
-
 def downsample(x: np.ndarray, y: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """At most ``4 * width`` points: first, min, max and last of each of ``width`` buckets."""
+    """At most about ``width`` points: the min and max of each of ``width / 2`` buckets, and the ends."""
     n = len(x)
-    if n <= 4 * width:
+    if n <= width:
         return x, y
-    edges = np.linspace(0, n, width + 1).astype(np.int64)
-    keep: list[np.ndarray] = []
+    buckets = max(1, width // 2)
+    edges = np.linspace(0, n, buckets + 1).astype(np.int64)
+    keep = [np.array([0, n - 1], dtype=np.int64)]
     for lo, hi in zip(edges[:-1], edges[1:], strict=True):
-        if hi <= lo:
-            continue
-        seg = y[lo:hi]
-        idx = {lo, hi - 1, lo + int(np.argmin(seg)), lo + int(np.argmax(seg))}
-        keep.append(np.array(sorted(idx), dtype=np.int64))
-    sel = np.concatenate(keep)
+        if hi > lo:
+            seg = y[lo:hi]
+            keep.append(np.array([lo + int(np.argmin(seg)), lo + int(np.argmax(seg))]))
+    sel = np.unique(np.concatenate(keep))
     return x[sel], y[sel]
 
 
+def _column(rows: Sequence[Mapping[str, Any]], key: str) -> np.ndarray:
+    nan = math.nan
+    return np.fromiter(
+        (v if (t := type(v)) is float or (t is int) else nan for v in (r.get(key) for r in rows)),
+        dtype=np.float64,
+        count=len(rows),
+    )
+
+
 def metric_series(history: Iterable[Mapping[str, Any]], width: int = DEFAULT_WIDTH) -> list[Series]:
-    """One `Series` per numeric metric of a run's history (keys starting with ``_`` are bookkeeping)."""
-    steps: dict[str, list[float]] = {}
-    values: dict[str, list[float]] = {}
-    for i, row in enumerate(history):
-        step = _number(row.get("_step"))
-        s = float(i) if step is None else step
-        for key, v in row.items():
-            if key.startswith("_"):
-                continue
-            f = _number(v)
-            if f is None:
-                continue
-            if key not in steps:
-                steps[key], values[key] = [], []
-            steps[key].append(s)
-            values[key].append(f)
+    """One `Series` per numeric metric of a run's history (keys starting with ``_`` are bookkeeping).
+
+    Column-wise with numpy: 5 metrics x 100k steps take tens of milliseconds, not seconds.
+    """
+    rows = history if isinstance(history, list) else list(history)
+    if not rows:
+        return []
+    keys = sorted(k for k in set().union(*rows) if isinstance(k, str) and not k.startswith("_"))
+    steps = _column(rows, "_step")
+    missing = np.isnan(steps)
+    if missing.any():
+        steps[missing] = np.arange(len(rows), dtype=np.float64)[missing]
+    order = np.argsort(steps, kind="stable")
+    steps = steps[order]
     out = []
-    for key in sorted(steps):
-        x, y = np.asarray(steps[key]), np.asarray(values[key])
-        order = np.argsort(x, kind="stable")
-        x, y = x[order], y[order]
+    for key in keys:
+        y = _column(rows, key)[order]
+        ok = np.isfinite(y)
+        if not ok.any():
+            continue
+        x, y = steps[ok], y[ok]
         xs, ys = downsample(x, y, width)
         out.append(Series(key, tuple(xs.tolist()), tuple(ys.tolist()), len(x)))
     return out

@@ -18,7 +18,7 @@ from ..lineage import Lineage, LineageNode
 __all__ = ["COLLAPSE_AT", "GraphEdge", "GraphNode", "LaidOutGraph", "layout"]
 
 COLLAPSE_AT = 3  # this many look-alike siblings (or more) become one node
-NODE_W, NODE_H, GAP_X, GAP_Y, PAD = 210, 44, 70, 18, 12
+NODE_W, NODE_H, GAP_X, GAP_Y, PAD = 190, 44, 56, 18, 12
 
 
 @dataclass(frozen=True)
@@ -183,15 +183,28 @@ def layout(
             xy[nid] = (x, y)
             nodes.append(_node(nid, items[nid], x, y, lineage.root, href, group_href))
     out_edges = []
+    dip_max = 0
     for s, t, kind in edges:
         (x1, y1), (x2, y2) = xy[s], xy[t]
         sx, sy, tx, ty = x1 + NODE_W, y1 + NODE_H // 2, x2, y2 + NODE_H // 2
+        span = layer[t] - layer[s]
         if tx <= sx:  # a back edge: leave from the bottom and come round
-            path = f"M{x1 + NODE_W // 2},{y1 + NODE_H} C{sx},{sy + 80} {tx},{ty + 80} {tx + NODE_W // 2},{y2 + NODE_H}"
+            dip = NODE_H + 30
+            path = (
+                f"M{x1 + NODE_W // 2},{y1 + NODE_H} C{sx},{y1 + dip + NODE_H} "
+                f"{tx},{y2 + dip + NODE_H} {tx + NODE_W // 2},{y2 + NODE_H}"
+            )
+        elif span > 1:  # skips a layer: arc below the nodes in between instead of through them
+            dip = NODE_H // 2 + 14 + 12 * span
+            lo = max(sy, ty) + dip
+            path = f"M{sx},{sy} C{sx + GAP_X},{lo} {tx - GAP_X},{lo} {tx},{ty}"
         else:
+            dip = 0
             mid = (sx + tx) // 2
             path = f"M{sx},{sy} C{mid},{sy} {mid},{ty} {tx},{ty}"
+        dip_max = max(dip_max, dip)
         out_edges.append(GraphEdge(s, t, kind, path))
+    height += dip_max
     width = PAD * 2 + (max(columns, default=0) + 1) * (NODE_W + GAP_X) - GAP_X
     return LaidOutGraph(tuple(nodes), tuple(out_edges), width, height, folded)
 

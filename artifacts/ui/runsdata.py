@@ -138,7 +138,7 @@ def available_columns(store: Store, project: str | None, sample: int = 200) -> l
     """Config and summary keys of the newest runs (a sample: listing every key of 100k runs is slow)."""
     q = "SELECT config, summary FROM runs" + (" WHERE project = ?" if project else "")
     rows = store.index.select(
-        q + " ORDER BY seq DESC LIMIT ?", (*([project] if project else []), sample)
+        q + " ORDER BY rowid DESC LIMIT ?", (*([project] if project else []), sample)
     )
     keys: set[str] = set()
     for r in rows:
