@@ -202,6 +202,19 @@ class ArtifactVersion:
         rows = self._store.index.version_runs(self.ref, kind)
         return [Run(self._store, RunRecord.from_row(r)) for r in rows]
 
+    def save_safetensors(
+        self,
+        path: str | os.PathLike[str],
+        prefix: str | None = None,
+        *,
+        callback: Callback | None = None,
+    ) -> Path:
+        """Write this version's tensors as one standard ``.safetensors`` file (same version, same bytes);
+        see `artifacts.safetensors.save_safetensors`."""
+        from .safetensors import save_safetensors
+
+        return save_safetensors(self, path, prefix, callback=callback)
+
     # -- torch -----------------------------------------------------------------------------------
     def load_state_dict(
         self, prefix: str = "", map_location: Any = "cpu", *, verify: bool = True
