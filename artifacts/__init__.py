@@ -21,6 +21,7 @@ from typing import Any
 from .artifact import Artifact
 from .catalog.maintenance import GcReport, VerifyReport
 from .errors import (
+    AmbiguousError,
     ArtifactsError,
     BackendError,
     ConflictError,
@@ -32,22 +33,27 @@ from .errors import (
     InvalidValueError,
     NotFoundError,
     PermissionDeniedError,
+    QueryError,
     QuotaExceededError,
 )
 from .lineage import Lineage, LineageEdge, LineageNode
 from .manifest import FileEntry
 from .run import Run
+from .runkeys import RunField
+from .runquery import ComputeUsage, MetricStats, RunGroup, RunPage
 from .store import ArtifactSummary, Store, open_store
 from .version import ArtifactVersion
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AmbiguousError",
     "Artifact",
     "ArtifactSummary",
     "ArtifactVersion",
     "ArtifactsError",
     "BackendError",
+    "ComputeUsage",
     "ConflictError",
     "FileEntry",
     "GcReport",
@@ -60,10 +66,15 @@ __all__ = [
     "Lineage",
     "LineageEdge",
     "LineageNode",
+    "MetricStats",
     "NotFoundError",
     "PermissionDeniedError",
+    "QueryError",
     "QuotaExceededError",
     "Run",
+    "RunField",
+    "RunGroup",
+    "RunPage",
     "Store",
     "VerifyReport",
     "init",

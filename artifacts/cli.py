@@ -21,7 +21,7 @@ from typing import Any
 
 import click
 
-from . import __version__
+from . import __version__, cli_query
 from .artifact import Artifact
 from .cliutil import (
     CliContext,
@@ -300,10 +300,13 @@ def ls_(c: CliContext, name: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
 def show(c: CliContext, ref: str, as_json: bool) -> None:
-    """Show a version: metadata, files, producer and consumers.
+    """Show a version: metadata, files, producer and consumers (or a run, as run/ID).
 
     The producer is the run that logged it; consumers are the runs that used it as an input.
     """
+    if ref.startswith("run/"):
+        click.get_current_context().invoke(run, run_id=ref[4:], as_json=as_json)
+        return
     store = c.store()
     v = store.artifact(ref)
     latest = store.artifact(v.name).version == v.version
@@ -471,31 +474,11 @@ def rm(c: CliContext, ref: str) -> None:
 
 # -- runs and lineage ----------------------------------------------------------------------------------
 @main.command()
-@click.option("-p", "--project", help="Only runs of this project.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@pass_ctx
-def runs(c: CliContext, project: str | None, as_json: bool) -> None:
-    """List runs, oldest first.
-
-    Each with its id (for `artifacts run ID`), project, job type, name, status, user and start.
-    """
-    rs = c.store().runs(project)
-    if as_json:
-        print_json([run_dict(r) for r in rs])
-        return
-    rows = [
-        (r.id, r.project, r.job_type or "", r.name or "", r.status, r.user, when(r.started_at))
-        for r in rs
-    ]
-    table(("ID", "PROJECT", "JOB", "NAME", "STATUS", "USER", "STARTED"), rows)
-
-
-@main.command()
 @click.argument("run_id", metavar="ID")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
 def run(c: CliContext, run_id: str, as_json: bool) -> None:
-    """Show one run: config, summary metrics, inputs and outputs."""
+    """Show one run: config, summary metrics, inputs and outputs (ID may be a unique prefix)."""
     r = c.store().run(run_id)
     d = run_dict(r, full=True)
     if as_json:
@@ -680,6 +663,7 @@ def reindex(c: CliContext) -> None:
     out(f"rebuilt the index of {store.url} from {count(replayed, 'log entry', 'log entries')}")
 
 
+cli_query.register(main)  # runs, compute, history, compare, diff
 for _command in __import__("artifacts.cli_transfer", fromlist=["COMMANDS"]).COMMANDS:
     main.add_command(_command)  # sync, cache
 from . import cli_ui  # noqa: E402, F401  (registers `ui` and `report`)

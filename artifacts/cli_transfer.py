@@ -11,10 +11,22 @@ from typing import Any
 
 import click
 
-from .cliutil import CliContext, CliError, Progress, count, format_size, out, print_json
+from .cache import DownloadCache
+from .cliutil import (
+    CliContext,
+    CliError,
+    Progress,
+    count,
+    format_size,
+    out,
+    parse_size,
+    print_json,
+    table,
+    when,
+)
 from .store import open_store
 
-__all__ = ["COMMANDS", "sync"]
+__all__ = ["COMMANDS", "cache", "sync"]
 
 pass_ctx = click.make_pass_decorator(CliContext)
 
@@ -99,4 +111,45 @@ def sync(
         )
 
 
-COMMANDS = (sync,)
+@click.command()
+@click.option("--max-size", metavar="SIZE", help="Set the cache's size bound, e.g. 20GB or 512MiB.")
+@click.option("--prune", is_flag=True, help="Remove every cached version no running process uses.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def cache(max_size: str | None, prune: bool, as_json: bool) -> None:
+    """Show the per-user download cache (where `download()` puts versions of any store).
+
+    Least recently used versions are evicted to stay under the size bound; a version an open process
+    is reading is never evicted. Applies to this user's cache ($ARTIFACTS_CACHE_DIR).
+    """
+    c = DownloadCache()
+    if max_size is not None:
+        nbytes = parse_size(max_size)
+        if nbytes is None:
+            raise CliError("--max-size needs a size such as 20GB, not 'none'")
+        c.set_max_size(nbytes)
+    freed = c.prune() if prune else None
+    info = c.info()
+    if as_json:
+        print_json({**info.to_dict(), **({"freed": freed} if freed is not None else {})})
+        return
+    if freed is not None:
+        out(f"pruned {format_size(freed)}")
+    out(
+        f"{info.path}: {count(len(info.entries), 'version')}, {format_size(info.size)} of "
+        f"{format_size(info.max_size)}"
+    )
+    rows = [
+        (e.digest[:16], format_size(e.size), when_ts(e.last_used), "in use" if e.in_use else "")
+        for e in reversed(info.entries)
+    ]
+    if rows:
+        table(("DIGEST", "SIZE", "USED", ""), rows, right=("SIZE",))
+
+
+def when_ts(ts: float) -> str:
+    import datetime as dt
+
+    return when(dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat())
+
+
+COMMANDS = (sync, cache)

@@ -16,6 +16,7 @@ from storage.errors import (
 )
 
 __all__ = [
+    "AmbiguousError",
     "ArtifactsError",
     "BackendError",
     "ConflictError",
@@ -27,6 +28,7 @@ __all__ = [
     "InvalidValueError",
     "NotFoundError",
     "PermissionDeniedError",
+    "QueryError",
     "QuotaExceededError",
 ]
 
@@ -37,3 +39,21 @@ class InvalidStateError(ArtifactsError, RuntimeError):
 
 class InvalidValueError(ArtifactsError, ValueError):
     """A value cannot be stored: metrics or metadata that are not JSON, too large, or of the wrong type."""
+
+
+class QueryError(ArtifactsError, ValueError):
+    """A query (``where=``, ``--where``, an order key or a cursor) is malformed or mistyped.
+
+    The message is one line with the column and a caret; ``text`` and ``pos`` say where, for a UI.
+    """
+
+    def __init__(self, message: str, *, text: str = "", pos: int = 0) -> None:
+        super().__init__(message)
+        self.text, self.pos = text, pos
+
+
+class AmbiguousError(ArtifactsError, LookupError):
+    """A short run id (a prefix, as git allows) matches more than one run; the message lists them."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""

@@ -52,6 +52,7 @@ class Run:
         self.command: list[str] | None = list(record.command) if record.command is not None else None
         self.git: str | None = record.git
         self.env: dict[str, Any] = dict(record.env)
+        self.tags: list[str] = list(record.tags)
         self.started_at: str = record.started_at
         self.finished_at: str | None = record.finished_at
         self._history_digest: str | None = record.history
@@ -78,6 +79,7 @@ class Run:
             "command": self.command,
             "git": self.git,
             "env": dict(self.env),
+            "tags": list(self.tags),
         }
 
     def to_json(self) -> str:
@@ -210,12 +212,31 @@ def environment() -> dict[str, Any]:
     for pkg in _PACKAGES:
         with contextlib.suppress(metadata.PackageNotFoundError):
             versions[pkg] = metadata.version(pkg)
+    env: dict[str, Any] = {"versions": versions, "platform": platform.platform(), "cwd": os.getcwd()}
+    cuda = _cuda_devices()
+    if cuda is not None:
+        env["cuda"] = cuda
     return {
         "host": socket.gethostname(),
         "command": [sys.executable, *sys.argv],
         "git": _git_commit(),
-        "env": {"versions": versions, "platform": platform.platform(), "cwd": os.getcwd()},
+        "env": env,
     }
+
+
+def _cuda_devices() -> dict[str, Any] | None:
+    """CUDA devices visible to the run (for GPU-hours), only when the script already imported torch:
+    importing it here would cost seconds and initialise CUDA in processes that never use it."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return None
+    try:
+        if not torch.cuda.is_available():
+            return {"count": 0, "names": []}
+        n = torch.cuda.device_count()
+        return {"count": n, "names": [torch.cuda.get_device_name(i) for i in range(n)]}
+    except Exception:  # a broken driver must not stop a run from starting
+        return None
 
 
 def _git_commit() -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import getpass
 import os
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -31,11 +31,22 @@ from .catalog.log import CommitLog
 from .catalog.maintenance import GcReport, VerifyReport, gc, verify
 from .catalog.records import RunRecord
 from .catalog.rules import run_node, version_node
+from .compare import RunComparison, VersionDiff, compare_runs, diff_versions
 from .errors import InvalidNameError, InvalidValueError, NotFoundError, QuotaExceededError
 from .lineage import Lineage, LineageEdge, LineageNode
 from .manifest import FileEntry, Manifest
 from .names import check_alias, check_name, parse_ref
 from .run import Run, environment
+from .runkeys import RunField, run_fields
+from .runquery import (
+    ComputeUsage,
+    RunGroup,
+    RunPage,
+    compute,
+    run_groups,
+    select_runs,
+    select_versions,
+)
 from .version import ArtifactVersion
 
 __all__ = ["ArtifactSummary", "Store", "open_store"]
@@ -150,9 +161,15 @@ class Store:
         name: str | None = None,
         group: str | None = None,
         job_type: str | None = None,
+        tags: Iterable[str] = (),
     ) -> Run:
         """Start a run; use it as a context manager so it finishes (or fails) with the block."""
         check_name(project, "project name")
+        if isinstance(tags, str):
+            tags = [tags]
+        tags = list(tags)
+        if not all(isinstance(t, str) and t and len(t) <= 128 for t in tags):
+            raise InvalidValueError("tags must be non-empty strings of at most 128 chars")
         for label, value in (("run name", name), ("group", group), ("job_type", job_type)):
             if value is not None and (not isinstance(value, str) or not value or len(value) > 128):
                 raise InvalidValueError(f"{label} must be a non-empty string of at most 128 chars")
@@ -171,6 +188,7 @@ class Store:
                 command=tuple(env["command"]),
                 git=env["git"],
                 env=env["env"],
+                tags=tuple(sorted(set(tags))),
             )
         )
         return Run(self, self.index.run_record(run_id), active=True)
@@ -180,10 +198,58 @@ class Store:
         self.sync()
         return Run(self, self.index.run_record(run_id))
 
-    def runs(self, project: str | None = None) -> list[Run]:
-        """Every run (of ``project``), oldest first."""
+    def runs(
+        self,
+        project: str | None = None,
+        *,
+        where: str | None = None,
+        order_by: Sequence[str] | str | None = None,
+        limit: int | None = None,
+        after: str | None = None,
+    ) -> RunPage:
+        """Runs matching the query ``where`` (see the README's query language), oldest first unless
+        ``order_by`` says otherwise (``["-summary.val_acc", "started_at"]``). With ``limit``, the
+        result's ``next_cursor`` passed as ``after`` gives the next page (keyset pagination)."""
         self.sync()
-        return [Run(self, RunRecord.from_row(r)) for r in self.index.runs(project)]
+        with self.catalog.reading() as conn:
+            rows, cursor = select_runs(
+                conn, project=project, where=where, order_by=order_by, limit=limit, after=after
+            )
+        return RunPage([Run(self, RunRecord.from_row(r)) for r in rows], next_cursor=cursor)
+
+    def run_groups(
+        self,
+        by: Sequence[str] | str = ("group", "job_type"),
+        *,
+        where: str | None = None,
+        metrics: Iterable[str] = (),
+        project: str | None = None,
+    ) -> list[RunGroup]:
+        """Run counts per distinct ``by`` value, with min/mean/max of each metric (``summary.<key>``)."""
+        self.sync()
+        with self.catalog.reading() as conn:
+            return run_groups(conn, by=by, where=where, metrics=metrics, project=project)
+
+    def run_fields(self) -> list[RunField]:
+        """Every ``config.<key>`` / ``summary.<key>`` some run has, with the JSON types seen (columns
+        to offer, keys to complete)."""
+        self.sync()
+        with self.catalog.reading() as conn:
+            return run_fields(conn)
+
+    def compute(
+        self,
+        by: str = "user",
+        *,
+        where: str | None = None,
+        since: Any = None,
+        until: Any = None,
+    ) -> list[ComputeUsage]:
+        """Runs, wall-clock hours and GPU-hours per ``by`` value (user, project, group, job_type, ...)
+        within [since, until); runs still open count to their last heartbeat (or now), as estimates."""
+        self.sync()
+        with self.catalog.reading() as conn:
+            return compute(conn, by=by, where=where, since=since, until=until)
 
     # -- versions --------------------------------------------------------------------------------
     def log_artifact(
@@ -295,12 +361,15 @@ class Store:
     def _version(self, name: str, version: int) -> ArtifactVersion:
         return self._from_row(self.index.resolve(name, version))
 
-    def versions(self, name: str) -> list[ArtifactVersion]:
+    def versions(self, name: str, *, where: str | None = None) -> list[ArtifactVersion]:
+        """The live versions of ``name``, oldest first, optionally filtered by a query over version
+        fields and ``metadata.<key>`` (``where='metadata.epoch >= 3 and aliases = "best"'``)."""
         check_name(name)
         self.sync()
-        rows = self.index.versions(name)
-        if not rows and not self.index.exists(name):
+        if not self.index.exists(name):
             raise NotFoundError(f"no artifact named {name!r}")
+        with self.catalog.reading() as conn:
+            rows = select_versions(conn, name, where)
         return [self._from_row(r) for r in rows]
 
     def artifacts(self) -> list[ArtifactSummary]:
@@ -331,6 +400,17 @@ class Store:
             raise InvalidNameError(f"delete_version needs a version, e.g. {r.name}:v0, not {ref!r}")
         v = self.artifact(ref)
         self.catalog.commit(VersionDeleted(name=v.name, version=v.version))
+
+    def compare_runs(self, ids: Sequence[str]) -> RunComparison:
+        """Runs side by side (ids or unique prefixes): config keys that differ, summaries, inputs."""
+        if isinstance(ids, str):
+            raise InvalidValueError("compare_runs takes a list of run ids")
+        return compare_runs([self.run(i) for i in ids])
+
+    def diff(self, a: str, b: str) -> VersionDiff:
+        """Files (tensors) added, removed and changed from version ``a`` to ``b``, and the bytes they
+        share; `artifacts.torch.tensor_differences` adds max |b - a| per changed tensor."""
+        return diff_versions(self.artifact(a), self.artifact(b))
 
     # -- lineage ---------------------------------------------------------------------------------
     def lineage(self, ref: str, direction: str = "upstream", depth: int | None = None) -> Lineage:

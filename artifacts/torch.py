@@ -26,6 +26,7 @@ import sys
 from collections import OrderedDict
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
@@ -49,6 +50,7 @@ from .tensors import (
 )
 
 if TYPE_CHECKING:
+    from .compare import VersionDiff
     from .manifest import FileEntry
     from .version import ArtifactVersion
 
@@ -68,6 +70,7 @@ __all__ = [
     "restore_model",
     "rng_state",
     "set_rng_state",
+    "tensor_differences",
 ]
 
 CHECKPOINT_FORMAT = "artifacts.checkpoint/1"
@@ -599,3 +602,33 @@ def restore_checkpoint(
         set_rng_state(load_state_dict(version, "rng/", verify=verify))
     extra = load_state_dict(version, "extra/", verify=verify) if "extra" in parts else None
     return {"epoch": info.get("epoch"), "extra": extra}
+
+
+def tensor_differences(
+    a: ArtifactVersion, b: ArtifactVersion, diff: VersionDiff | None = None, *, chunk: int = 1 << 22
+) -> VersionDiff:
+    """``diff`` (default: `Store.diff` of ``a`` and ``b``) with ``max_abs_diff`` filled for every
+    changed tensor whose dtype and shape agree: max |b - a| over its elements, computed in float64
+    chunk by chunk (tensors are memory-mapped, never copied whole). Booleans count 1 where they differ."""
+    from .compare import diff_versions
+
+    diff = diff if diff is not None else diff_versions(a, b)
+    la, lb = _Loader(a, "", None, verify=True), _Loader(b, "", None, verify=True)
+    out = []
+    for ch in diff.changed:
+        if ch.is_tensor and ch.dtype_a == ch.dtype_b and ch.shape_a == ch.shape_b:
+            ta, tb = la.read_tensor(ch.path).reshape(-1), lb.read_tensor(ch.path).reshape(-1)
+            worst = 0.0
+            for i in range(0, ta.numel(), chunk):
+                x, y = ta[i : i + chunk], tb[i : i + chunk]
+                if x.dtype == torch.bool:
+                    d = (x != y).to(torch.float64)
+                elif x.is_complex():
+                    d = (y.to(torch.complex128) - x.to(torch.complex128)).abs()
+                else:
+                    d = (y.to(torch.float64) - x.to(torch.float64)).abs()
+                if d.numel():
+                    worst = max(worst, float(d.max()))
+            ch = replace(ch, max_abs_diff=worst)
+        out.append(ch)
+    return diff.with_changes(out)

@@ -11,12 +11,9 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from fsspec.callbacks import Callback
 
-from storage import default_cache_dir
-
 from .catalog.records import RunRecord, file_entry
-from .errors import ConflictError, IntegrityError, InvalidPathError, NotFoundError
+from .errors import IntegrityError, NotFoundError
 from .manifest import FileEntry
-from .names import check_path
 
 if TYPE_CHECKING:
     from .catalog.records import VersionRecord
@@ -122,46 +119,19 @@ class ArtifactVersion:
         callback: Callback | None = None,
         link: bool = False,
     ) -> Path:
-        """Write every file under ``dest`` (default: a per-user cache folder for this version), verified.
+        """Write every file under ``dest``, verified; by default into the per-user download cache
+        (bounded, see `artifacts.cache`), whose folder stays valid while this process runs.
 
-        Refuses a non-empty ``dest`` that does not already hold exactly these files, unless ``force``.
-        Every path is checked before anything is written: nothing lands outside ``dest``.
+        Refuses a non-empty ``dest`` unless it holds only files of this version (a previous get, even
+        one killed half-way: only what is missing is fetched) or ``force``. Every path is checked before
+        anything is written: nothing lands outside ``dest``. ``link`` hard-links files from a local
+        store or the cache (read-only) instead of copying, falling back to copies across filesystems.
         """
-        target = Path(dest) if dest is not None else default_cache_dir() / "files" / self.digest
-        files = self.files()
-        real_dest = Path(os.path.realpath(target))
-        plan: list[tuple[str, Path]] = []
-        for f in files:
-            check_path(f.path)
-            out = target / f.path
-            real_out = Path(os.path.realpath(out))
-            if real_dest not in real_out.parents:
-                raise InvalidPathError(
-                    f"refusing to download {self.ref}: {f.path!r} would be written outside {target}"
-                )
-            plan.append((f.digest, out))
-        if target.exists() and any(target.iterdir()):
-            if self._holds(files, target):
-                return target
-            if not force and dest is not None:
-                raise ConflictError(
-                    f"{target} exists and is not empty; choose another destination or pass force=True"
-                )
-        target.mkdir(parents=True, exist_ok=True)
-        self._store.blobs.get_files(plan, callback=callback)
-        return target
+        from .cache import DownloadCache, checkout
 
-    def _holds(self, files: list[FileEntry], target: Path) -> bool:
-        """True when ``target`` already has every file with the right content (stat-cached hashes)."""
-        blobs = self._store.blobs
-        for f in files:
-            p = target / f.path
-            try:
-                if p.stat().st_size != f.size or blobs.hash_local_file(p)[0] != f.digest:
-                    return False
-            except OSError:
-                return False
-        return True
+        if dest is None:
+            return DownloadCache().get(self, callback)
+        return checkout(self, Path(dest), force=force, callback=callback, link=link)
 
     def verify(self) -> int:
         """Re-hash every file of this version; raise `IntegrityError` naming the bad ones.

@@ -307,7 +307,7 @@ def test_runs_run_and_lineage(cli: Cli, data: Path, tmp_path: Path) -> None:
     assert cli.json("runs", "--project", "other") == []
     put_run = runs[1]["id"]
     table = cli.ok("runs", "-p", "nlp").stdout.splitlines()
-    assert table[0].split() == ["ID", "PROJECT", "JOB", "NAME", "STATUS", "USER", "STARTED"]
+    assert table[0].split() == ["ID", "PROJECT", "GROUP", "JOB", "NAME", "STATUS", "USER", "STARTED"]
     assert len(table) == 3
 
     r = cli.json("run", prepare)

@@ -14,9 +14,11 @@ import dataclasses
 import datetime as _dt
 import json
 import os
+import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from storage import BlobStore, Root, StatCache, default_cache_dir
@@ -72,6 +74,13 @@ class Catalog:
 
     def close(self) -> None:
         self.index.close()
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """The index's connection for read-only queries (the query engine, views), under the lock
+        that serialises this catalog's use of it."""
+        with self._lock:
+            yield self.index.connection
 
     def _open_index(self) -> Index:
         return Index(

@@ -222,13 +222,16 @@ def spec(
     default: Any = dataclasses.MISSING,
     wire: str | None = None,
     required: bool | None = None,
+    omit_empty: bool = False,
 ) -> Any:
     """Declare an entry field: how to check it on decode, its default when absent, its wire name.
 
     A field without a default is required on decode; ``required=True`` also requires one that has a
     default (the base fields, which the commit fills in).
     """
-    meta = {"check": check, "wire": wire, "required": required}
+    # omit_empty: an empty value is left out of the stored entry (a field added later, so entries
+    # without it keep the bytes earlier writers produced)
+    meta = {"check": check, "wire": wire, "required": required, "omit_empty": omit_empty}
     if isinstance(default, type):  # dict, tuple: a fresh empty one each time
         return field(default_factory=default, metadata=meta)
     return field(default=default, metadata=meta)
@@ -252,7 +255,10 @@ class Entry:
         """The entry as stored: a JSON-ready dict."""
         body: dict[str, Any] = {}
         for f in _own_fields(type(self)):
-            body[f.metadata["wire"] or f.name] = _dump(getattr(self, f.name))
+            value = getattr(self, f.name)
+            if f.metadata["omit_empty"] and not value:
+                continue
+            body[f.metadata["wire"] or f.name] = _dump(value)
         head: dict[str, Any] = {"format": LOG_FORMAT, "seq": self.seq, "op": self.OP, "user": self.user, "ts": self.ts}
         if self.source is not None:  # absent, not null, in entries that are no copies
             head["source"] = self.source
@@ -307,6 +313,11 @@ class RunStarted(Entry):
     command: tuple[str, ...] | None = spec(opt(list_of(text_field)), default=None)
     git: str | None = spec(opt(str_field), default=None)
     env: dict[str, Any] = spec(or_empty(json_object, dict), default=dict)
+    tags: tuple[str, ...] = spec(
+        or_empty(list_of(lambda v, w: str_field(v, w, max_len=128, empty=False), max_items=1000), tuple),
+        default=tuple,
+        omit_empty=True,
+    )
 
 
 @operation

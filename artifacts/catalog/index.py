@@ -14,11 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from storage.statcache import init_lock
 
 from ..errors import ArtifactsError, NotFoundError
+from ..runquery import resolve_run_id
 from .entries import Entry, decode
 from .log import RawEntry
 from .records import RunRecord, VersionRecord
@@ -28,7 +27,8 @@ __all__ = ["INDEX_FORMAT", "Index", "IndexMoved"]
 
 #: 4: entries are decoded with full field validation (an index built before may hold entries that
 #: are now rejected, so it is rebuilt from the log) and meta keeps the store's total size.
-INDEX_FORMAT = 4
+#: 5: runs.tags, the query engine's indexes and the run_keys table (artifacts.runquery).
+INDEX_FORMAT = 5
 
 
 class IndexMoved(Exception):
@@ -73,9 +73,13 @@ class Index(Rules):
         return int(row[0]) if row else None
 
     def _create_schema(self, admins: list[str]) -> None:
+        if self._has_meta(self._conn):
+            return  # the common case: no sqlite_utils import (0.5 s with pandas installed) per open
+        import sqlite_utils
+
         db = sqlite_utils.Database(self._conn)
         with self.transaction() as c:
-            if "meta" in db.table_names():
+            if self._has_meta(c):
                 return
             db["meta"].create({"key": str, "value": str}, pk="key")
             db["runs"].create(
@@ -97,10 +101,18 @@ class Index(Rules):
                     "started_at": str,
                     "finished_at": str,
                     "seq": int,
+                    "tags": str,
                 },
                 pk="id",
             )
-            db["runs"].create_index(["project"])
+            # the query engine's fixed fields (artifacts.runquery): filters, orders and group-bys
+            db["runs"].create_index(["seq"], unique=True)
+            for cols in (["project", "seq"], ["group_", "job_type"], ["job_type"], ["user"]):
+                db["runs"].create_index(cols)
+            db["runs"].create_index(["status"])
+            db["runs"].create_index(["started_at"])
+            # every (config|summary, key path, JSON type) seen: type checks in queries, column pickers
+            db["run_keys"].create({"source": str, "path": str, "type": str}, pk=("source", "path", "type"))
             db["artifacts"].create({"name": str, "type": str, "next_version": int}, pk="name")
             db["versions"].create(
                 {
@@ -148,6 +160,11 @@ class Index(Rules):
             )
             c.executemany("INSERT OR IGNORE INTO admins VALUES (?)", [(a,) for a in admins])
 
+    @staticmethod
+    def _has_meta(c: sqlite3.Connection) -> bool:
+        q = "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
+        return c.execute(q).fetchone() is not None
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         c = self._conn
@@ -161,6 +178,12 @@ class Index(Rules):
 
     def close(self) -> None:
         self._conn.close()
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The SQLite connection, for read-only queries compiled elsewhere (`artifacts.querysql`).
+        Writes go through `apply` only: the index must stay a replay of the log."""
+        return self._conn
 
     # -- applying the log ------------------------------------------------------------------------
     @property
@@ -317,9 +340,11 @@ class Index(Rules):
         return self._conn.execute(sql, params).fetchall()
 
     def run(self, run_id: str) -> sqlite3.Row:
+        """A run by id, or by a unique prefix of its id (at least 4 characters, as git allows)."""
         row = self._conn.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
         if row is None:
-            raise NotFoundError(f"run {run_id} not found")
+            full = resolve_run_id(self._conn, run_id)  # NotFoundError, or AmbiguousError listing them
+            row = self._conn.execute("SELECT * FROM runs WHERE id=?", (full,)).fetchone()
         return row
 
     def runs(self, project: str | None = None) -> list[sqlite3.Row]:

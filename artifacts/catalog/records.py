@@ -43,6 +43,7 @@ class RunRecord:
     finished_at: str | None
     history: str | None  # digest of the metric history blob
     seq: int
+    tags: tuple[str, ...] = ()
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> RunRecord:
@@ -65,12 +66,14 @@ class RunRecord:
             finished_at=row["finished_at"],
             history=row["history"],
             seq=row["seq"],
+            tags=tuple(_loads(row["tags"], [])),
         )
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self) | {"config": dict(self.config), "summary": dict(self.summary)}
         d["env"] = dict(self.env)
         d["command"] = list(self.command) if self.command is not None else None
+        d["tags"] = list(self.tags)
         return d
 
 

@@ -21,6 +21,7 @@ from ..errors import (
     PermissionDeniedError,
     QuotaExceededError,
 )
+from ..runkeys import record_keys
 from .entries import (
     INT64_MAX,
     AdminAdded,
@@ -90,7 +91,9 @@ class Rules:
         if c.execute("SELECT 1 FROM runs WHERE id=?", (e.id,)).fetchone():
             raise InvalidStateError(f"run {e.id} already exists")
         c.execute(
-            "INSERT INTO runs VALUES (?,?,?,?,?,?,?,'running',?,'{}',NULL,?,?,?,?,NULL,?)",
+            "INSERT INTO runs (id, project, name, group_, job_type, user, host, status, config,"
+            " summary, history, command, git, env, started_at, finished_at, seq, tags)"
+            " VALUES (?,?,?,?,?,?,?,'running',?,'{}',NULL,?,?,?,?,NULL,?,?)",
             (
                 e.id,
                 e.project,
@@ -105,8 +108,10 @@ class Rules:
                 _j(e.env),
                 e.ts,
                 e.seq,
+                _j(list(e.tags)) if e.tags else None,
             ),
         )
+        record_keys(c, "config", e.config)
 
     def _running(self, c: sqlite3.Connection, run_id: str, user: str) -> sqlite3.Row:
         row = c.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
@@ -124,6 +129,7 @@ class Rules:
             "UPDATE runs SET status=?, summary=?, history=?, finished_at=? WHERE id=?",
             (e.status, _j(e.summary), e.history, e.ts, e.run_id),
         )
+        record_keys(c, "summary", e.summary)
 
     def _apply_version_logged(self, c: sqlite3.Connection, e: VersionLogged) -> int:
         manifest = e.manifest

@@ -1,0 +1,439 @@
+"""Checkouts of versions: the bounded per-user download cache, linked checkouts, and safe re-runs.
+
+The cache (``<cache dir>/files``) holds one folder per version, named by its manifest digest:
+
+- ``<digest>/``: the files, read-only, complete and verified. A folder is built as
+  ``<digest>.tmp-<pid>-<random>`` and renamed into place only when every file is written and verified,
+  then ``<digest>.json`` (its size) is written: a folder is used only when that marker is there. A
+  download killed half-way leaves a temp folder (never a folder under the final name), and the next
+  download of that version removes it and starts over.
+- ``<digest>.lock``: a process building the entry holds it exclusively; a process that got the folder
+  from `Version.download()` holds it shared for as long as it runs (the README flow reads the files
+  after ``download()`` returns). Eviction takes it exclusively without waiting, so it never removes a
+  folder an open process is using.
+
+The cache has a size bound (``artifacts cache --max-size``, stored in ``config.json``, or
+``$ARTIFACTS_CACHE_MAX_SIZE`` in bytes; 20 GB by default): before an entry is built, least recently
+used entries (by marker mtime, refreshed on every use) are evicted until it fits.
+
+Checkouts into a directory of the user's choosing (`checkout`) copy each file through a temp file beside
+it (never a partial file under its final name), or with ``link=True`` hard-link it from the local
+store's blob or the cache entry, made read-only so a write into the checkout cannot change the store;
+a link that the filesystem refuses (another device) falls back to a verified copy. A re-run into the
+folder a killed get left behind removes its temp files and fetches only what is missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import re
+import shutil
+import stat
+import threading
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from storage import default_cache_dir
+
+from .errors import ConflictError, InvalidPathError, InvalidValueError
+from .names import check_path
+
+if TYPE_CHECKING:
+    from fsspec.callbacks import Callback
+
+    from .manifest import FileEntry
+    from .version import ArtifactVersion
+
+__all__ = ["CacheEntry", "CacheInfo", "DownloadCache", "checkout"]
+
+DEFAULT_MAX_SIZE = 20 * 10**9
+_TMP_FILE = re.compile(r"^\.(?P<name>.+)\.tmp-[0-9a-f]{12}$")
+_READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
+#: lock files this process holds shared on the entries it handed out (released at exit)
+_HELD: dict[str, int] = {}
+_HELD_LOCK = threading.Lock()
+
+
+def _flock(fd: int, how: int) -> bool:
+    import fcntl
+
+    try:
+        fcntl.flock(fd, how)
+        return True
+    except BlockingIOError:
+        return False
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    digest: str
+    size: int
+    last_used: float
+    in_use: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+
+@dataclass(frozen=True)
+class CacheInfo:
+    path: str
+    max_size: int
+    size: int
+    entries: tuple[CacheEntry, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "max_size": self.max_size,
+            "size": self.size,
+            "entries": [e.to_dict() for e in self.entries],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+
+class DownloadCache:
+    """The per-user cache of version checkouts (see module)."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = Path(path) if path is not None else default_cache_dir() / "files"
+
+    # -- configuration ---------------------------------------------------------------------------
+    @property
+    def max_size(self) -> int:
+        env = os.environ.get("ARTIFACTS_CACHE_MAX_SIZE")
+        if env:
+            try:
+                return max(0, int(env))
+            except ValueError:
+                raise InvalidValueError(
+                    f"$ARTIFACTS_CACHE_MAX_SIZE must be a number of bytes, not {env!r}"
+                ) from None
+        try:
+            value = json.loads((self.path / "config.json").read_text())["max_size"]
+            if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+                return value
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        return DEFAULT_MAX_SIZE
+
+    def set_max_size(self, nbytes: int) -> None:
+        if isinstance(nbytes, bool) or not isinstance(nbytes, int) or nbytes < 0:
+            raise InvalidValueError(f"the cache size must be a number of bytes, not {nbytes!r}")
+        self.path.mkdir(parents=True, exist_ok=True)
+        tmp = self.path / f".config.json.tmp-{uuid.uuid4().hex[:12]}"
+        tmp.write_text(json.dumps({"max_size": nbytes}))
+        os.replace(tmp, self.path / "config.json")
+        with self._global():
+            self._evict_locked(0)
+
+    # -- listing and eviction --------------------------------------------------------------------
+    def info(self) -> CacheInfo:
+        entries = []
+        for digest, size, used in self._entries():
+            entries.append(CacheEntry(digest, size, used, self._in_use(digest)))
+        return CacheInfo(
+            str(self.path), self.max_size, sum(e.size for e in entries), tuple(entries)
+        )
+
+    def _entries(self) -> list[tuple[str, int, float]]:
+        out = []
+        for marker in self.path.glob("*.json") if self.path.is_dir() else []:
+            if marker.name == "config.json":
+                continue
+            try:
+                size = int(json.loads(marker.read_text())["size"])
+                out.append((marker.stem, size, marker.stat().st_mtime))
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+        return sorted(out, key=lambda e: e[2])
+
+    def _in_use(self, digest: str) -> bool:
+        if digest in _HELD:
+            return True
+        try:
+            fd = os.open(self.path / f"{digest}.lock", os.O_RDWR)
+        except FileNotFoundError:
+            return False
+        try:
+            return not _flock(fd, _ex_nb())
+        finally:
+            os.close(fd)
+
+    def prune(self) -> int:
+        """Evict every entry no process is using; returns the bytes freed."""
+        with self._global():
+            return self._evict_locked(0, everything=True)
+
+    def _global(self) -> contextlib.AbstractContextManager[None]:
+        return _file_lock(self.path / ".lock")
+
+    def _evict_locked(self, room: int, *, everything: bool = False) -> int:
+        """Evict LRU entries nobody uses until ``room`` more bytes fit under the bound."""
+        entries = self._entries()
+        total = sum(size for _, size, _ in entries)
+        limit = self.max_size - room
+        freed = 0
+        for digest, size, _ in entries:
+            if not everything and total <= limit:
+                break
+            if digest in _HELD:
+                continue
+            fd = os.open(self.path / f"{digest}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                if not _flock(fd, _ex_nb()):
+                    continue  # an open process is reading it (or building it)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.path / f"{digest}.json")  # invalid first, then gone
+                _remove_tree(self.path / digest)
+                total -= size
+                freed += size
+            finally:
+                os.close(fd)
+        return freed
+
+    # -- getting an entry ------------------------------------------------------------------------
+    def get(self, version: ArtifactVersion, callback: Callback | None = None) -> Path:
+        """The complete, verified cache folder of ``version``, built if needed; held in use by this
+        process from now on (never evicted while it runs)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        digest = version.digest
+        folder, marker = self.path / digest, self.path / f"{digest}.json"
+        with _HELD_LOCK:
+            if digest in _HELD and marker.exists() and folder.is_dir():
+                os.utime(marker)
+                return folder
+            fd = _HELD.get(digest)
+            if fd is None:
+                fd = os.open(self.path / f"{digest}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                _flock(fd, _sh())
+                if marker.exists() and folder.is_dir():
+                    os.utime(marker)
+                    _HELD[digest] = fd
+                    return folder
+                _flock(fd, _ex())  # build it (others wait; an evictor skips it)
+                if not (marker.exists() and folder.is_dir()):
+                    self._build(version, callback)
+                _flock(fd, _sh())
+                _HELD[digest] = fd
+                return folder
+            except BaseException:
+                if _HELD.get(digest) != fd:
+                    os.close(fd)
+                raise
+
+    def release(self, digest: str) -> None:
+        """Tell the cache this process no longer reads the folder of ``digest`` (it may be evicted).
+
+        Long-running processes that download many versions call this when done with one; otherwise
+        every folder a process got stays in use until it exits."""
+        with _HELD_LOCK:
+            fd = _HELD.pop(digest, None)
+            if fd is not None:
+                os.close(fd)
+
+    def _build(self, version: ArtifactVersion, callback: Callback | None) -> None:
+        digest = version.digest
+        for stale in self.path.glob(f"{digest}.tmp-*"):  # left by a killed download
+            _remove_tree(stale)
+        _remove_tree(self.path / digest)  # an old folder without its marker: not trusted
+        with self._global():
+            self._evict_locked(version.size)
+        tmp = self.path / f"{digest}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:
+            tmp.mkdir()
+            checkout(version, tmp, callback=callback, fresh=True)
+            for p in tmp.rglob("*"):
+                if p.is_file():
+                    os.chmod(p, _READ_ONLY)
+            os.rename(tmp, self.path / digest)
+        except BaseException:
+            _remove_tree(tmp)
+            raise
+        data = json.dumps({"size": version.size, "files": len(version.files())})
+        mtmp = self.path / f".{digest}.json.tmp-{uuid.uuid4().hex[:12]}"
+        mtmp.write_text(data)
+        os.replace(mtmp, self.path / f"{digest}.json")
+
+
+def _ex() -> int:
+    import fcntl
+
+    return fcntl.LOCK_EX
+
+
+def _ex_nb() -> int:
+    import fcntl
+
+    return fcntl.LOCK_EX | fcntl.LOCK_NB
+
+
+def _sh() -> int:
+    import fcntl
+
+    return fcntl.LOCK_SH
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Any:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        _flock(fd, _ex())
+        yield
+    finally:
+        os.close(fd)
+
+
+def _remove_tree(path: Path) -> None:
+    """Remove a folder of read-only files (or a file); nothing if it is not there."""
+    if not os.path.lexists(path):
+        return
+    if not path.is_dir() or path.is_symlink():
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        return
+    gone = path.with_name(f"{path.name}.gone-{uuid.uuid4().hex[:8]}")
+    try:
+        os.rename(path, gone)  # out of sight at once, then removed at leisure
+    except FileNotFoundError:
+        return
+    shutil.rmtree(gone, ignore_errors=True)
+
+
+# -- checkouts into a destination ----------------------------------------------------------------
+def _plan(version: ArtifactVersion, target: Path) -> list[tuple[FileEntry, Path]]:
+    real_dest = Path(os.path.realpath(target))
+    plan = []
+    for f in version.files():
+        check_path(f.path)
+        out = target / f.path
+        if real_dest not in Path(os.path.realpath(out)).parents:
+            raise InvalidPathError(
+                f"refusing to download {version.ref}: {f.path!r} would be written outside {target}"
+            )
+        plan.append((f, out))
+    return plan
+
+
+def _existing(target: Path, names: set[str]) -> set[str]:
+    """Files already in ``target`` (relative paths), after removing temp files a killed get left there
+    for files of this version (``.<name>.tmp-<12 hex>`` beside ``<name>``)."""
+    found = set()
+    if not target.is_dir():
+        return found
+    for dirpath, _, filenames in os.walk(target):
+        for fn in filenames:
+            full = Path(dirpath, fn)
+            rel = full.relative_to(target).as_posix()
+            m = _TMP_FILE.match(fn)
+            if m is not None:
+                base = full.with_name(m["name"]).relative_to(target).as_posix()
+                if base in names:
+                    with contextlib.suppress(FileNotFoundError):
+                        full.unlink()
+                    continue
+            found.add(rel)
+    return found
+
+
+def checkout(
+    version: ArtifactVersion,
+    target: Path,
+    *,
+    force: bool = False,
+    callback: Callback | None = None,
+    link: bool = False,
+    fresh: bool = False,
+) -> Path:
+    """Write every file of ``version`` under ``target``, verified (see module).
+
+    A non-empty ``target`` is refused unless it holds only files of this version (a previous get of
+    it, complete or killed half-way: then only the missing or wrong files are fetched) or ``force``.
+    """
+    plan = _plan(version, target)
+    names = {f.path for f, _ in plan}
+    todo = plan
+    if not fresh:
+        have = _existing(target, names)
+        if have and not have <= names and not force:
+            raise ConflictError(
+                f"{target} exists and is not empty; choose another destination or pass force=True"
+            )
+        if have:
+            todo = [(f, out) for f, out in plan if not _holds(version, f, out)]
+    target.mkdir(parents=True, exist_ok=True)
+    if not todo:
+        return target
+    if link:
+        todo = _link_all(version, todo, callback)
+    if (
+        todo
+    ):  # each file through a temp file, renamed over whatever (even a read-only link) was there
+        version.store.blobs.get_files([(f.digest, out) for f, out in todo], callback=callback)
+    return target
+
+
+def _holds(version: ArtifactVersion, f: FileEntry, out: Path) -> bool:
+    try:
+        return (
+            out.stat().st_size == f.size
+            and version.store.blobs.hash_local_file(out)[0] == f.digest
+        )
+    except OSError:
+        return False
+
+
+def _link_all(
+    version: ArtifactVersion, todo: list[tuple[FileEntry, Path]], callback: Callback | None
+) -> list[tuple[FileEntry, Path]]:
+    """Hard-link what can be linked (read-only, verified); returns what still needs a copy."""
+    blobs = version.store.blobs
+    sources: dict[str, Path] = {}
+    if blobs.local_path(todo[0][0].digest) is None:  # remote store: link from the cache entry
+        folder = DownloadCache().get(version, callback)
+        sources = {f.digest: folder / f.path for f, _ in todo}
+    rest = []
+    for f, out in todo:
+        src = sources.get(f.digest) or blobs.local_path(f.digest)
+        if src is None or not _verified(version, f, src):
+            rest.append((f, out))
+            continue
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(PermissionError):
+            os.chmod(src, _READ_ONLY)  # the same inode: the store's blob is read-only too
+        tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:12]}")
+        try:
+            os.link(src, tmp)
+            os.replace(tmp, out)
+        except OSError as e:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            if e.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES):
+                rest.append((f, out))  # another filesystem: a copy
+                continue
+            raise
+        if os.access(out, os.W_OK) and os.stat(out).st_uid == os.getuid():
+            os.chmod(out, _READ_ONLY)
+        if callback is not None:
+            callback.relative_update(f.size)
+    return rest
+
+
+def _verified(version: ArtifactVersion, f: FileEntry, src: Path) -> bool:
+    """A linked file is the store's bytes themselves: link only what hashes to its digest."""
+    try:
+        return version.store.blobs.hash_local_file(src)[0] == f.digest
+    except OSError:
+        return False

@@ -1,0 +1,82 @@
+"""Which config and summary keys the runs of a store have, and with which JSON types.
+
+The index keeps one row per (source, key path, type) seen, written as entries are applied; queries use
+it to refuse comparisons that can never match (``summary.acc > "x"`` where ``acc`` is always a number)
+and front ends use it to offer columns. Rows are never removed: a key once seen stays known.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from .querysql import KEY as _KEY
+from .querysql import json_path
+
+__all__ = ["RunField", "key_types", "record_keys", "run_fields"]
+
+_PLAIN = re.compile(r"[A-Za-z0-9_\-]+")
+MAX_DEPTH = 16
+
+
+@dataclass(frozen=True)
+class RunField:
+    """A queryable run field (``summary.val_acc``) and the JSON types its values have had."""
+
+    name: str
+    types: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "types": list(self.types)}
+
+
+def _leaves(
+    obj: dict[str, Any], prefix: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], str]]:
+    for k, v in obj.items():
+        if not isinstance(k, str) or not _KEY.fullmatch(k):
+            continue  # a key the query language cannot address is not offered
+        path = (*prefix, k)
+        if isinstance(v, dict):
+            if len(path) < MAX_DEPTH:
+                yield from _leaves(v, path)
+        elif isinstance(v, bool):
+            yield path, "boolean"
+        elif isinstance(v, int | float):
+            yield path, "number"
+        elif isinstance(v, str):
+            yield path, "text"
+
+
+def record_keys(c: sqlite3.Connection, source: str, obj: Any) -> None:
+    if isinstance(obj, dict) and obj:
+        c.executemany(
+            "INSERT OR IGNORE INTO run_keys VALUES (?, ?, ?)",
+            [(source, json_path(p), t) for p, t in _leaves(obj)],
+        )
+
+
+def key_types(c: sqlite3.Connection, source: str, path: str) -> set[str]:
+    """The types recorded for one key (empty when no run has it: then nothing is refused)."""
+    return {
+        r[0]
+        for r in c.execute("SELECT type FROM run_keys WHERE source=? AND path=?", (source, path))
+    }
+
+
+def _dotted(source: str, path: str) -> str:
+    keys = re.findall(r'\."([^"]*)"', path)
+    return ".".join([source, *(k if _PLAIN.fullmatch(k) else f'"{k}"' for k in keys)])
+
+
+def run_fields(c: sqlite3.Connection) -> list[RunField]:
+    """Every config/summary key seen, config first, each with its types."""
+    found: dict[str, set[str]] = {}
+    for source, path, typ in c.execute(
+        "SELECT source, path, type FROM run_keys ORDER BY source, path"
+    ):
+        found.setdefault(_dotted(source, path), set()).add(typ)
+    return [RunField(name, tuple(sorted(types))) for name, types in found.items()]
