@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from storage import default_cache_dir
 
+from .bounds import check_int
 from .errors import ConflictError, InvalidPathError, InvalidValueError
 from .names import check_path
 
@@ -132,8 +133,7 @@ class DownloadCache:
         return DEFAULT_MAX_SIZE
 
     def set_max_size(self, nbytes: int) -> None:
-        if isinstance(nbytes, bool) or not isinstance(nbytes, int) or nbytes < 0:
-            raise InvalidValueError(f"the cache size must be a number of bytes, not {nbytes!r}")
+        check_int(nbytes, "the cache size (a number of bytes)")
         self.path.mkdir(parents=True, exist_ok=True)
         _write_atomic(self.path / "config.json", json.dumps({"max_size": nbytes}))
         with self._global():

@@ -16,6 +16,7 @@ from storage import BlobStore, Root, hash_bytes, open_root
 from storage.blobs import Relay
 
 from .artifact import Artifact
+from .bounds import INT64_MAX, check_int
 from .catalog.engine import Catalog
 from .catalog.entries import (
     AdminAdded,
@@ -538,8 +539,8 @@ class Store:
             raise InvalidValueError(
                 f"direction must be 'upstream', 'downstream' or 'both', not {direction!r}"
             )
-        if depth is not None and (not isinstance(depth, int) or depth < 0):
-            raise InvalidValueError(f"depth must be a non-negative int or None, not {depth!r}")
+        if depth is not None:
+            check_int(depth, "depth (levels of lineage, or None for all)", high=INT64_MAX // 2)
         self.sync()
         if ref.startswith("run/"):
             root = run_node(self.index.run_record(ref[4:]).id)
@@ -569,12 +570,8 @@ class Store:
     def set_quota(self, user: str, nbytes: int | None) -> None:
         """Set ``user``'s quota in bytes (None removes it). Store admins only."""
         check_name(user, "user name")
-        if nbytes is not None and (
-            isinstance(nbytes, bool) or not isinstance(nbytes, int) or nbytes < 0
-        ):
-            raise InvalidValueError(
-                f"quota must be a non-negative number of bytes or None, not {nbytes!r}"
-            )
+        if nbytes is not None:
+            check_int(nbytes, "quota (a number of bytes, or None for no quota)")
         self.sync()
         self.catalog.commit(QuotaSet(target=user, bytes=nbytes))
 
