@@ -58,12 +58,22 @@ def downsample(x: np.ndarray, y: np.ndarray, width: int) -> tuple[np.ndarray, np
     return x[sel], y[sel]
 
 
+_PLAIN = frozenset({float, int, type(None)})
+
+
 def _column(rows: Sequence[Mapping[str, Any]], key: str) -> np.ndarray:
+    """The values of ``key`` as floats (NaN where a row lacks it or holds no number)."""
     nan = math.nan
+    values = [r.get(key) for r in rows]
+    if set(map(type, values)) <= _PLAIN:  # the usual case: numpy converts in C (None to NaN)
+        try:
+            return np.array(values, dtype=np.float64)
+        except OverflowError:  # an int past a float's range
+            pass
     return np.fromiter(
-        (v if (t := type(v)) is float or (t is int) else nan for v in (r.get(key) for r in rows)),
+        (v if (t := type(v)) is float or (t is int and abs(v) < 2**1023) else nan for v in values),
         dtype=np.float64,
-        count=len(rows),
+        count=len(values),
     )
 
 
