@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 from .artifact import Artifact, check_json
 from .catalog.entries import ArtifactUsed, RunFinished
 from .catalog.records import RunRecord
-from .chunks import epoch_seconds, is_stale, merge_rows, read_chunks, read_heartbeat
+from .chunks import epoch_seconds, is_stale, json_lines, merge_rows, read_chunks, read_heartbeat
 from .errors import InvalidStateError, InvalidValueError
 from .live import LiveHistory, clean_json
 from .manifest import canonical_json
@@ -362,7 +362,7 @@ class Run:
             return merge_rows([*rows, *self._live.pending()])
         if self._history_digest is not None:
             data = self._store.blobs.read_bytes(self._history_digest)
-            return [json.loads(line) for line in data.splitlines() if line.strip()]
+            return json_lines(data)
         if self._status != "running":  # a finished run with rows always has its history blob
             return []
         _, chunks = self._remote_state()
