@@ -225,53 +225,25 @@ def count(n: int, what: str, plural: str | None = None) -> str:
 
 
 def version_dict(v: ArtifactVersion, latest: bool) -> dict[str, Any]:
-    return {
-        "ref": v.ref,
-        "name": v.name,
-        "version": v.version,
-        "type": v.type,
-        "digest": v.digest,
-        "size": v.size,
-        "aliases": list(v.aliases),
-        "latest": latest,
-        "metadata": dict(v.metadata),
-        "description": v.description,
-        "user": v.user,
-        "created_at": v.created_at,
-        "run_id": v.run_id,
-    }
+    return {**v.to_dict(), "latest": latest}
 
 
 def file_dicts(v: ArtifactVersion) -> list[dict[str, Any]]:
     return [{"path": f.path, "size": f.size, "digest": f.digest, **dict(f.meta)} for f in v.files()]
 
 
+_BRIEF = ("config", "command", "git", "env")  # left out of a listing of many runs
+
+
 def run_dict(r: Run, full: bool = False) -> dict[str, Any]:
-    d: dict[str, Any] = {
-        "id": r.id,
-        "project": r.project,
-        "name": r.name,
-        "group": r.group,
-        "job_type": r.job_type,
-        "status": r.status,
-        "user": r.user,
-        "host": r.host,
-        "started_at": r.started_at,
-        "finished_at": r.finished_at,
-        "summary": r.summary,
-        "tags": list(r.tags),
-        "notes": r.notes,
+    d = r.to_dict()
+    if not full:
+        return {k: v for k, v in d.items() if k not in _BRIEF}
+    return {
+        **d,
+        "inputs": [v.ref for v in r.inputs()],
+        "outputs": [v.ref for v in r.outputs()],
     }
-    if full:
-        d.update(
-            config=r.config,
-            command=r.command,
-            git=r.git,
-            env=r.env,
-            inputs=[v.ref for v in r.inputs()],
-            outputs=[v.ref for v in r.outputs()],
-        )
-    return d
 
 
 def run_line(r: Run) -> str:

@@ -21,6 +21,7 @@ from ..errors import ArtifactsError, NotFoundError
 from ..runquery import resolve_run_id
 from .entries import Entry, decode
 from .log import RawEntry
+from .records import RunRecord, VersionRecord
 from .rules import Applied, Rules, run_node
 
 __all__ = ["INDEX_FORMAT", "Index", "IndexMoved"]
@@ -191,6 +192,12 @@ class Index(Rules):
     def close(self) -> None:
         self._conn.close()
 
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The SQLite connection, for read-only queries compiled elsewhere (`artifacts.querysql`).
+        Writes go through `apply` only: the index must stay a replay of the log."""
+        return self._conn
+
     # -- applying the log ------------------------------------------------------------------------
     @property
     def last_seq(self) -> int:
@@ -347,6 +354,17 @@ class Index(Rules):
             "SELECT * FROM files WHERE version_id=? AND path=?", (vid, path)
         ).fetchone()
 
+    def version_record(self, row: sqlite3.Row) -> VersionRecord:
+        """A versions row as a typed record, with its aliases."""
+        return VersionRecord.from_row(row, tuple(self.aliases(row["name"], row["version"])))
+
+    def run_record(self, run_id: str) -> RunRecord:
+        return RunRecord.from_row(self.run(run_id))
+
+    def file_sizes(self) -> dict[str, int]:
+        """Digest -> size of every file any version refers to (what verify expects each blob to hold)."""
+        return {r[0]: r[1] for r in self._conn.execute("SELECT digest, size FROM files")}
+
     def run(self, run_id: str) -> sqlite3.Row:
         """A run by id, or by a unique prefix of its id (at least 4 characters, as git allows)."""
         row = self._conn.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
@@ -399,6 +417,16 @@ class Index(Rules):
 
     def admins(self) -> list[str]:
         return [r[0] for r in self._conn.execute("SELECT user FROM admins ORDER BY user")]
+
+    def users(self) -> list[str]:
+        """Every user the log names: those who logged a version, started a run or have a quota."""
+        return [
+            r[0]
+            for r in self._conn.execute(
+                "SELECT user FROM versions UNION SELECT user FROM runs UNION SELECT user FROM quotas"
+                " ORDER BY 1"
+            )
+        ]
 
     def quota(self, user: str, c: sqlite3.Connection | None = None) -> int | None:
         row = (c or self._conn).execute("SELECT bytes FROM quotas WHERE user=?", (user,)).fetchone()
