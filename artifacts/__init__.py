@@ -40,8 +40,8 @@ from .errors import (
 
 if TYPE_CHECKING:
     from .artifact import Artifact
+    from .catalog.maintenance import GcReport, VerifyReport
     from .lineage import Lineage, LineageEdge, LineageNode
-    from .maintenance import GcReport, VerifyReport
     from .manifest import FileEntry
     from .run import Run
     from .runkeys import RunField
@@ -66,8 +66,8 @@ _LAZY = {
     "Lineage": ".lineage",
     "LineageEdge": ".lineage",
     "LineageNode": ".lineage",
-    "GcReport": ".maintenance",
-    "VerifyReport": ".maintenance",
+    "GcReport": ".catalog.maintenance",
+    "VerifyReport": ".catalog.maintenance",
     "FileEntry": ".manifest",
     "Run": ".run",
     "RunField": ".runkeys",

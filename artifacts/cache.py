@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from storage import default_cache_dir
 
+from .bounds import check_int
 from .errors import ConflictError, InvalidPathError, InvalidValueError
 from .names import check_path
 
@@ -132,8 +133,7 @@ class DownloadCache:
         return DEFAULT_MAX_SIZE
 
     def set_max_size(self, nbytes: int) -> None:
-        if isinstance(nbytes, bool) or not isinstance(nbytes, int) or nbytes < 0:
-            raise InvalidValueError(f"the cache size must be a number of bytes, not {nbytes!r}")
+        check_int(nbytes, "the cache size (a number of bytes)")
         self.path.mkdir(parents=True, exist_ok=True)
         _write_atomic(self.path / "config.json", json.dumps({"max_size": nbytes}))
         with self._global():
@@ -412,7 +412,7 @@ def checkout(
     if (
         todo
     ):  # each file through a temp file, renamed over whatever (even a read-only link) was there
-        version._store.blobs.get_files([(f.digest, out) for f, out in todo], callback=callback)
+        version.store.blobs.get_files([(f.digest, out) for f, out in todo], callback=callback)
     return target
 
 
@@ -420,7 +420,7 @@ def _holds(version: ArtifactVersion, f: FileEntry, out: Path) -> bool:
     try:
         return (
             out.stat().st_size == f.size
-            and version._store.blobs.hash_local_file(out)[0] == f.digest
+            and version.store.blobs.hash_local_file(out)[0] == f.digest
         )
     except OSError:
         return False
@@ -430,7 +430,7 @@ def _link_all(
     version: ArtifactVersion, todo: list[tuple[FileEntry, Path]], callback: Callback | None
 ) -> list[tuple[FileEntry, Path]]:
     """Hard-link what can be linked (read-only, verified); returns what still needs a copy."""
-    blobs = version._store.blobs
+    blobs = version.store.blobs
     sources: dict[str, Path] = {}
     if blobs.local_path(todo[0][0].digest) is None:  # remote store: link from the cache entry
         folder = DownloadCache().get(version, callback)
@@ -465,6 +465,6 @@ def _link_all(
 def _verified(version: ArtifactVersion, f: FileEntry, src: Path) -> bool:
     """A linked file is the store's bytes themselves: link only what hashes to its digest."""
     try:
-        return version._store.blobs.hash_local_file(src)[0] == f.digest
+        return version.store.blobs.hash_local_file(src)[0] == f.digest
     except OSError:
         return False

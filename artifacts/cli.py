@@ -703,10 +703,8 @@ def reindex(c: CliContext) -> None:
     The index (SQLite, in the per-user cache) is only a cache of the log; this never loses anything.
     """
     store = c.store()
-    store.reindex()
-    out(
-        f"rebuilt the index of {store.url} from {count(store.index.last_seq, 'log entry', 'log entries')}"
-    )
+    replayed = store.reindex()
+    out(f"rebuilt the index of {store.url} from {count(replayed, 'log entry', 'log entries')}")
 
 
 cli_query.register(main)  # runs, compute, history, compare, diff

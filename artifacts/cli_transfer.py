@@ -80,8 +80,11 @@ def sync(
       artifacts sync ./.artifacts s3://team/store      after training on a node without a route
       artifacts sync s3://team/store ./.artifacts gru:best
     """
+    from .names import parse_ref
     from .store import open_store  # here, not at import: `artifacts --help` stays light
 
+    for ref in refs:  # a bad ref is refused before DST is created
+        parse_ref(ref)
     source = open_store(
         src, user=c.user, storage_options=_options(src_options, c.options, "--src-options")
     )

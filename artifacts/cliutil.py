@@ -10,10 +10,12 @@ import re
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from .bounds import INT64_MAX
 from .errors import ArtifactsError
 
 if TYPE_CHECKING:  # imported when a command runs: `artifacts --help` needs none of them
@@ -67,18 +69,29 @@ def parse_size(text: str) -> int | None:
         return None
     m = re.fullmatch(r"(\d+(?:\.\d*)?|\.\d+)\s*([A-Za-z]*)", s)
     if m is None:
-        raise CliError(f"invalid size {text!r}: expected a number and a unit, like 10GB or 512MiB")
+        raise CliError(f"invalid size {_short(text)}: expected a number and a unit, like 10GB or 512MiB")
     unit = m.group(2).lower()
     if unit in ("k", "m", "g", "t", "p", "e"):
         raise CliError(
-            f"ambiguous size {text!r}: write {m.group(1)}{unit.upper()}B (powers of 1000) or "
+            f"ambiguous size {_short(text)}: write {m.group(1)}{unit.upper()}B (powers of 1000) or "
             f"{m.group(1)}{unit.upper()}iB (powers of 1024)"
         )
     if unit not in _SIZE_UNITS:
         raise CliError(
-            f"invalid size {text!r}: unknown unit {m.group(2)!r} (use B, kB, MB, GB, TB, KiB, MiB, GiB, TiB)"
+            f"invalid size {_short(text)}: unknown unit {m.group(2)!r} (use B, kB, MB, GB, TB, KiB, MiB, GiB, TiB)"
         )
-    return round(float(m.group(1)) * _SIZE_UNITS[unit])
+    whole = m.group(1).partition(".")[0].lstrip("0")
+    n = round(Fraction(m.group(1)[:60]) * _SIZE_UNITS[unit]) if len(whole) <= 30 else INT64_MAX + 1
+    if n > INT64_MAX:
+        raise CliError(
+            f"size {_short(text)} is too large: at most {INT64_MAX} bytes (about 9.2 EB); "
+            "write none for no limit"
+        )
+    return n
+
+
+def _short(text: str) -> str:
+    return repr(text) if len(text) <= 40 else repr(text[:37] + "...")
 
 
 def format_size(n: int | None) -> str:
@@ -103,9 +116,12 @@ def parse_duration(text: str) -> float:
     m = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*([a-z]*)\s*", text.lower())
     if m is None or m.group(2) not in _DURATION_UNITS:
         raise CliError(
-            f"invalid duration {text!r}: expected a number and a unit, like 24h, 30m, 2d"
+            f"invalid duration {_short(text)}: expected a number and a unit, like 24h, 30m, 2d"
         )
-    return float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+    seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+    if not seconds < 1e15:  # inf included; about 30 million years
+        raise CliError(f"duration {_short(text)} is too long: at most 1e15 seconds")
+    return seconds
 
 
 def when(iso: str | None) -> str:
@@ -209,53 +225,25 @@ def count(n: int, what: str, plural: str | None = None) -> str:
 
 
 def version_dict(v: ArtifactVersion, latest: bool) -> dict[str, Any]:
-    return {
-        "ref": v.ref,
-        "name": v.name,
-        "version": v.version,
-        "type": v.type,
-        "digest": v.digest,
-        "size": v.size,
-        "aliases": list(v.aliases),
-        "latest": latest,
-        "metadata": dict(v.metadata),
-        "description": v.description,
-        "user": v.user,
-        "created_at": v.created_at,
-        "run_id": v.run_id,
-    }
+    return {**v.to_dict(), "latest": latest}
 
 
 def file_dicts(v: ArtifactVersion) -> list[dict[str, Any]]:
     return [{"path": f.path, "size": f.size, "digest": f.digest, **dict(f.meta)} for f in v.files()]
 
 
+_BRIEF = ("config", "command", "git", "env")  # left out of a listing of many runs
+
+
 def run_dict(r: Run, full: bool = False) -> dict[str, Any]:
-    d: dict[str, Any] = {
-        "id": r.id,
-        "project": r.project,
-        "name": r.name,
-        "group": r.group,
-        "job_type": r.job_type,
-        "status": r.status,
-        "user": r.user,
-        "host": r.host,
-        "started_at": r.started_at,
-        "finished_at": r.finished_at,
-        "summary": r.summary,
-        "tags": list(r.tags),
-        "notes": r.notes,
+    d = r.to_dict()
+    if not full:
+        return {k: v for k, v in d.items() if k not in _BRIEF}
+    return {
+        **d,
+        "inputs": [v.ref for v in r.inputs()],
+        "outputs": [v.ref for v in r.outputs()],
     }
-    if full:
-        d.update(
-            config=r.config,
-            command=r.command,
-            git=r.git,
-            env=r.env,
-            inputs=[v.ref for v in r.inputs()],
-            outputs=[v.ref for v in r.outputs()],
-        )
-    return d
 
 
 def run_line(r: Run) -> str:

@@ -26,6 +26,7 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .bounds import INT64_MAX, check_int, shorten
 from .chunks import Heartbeat, chunk_path, encode_chunk, heartbeat_path
 from .errors import ArtifactsError, ConflictError, InvalidValueError
 from .manifest import canonical_json
@@ -87,8 +88,8 @@ def _step_value(step: Any) -> int:
     except TypeError:
         value = None
     if value is None or value < 0:
-        raise InvalidValueError(f"step must be a non-negative int, got {step!r}")
-    return value
+        raise InvalidValueError(f"step must be a non-negative int, got {shorten(step)}")
+    return check_int(value, "step")
 
 
 class LiveHistory:
@@ -154,7 +155,7 @@ class LiveHistory:
             if t is str and len(v) > MAX_TEXT:
                 raise InvalidValueError(f"metric {k!r} is {len(v)} characters; at most {MAX_TEXT}")
             row[k] = v if t in _PLAIN else to_json_value(v, f"metric {k!r}")
-        if step is not None and (type(step) is not int or step < 0):
+        if step is not None and (type(step) is not int or not 0 <= step <= INT64_MAX):
             step = _step_value(step)
         if len(row) > 4096:
             raise InvalidValueError(f"run.log() got {len(row)} metrics; at most 4096 per call")

@@ -11,6 +11,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from .bounds import INT64_MAX
 from .errors import InvalidNameError, InvalidPathError
 
 __all__ = ["Ref", "check_alias", "check_name", "check_path", "parse_ref"]
@@ -72,6 +73,11 @@ def parse_ref(ref: object) -> Ref:
         return Ref(name)
     m = _VERSION_RE.fullmatch(tag)
     if m:
+        if len(m.group(1)) > 19 or int(m.group(1)) > INT64_MAX:
+            raise InvalidNameError(
+                f"invalid reference {ref[:80]!r}: version number {m.group(1)[:30]} is too large "
+                f"(versions go up to v{INT64_MAX})"
+            )
         return Ref(name, version=int(m.group(1)))
     try:
         check_name(tag, "alias")

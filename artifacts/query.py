@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .bounds import INT64_MAX
 from .errors import QueryError
 
 __all__ = [
@@ -174,9 +175,14 @@ def _tokens(text: str) -> list[_Tok]:
         if kind == "num":
             number = float(raw)
             is_int = re.fullmatch(r"[-+]?\d+", raw) is not None
-            value: object = int(raw) if is_int else number
             if not is_int and number in (float("inf"), float("-inf")):
-                raise query_error(text, i, f"number {raw} is out of range")
+                raise query_error(text, i, f"number {raw[:40]} is out of range")
+            if is_int and (len(raw) > 20 or not -INT64_MAX - 1 <= int(raw) <= INT64_MAX):
+                raise query_error(
+                    text, i, f"integer {raw[:40]} is out of range: integers must fit in 64 bits "
+                    "(write 1e20 for a large number)",
+                )
+            value: object = int(raw) if is_int else number
             toks.append(_Tok("num", raw, i, value))
         elif kind == "str":
             toks.append(_Tok("str", raw, i, _unquote(text, raw, i)))

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .bounds import INT64_MAX
 from .errors import QueryError
 from .query import (
     And,
@@ -455,6 +456,7 @@ def decode_cursor(keys: Sequence[OrderKey], cursor: str) -> list[Any]:
         not isinstance(values, list)
         or len(values) != len(keys) + 1
         or not all(v is None or isinstance(v, str | int | float) for v in values)
+        or not all(-INT64_MAX - 1 <= v <= INT64_MAX for v in values if isinstance(v, int))
         or not isinstance(values[-1], int)
         or isinstance(values[-1], bool)
     ):

@@ -14,8 +14,9 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from .artifact import Artifact, check_json
-from .catalog.entries import RunFinished
-from .chunks import epoch_seconds, is_stale, merge_rows, read_chunks, read_heartbeat
+from .catalog.entries import ArtifactUsed, RunFinished
+from .catalog.records import RunRecord
+from .chunks import epoch_seconds, is_stale, json_lines, merge_rows, read_chunks, read_heartbeat
 from .errors import InvalidStateError, InvalidValueError
 from .live import LiveHistory, clean_json
 from .manifest import canonical_json
@@ -24,7 +25,6 @@ from .pending import PendingUploads, PendingVersion
 from .values import Config, Summary
 
 if TYPE_CHECKING:
-    import sqlite3
     from types import TracebackType
 
     from .chunks import Chunk, Heartbeat
@@ -50,32 +50,32 @@ class Run:
     def __init__(
         self,
         store: Store,
-        row: sqlite3.Row,
+        record: RunRecord,
         *,
         active: bool = False,
         flush_interval: float | None = None,
         flush_rows: int | None = None,
     ) -> None:
         self._store = store
-        self.id: str = row["id"]
-        self.project: str = row["project"]
-        self._name: str | None = row["name"]
-        self.group: str | None = row["group_"]
-        self.job_type: str | None = row["job_type"]
-        self.user: str = row["user"]
-        self.host: str | None = row["host"]
-        self._status: str = row["status"]
-        self._tags: tuple[str, ...] = tuple(json.loads(row["tags"] or "[]"))
-        self._notes: str = row["notes"] or ""
-        self._config = Config(json.loads(row["config"] or "{}"), on_change=self._config_changed)
-        self._summary = Summary(json.loads(row["summary"] or "{}"))
-        self.command: list[str] | None = json.loads(row["command"] or "null")
-        self.git: str | None = row["git"]
-        self.env: dict[str, Any] = json.loads(row["env"] or "{}")
-        self.started_at: str = row["started_at"]
-        self.finished_at: str | None = row["finished_at"]
-        self._history_digest: str | None = row["history"]
-        self._chunks: int | None = row["chunks"]
+        self.id: str = record.id
+        self.project: str = record.project
+        self._name: str | None = record.name
+        self.group: str | None = record.group
+        self.job_type: str | None = record.job_type
+        self.user: str = record.user
+        self.host: str | None = record.host
+        self._status: str = record.status
+        self._tags: tuple[str, ...] = record.tags
+        self._notes: str = record.notes
+        self._config = Config(dict(record.config), on_change=self._config_changed)
+        self._summary = Summary(dict(record.summary))
+        self.command: list[str] | None = list(record.command) if record.command is not None else None
+        self.git: str | None = record.git
+        self.env: dict[str, Any] = dict(record.env)
+        self.started_at: str = record.started_at
+        self.finished_at: str | None = record.finished_at
+        self._history_digest: str | None = record.history
+        self._chunks: int | None = record.chunks
         self._active = active
         self._config_dirty = False
         self._remote: tuple[float, Heartbeat | None, list[Chunk] | None] | None = None
@@ -91,6 +91,32 @@ class Run:
                 config=lambda: dict(self._config),
             )
         self._pending: PendingUploads | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The run's fields as JSON-ready values (what `artifacts run --json` prints, less inputs and
+        outputs); the same dict describes a run node in `Lineage`."""
+        return {
+            "id": self.id,
+            "project": self.project,
+            "name": self.name,
+            "group": self.group,
+            "job_type": self.job_type,
+            "status": self.status,
+            "user": self.user,
+            "host": self.host,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "summary": dict(self.summary),
+            "config": dict(self.config),
+            "command": self.command,
+            "git": self.git,
+            "env": dict(self.env),
+            "tags": list(self.tags),
+            "notes": self.notes,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
 
     def __repr__(self) -> str:
         return f"Run({self.id!r}, project={self.project!r}, name={self.name!r}, status={self.status!r})"
@@ -224,7 +250,11 @@ class Run:
     def use_artifact(self, ref: str | ArtifactVersion) -> ArtifactVersion:
         """Declare an input: resolves ``ref`` and records the edge version -> this run."""
         self._require_active()
-        return self._store._use_artifact(self, ref)
+        version = self._store.artifact(ref if isinstance(ref, str) else ref.ref)
+        self._store.catalog.commit(
+            ArtifactUsed(run_id=self.id, name=version.name, version=version.version)
+        )
+        return self._store.artifact(version.ref)
 
     @overload
     def log_artifact(
@@ -296,7 +326,7 @@ class Run:
         config = None
         if self._config_dirty:
             config = check_json(clean_json(dict(self._config)), "config")
-        self._store._commit(
+        self._store.catalog.commit(
             RunFinished(
                 run_id=self.id,
                 status=status,
@@ -332,17 +362,29 @@ class Run:
             return merge_rows([*rows, *self._live.pending()])
         if self._history_digest is not None:
             data = self._store.blobs.read_bytes(self._history_digest)
-            return [json.loads(line) for line in data.splitlines() if line.strip()]
+            return json_lines(data)
         if self._status != "running":  # a finished run with rows always has its history blob
             return []
         _, chunks = self._remote_state()
         return merge_rows(row for c in chunks for row in c.rows)
 
     def inputs(self) -> list[ArtifactVersion]:
-        return self._store._versions_of_run(self.id, "consumed")
+        """The versions this run used, in log order."""
+        return self._versions("consumed")
 
     def outputs(self) -> list[ArtifactVersion]:
-        return self._store._versions_of_run(self.id, "produced")
+        """The versions this run logged, in log order."""
+        return self._versions("produced")
+
+    def _versions(self, kind: str) -> list[ArtifactVersion]:
+        from .version import ArtifactVersion  # fsspec's callbacks: not for `artifacts --help`
+
+        self._store.sync()
+        index = self._store.index
+        return [
+            ArtifactVersion.from_record(self._store, index.version_record(r))
+            for r in index.run_versions(self.id, kind)
+        ]
 
 
 def exit_status(exc_type: type[BaseException] | None, exc: BaseException | None) -> str:
@@ -376,7 +418,7 @@ def close_run(store: Store, run_id: str, status: str = "crashed", *, force: bool
     if rows:
         data = b"\n".join(canonical_json(r) for r in rows) + b"\n"
         history = store.blobs.put_bytes(data).digest
-    store._commit(
+    store.catalog.commit(
         RunFinished(
             run_id=run_id,
             status=status,

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .bounds import INT64_MAX, check_int
 from .errors import AmbiguousError, NotFoundError, QueryError
 from .query import Field, parse_field
 from .querysql import (
@@ -124,8 +125,8 @@ def select_runs(
     Keyset pagination: the cursor holds the last row's order values, so a page costs the same at any
     depth and runs committed meanwhile never shift a page.
     """
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
-        raise QueryError(f"limit must be a non-negative int or None, not {limit!r}")
+    if limit is not None:
+        check_int(limit, "limit (a number of runs)", high=INT64_MAX - 1, error=QueryError)
     keys = order_keys(RUNS, order_by)
     conds, params = _where(RUNS, where, conn)
     if project is not None:

@@ -380,7 +380,7 @@ def save_safetensors(
     cb.set_size(sum(t[3] for t in plan))
     target = Path(path)
     tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:12]}")
-    blobs = version._store.blobs
+    blobs = version.store.blobs
     try:
         with open(tmp, "w+b", buffering=0) as out:
             out.write(header)

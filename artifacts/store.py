@@ -2,50 +2,38 @@
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import datetime as _dt
 import getpass
-import json
 import os
-import sys
-import threading
-import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fsspec.callbacks import Callback
 
-from storage import BlobStore, Root, StatCache, default_cache_dir, hash_bytes, open_root
+from storage import BlobStore, Root, hash_bytes, open_root
 from storage.blobs import Relay
 
 from .artifact import Artifact
+from .bounds import INT64_MAX, check_int
+from .catalog.engine import Catalog
 from .catalog.entries import (
     AdminAdded,
     AliasRemoved,
     AliasSet,
-    ArtifactUsed,
-    Entry,
-    EntryError,
     QuotaSet,
     RunStarted,
     RunUpdated,
     VersionDeleted,
     VersionLogged,
-    decode,
-    encode,
 )
-from .catalog.index import INDEX_FORMAT, Index, IndexMoved
-from .catalog.log import CommitLog, RawEntry, backoff, log_path
-from .catalog.rules import Applied, run_node, version_node
-from .catalog.tail import LogReader
+from .catalog.index import Index
+from .catalog.log import CommitLog
+from .catalog.records import RunRecord
+from .catalog.rules import run_node, version_node
 from .compare import RunComparison, VersionDiff, compare_runs, diff_versions
 from .errors import (
-    ConflictError,
-    IntegrityError,
     InvalidNameError,
     InvalidStateError,
     InvalidValueError,
@@ -54,7 +42,7 @@ from .errors import (
 )
 from .lineage import Lineage, LineageEdge, LineageNode
 from .live import check_interval
-from .manifest import FileEntry, Manifest, canonical_json
+from .manifest import FileEntry, Manifest
 from .names import check_alias, check_name, parse_ref
 from .run import Run, environment
 from .runkeys import RunField, run_fields
@@ -67,26 +55,20 @@ from .runquery import (
     select_runs,
     select_versions,
 )
-from .untrusted import load_json
 from .values import check_notes, check_tags, plain_mapping
 from .version import ArtifactVersion
 
+if TYPE_CHECKING:
+    from .catalog.maintenance import GcReport, VerifyReport
+    from .catalog.tail import LogReader
+
 __all__ = ["ArtifactSummary", "Store", "open_store"]
-
-STORE_FORMAT = 1
-STORE_FILE = "store.json"
-_MAX_ATTEMPTS = 200
-
 
 class _Unset:
     """The default of an optional argument where None is a meaningful value."""
 
 
 _UNSET = _Unset()
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
 
 
 def default_user() -> str:
@@ -129,21 +111,48 @@ def open_store(
 
 
 class Store:
+    """The user-facing catalog of one store: runs, artifact versions, lineage, quotas.
+
+    A facade over `artifacts.catalog.Catalog` (the engine: store.json, blobs, log, index, commits);
+    ``store.catalog`` is that engine, and ``root``, ``blobs``, ``log``, ``index`` are its parts.
+    """
+
     def __init__(self, root: Root, user: str) -> None:
-        self.root = root
-        self.url = root.url
-        self.user = user
-        self.info = self._store_info()
-        self.blobs = BlobStore(root, stat_cache=StatCache())
-        self.log = CommitLog(root)
-        self._lock = threading.RLock()  # one SQLite connection: one transaction at a time
-        self.index = Index(
-            default_cache_dir() / "index" / f"{self.info['id']}.sqlite",
-            store_id=self.info["id"],
-            admins=[self.info["created_by"]],
-        )
-        self.reader = LogReader(root, store_id=self.info["id"], index_format=INDEX_FORMAT)
-        self.sync()
+        self.catalog = Catalog(root, user)
+
+    @property
+    def url(self) -> str:
+        return self.catalog.url
+
+    @property
+    def user(self) -> str:
+        return self.catalog.user
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """store.json: format, id, created_at, created_by."""
+        return self.catalog.info
+
+    @property
+    def root(self) -> Root:
+        return self.catalog.root
+
+    @property
+    def blobs(self) -> BlobStore:
+        return self.catalog.blobs
+
+    @property
+    def log(self) -> CommitLog:
+        return self.catalog.log
+
+    @property
+    def index(self) -> Index:
+        return self.catalog.index
+
+    @property
+    def reader(self) -> LogReader:
+        """How the index finds new log entries (snapshots, packs, single entries)."""
+        return self.catalog.reader
 
     def __repr__(self) -> str:
         return f"Store({self.url!r}, user={self.user!r})"
@@ -156,119 +165,17 @@ class Store:
 
     def close(self, *, wait: float = 30.0) -> None:
         """Close the index, first giving a pack or snapshot being made up to ``wait`` seconds."""
-        self.reader.background.wait(wait)
-        self.index.close()
-
-    def _store_info(self) -> dict[str, Any]:
-        """Read store.json, creating it (exactly once, whoever races) for a new store.
-
-        The read is also the reachability check (a missing bucket or endpoint says so), so an existing
-        store costs one request here.
-        """
-        try:
-            data = self.root.read(STORE_FILE)
-        except NotFoundError:
-            self.root.check_reachable()
-            info = {
-                "format": STORE_FORMAT,
-                "id": uuid.uuid4().hex,
-                "created_at": _now(),
-                "created_by": self.user,
-            }
-            with contextlib.suppress(ConflictError):
-                self.root.create_exclusive(STORE_FILE, canonical_json(info))
-                print(f"artifacts: created a new store at {self.url}", file=sys.stderr)
-            data = self.root.read(STORE_FILE)
-        try:
-            info = load_json(data, STORE_FILE)
-            fmt = info["format"]
-            info["id"], info["created_by"]  # noqa: B018 - required keys
-        except (ValueError, KeyError, TypeError) as e:
-            raise IntegrityError(
-                f"{self.url}/{STORE_FILE} is not a store description: {e}"
-            ) from None
-        if fmt != STORE_FORMAT:
-            raise IntegrityError(
-                f"{self.url} uses store format {fmt}; this library reads format {STORE_FORMAT}: upgrade"
-            )
-        return info
+        self.catalog.close(wait=wait)
 
     # -- the log ---------------------------------------------------------------------------------
     def sync(self) -> list[tuple[int, str]]:
         """Apply entries committed since the index was last brought up to date; returns rejections."""
-        with self._lock:
-            return self.reader.sync(self.index)
+        return self.catalog.sync()
 
-    def reindex(self) -> None:
-        """Drop the local index and rebuild it from the log."""
-        path = self.index.path
-        self.index.close()
-        for suffix in ("", "-wal", "-shm"):
-            if os.path.exists(f"{path}{suffix}"):
-                os.unlink(f"{path}{suffix}")
-        self.index = Index(path, store_id=self.info["id"], admins=[self.info["created_by"]])
-        self.sync()
+    def reindex(self) -> int:
+        """Drop the local index and rebuild it from the log; returns the entries replayed."""
+        return self.catalog.reindex()
 
-    def _commit(self, entry: Entry, ts: str | None = None) -> Applied:
-        """Validate against the head and create the next entry; on a lost race replay and retry.
-
-        The entry is encoded and decoded again first, so a writer commits only what every reader
-        accepts. Returns what the entry did, as validated at the head it was committed after.
-        ``ts``: the entry's time when it is a copy of an older one (`copy_to`), else now.
-        """
-        with self._lock:
-            return self._commit_locked(entry, ts)
-
-    def _commit_locked(self, entry: Entry, ts: str | None = None) -> Applied:
-        commit_id = uuid.uuid4().hex  # one per change, kept across retries (see _landed)
-        for attempt in range(_MAX_ATTEMPTS):
-            seq = self.index.last_seq + 1
-            when = ts if isinstance(ts, str) else _now()
-            data = encode(
-                dataclasses.replace(
-                    entry,
-                    seq=seq,
-                    user=self.user,
-                    ts=when,
-                    commit=commit_id,
-                    prev=self.index.last_digest(seq - 1),
-                )
-            )
-            try:
-                typed = decode(seq, data)
-            except EntryError as e:
-                raise InvalidValueError(f"cannot commit {entry.OP}: {e}") from None
-            try:
-                applied = self.index.check(typed)
-            except IndexMoved:
-                self.sync()
-                continue
-            started = time.perf_counter()
-            try:
-                self.log.create(seq, data)
-            except ConflictError:
-                if self._landed(seq, commit_id):  # our own create, whose reply was lost
-                    self.sync()
-                    return applied
-                backoff(attempt, time.perf_counter() - started)
-                self.sync()
-                continue
-            rejected = dict(self.reader.committed(self.index, RawEntry(seq, data)))
-            if seq in rejected:  # cannot happen when check() passed; keep the log honest anyway
-                raise InvalidStateError(f"log entry {seq} was rejected: {rejected[seq]}")
-            return applied
-        raise ConflictError(
-            f"gave up committing {entry.OP} after {_MAX_ATTEMPTS} lost races; retry later"
-        )
-
-    def _landed(self, seq: int, commit_id: str) -> bool:
-        """True if entry ``seq`` is this very commit: a create retried after its first reply was
-        lost (a dropped connection, a timeout) finds the entry it wrote itself and gets 412."""
-        try:
-            got = decode(seq, self.root.read(log_path(seq)))
-        except (NotFoundError, EntryError):
-            return False
-        return got.commit == commit_id
 
     # -- runs ------------------------------------------------------------------------------------
     def start_run(
@@ -305,7 +212,7 @@ class Store:
             check_interval(flush_interval)
         run_id = uuid.uuid4().hex[:12]
         env = environment()
-        self._commit(
+        self.catalog.commit(
             RunStarted(
                 id=run_id,
                 project=project,
@@ -323,7 +230,7 @@ class Store:
         )
         return Run(
             self,
-            self.index.run(run_id),
+            self.index.run_record(run_id),
             active=True,
             flush_interval=flush_interval,
             flush_rows=flush_rows,
@@ -353,8 +260,8 @@ class Store:
         self.index.run(run_id)  # a clear NotFoundError before committing anything
         if "tags" in changes:
             changes["tags"] = tuple(changes["tags"])
-        self._commit(RunUpdated(run_id=run_id, **changes))
-        return Run(self, self.index.run(run_id))
+        self.catalog.commit(RunUpdated(run_id=run_id, **changes))
+        return Run(self, self.index.run_record(run_id))
 
     def close_run(self, run_id: str, status: str = "crashed", *, force: bool = False) -> Run:
         """End a run that cannot end itself (its process was killed), keeping its flushed history.
@@ -367,8 +274,9 @@ class Store:
         return close_run(self, run_id, status, force=force)
 
     def run(self, run_id: str) -> Run:
+        """The run with this id (as recorded in the log; read-only unless this process started it)."""
         self.sync()
-        return Run(self, self.index.run(run_id))
+        return Run(self, self.index.run_record(run_id))
 
     def runs(
         self,
@@ -383,16 +291,11 @@ class Store:
         ``order_by`` says otherwise (``["-summary.val_acc", "started_at"]``). With ``limit``, the
         result's ``next_cursor`` passed as ``after`` gives the next page (keyset pagination)."""
         self.sync()
-        with self._lock:
+        with self.catalog.reading() as conn:
             rows, cursor = select_runs(
-                self.index._conn,
-                project=project,
-                where=where,
-                order_by=order_by,
-                limit=limit,
-                after=after,
+                conn, project=project, where=where, order_by=order_by, limit=limit, after=after
             )
-        return RunPage([Run(self, r) for r in rows], next_cursor=cursor)
+        return RunPage([Run(self, RunRecord.from_row(r)) for r in rows], next_cursor=cursor)
 
     def run_groups(
         self,
@@ -404,17 +307,15 @@ class Store:
     ) -> list[RunGroup]:
         """Run counts per distinct ``by`` value, with min/mean/max of each metric (``summary.<key>``)."""
         self.sync()
-        with self._lock:
-            return run_groups(
-                self.index._conn, by=by, where=where, metrics=metrics, project=project
-            )
+        with self.catalog.reading() as conn:
+            return run_groups(conn, by=by, where=where, metrics=metrics, project=project)
 
     def run_fields(self) -> list[RunField]:
         """Every ``config.<key>`` / ``summary.<key>`` some run has, with the JSON types seen (columns
         to offer, keys to complete)."""
         self.sync()
-        with self._lock:
-            return run_fields(self.index._conn)
+        with self.catalog.reading() as conn:
+            return run_fields(conn)
 
     def compute(
         self,
@@ -427,20 +328,8 @@ class Store:
         """Runs, wall-clock hours and GPU-hours per ``by`` value (user, project, group, job_type, ...)
         within [since, until); runs still open count to their last heartbeat (or now), as estimates."""
         self.sync()
-        with self._lock:
-            return compute(self.index._conn, by=by, where=where, since=since, until=until)
-
-    def _run_from_row(self, row: Any) -> Run:
-        return Run(self, row)
-
-    def _use_artifact(self, run: Run, ref: str | ArtifactVersion) -> ArtifactVersion:
-        version = self.artifact(ref.ref if isinstance(ref, ArtifactVersion) else ref)
-        self._commit(ArtifactUsed(run_id=run.id, name=version.name, version=version.version))
-        return self._version(version.name, version.version)
-
-    def _versions_of_run(self, run_id: str, kind: str) -> list[ArtifactVersion]:
-        self.sync()
-        return [ArtifactVersion.from_row(self, r) for r in self.index.run_versions(run_id, kind)]
+        with self.catalog.reading() as conn:
+            return compute(conn, by=by, where=where, since=since, until=until)
 
     # -- versions --------------------------------------------------------------------------------
     def log_artifact(
@@ -462,7 +351,7 @@ class Store:
         if same is not None:
             return same
         self.blobs.put_bytes(manifest.encode())
-        applied = self._commit(
+        applied = self.catalog.commit(
             VersionLogged(
                 name=artifact.name,
                 type=artifact.type,
@@ -514,7 +403,7 @@ class Store:
         """The latest version when a commit would change nothing: the same content and type, every
         alias already on it, no run to record. An unchanged re-put then writes no log entry (the
         replay of a 20k-file manifest costs more than the rest of the re-put)."""
-        with self._lock:
+        with self.catalog.lock:
             if self._latest_if_same(artifact, digest, aliases) is None:
                 return None  # the common case decided without a round trip
             self.sync()  # looks unchanged: make sure against the head before writing nothing
@@ -531,7 +420,7 @@ class Store:
             return None  # a type mismatch is refused by the commit, with its own message
         if not set(aliases) <= set(self.index.aliases(row["name"], row["version"])):
             return None
-        return ArtifactVersion.from_row(self, row)
+        return self._from_row(row)
 
     def _precheck_quota(self, artifact: Artifact, mem_digests: dict[str, str]) -> None:
         """Fail before any upload when the artifact's new blobs would exceed the user's quota.
@@ -604,10 +493,13 @@ class Store:
         """Resolve ``name``, ``name:latest``, ``name:vN`` or ``name:<alias>``."""
         r = parse_ref(ref)
         self.sync()
-        return ArtifactVersion.from_row(self, self.index.resolve(r.name, r.version, r.alias))
+        return self._from_row(self.index.resolve(r.name, r.version, r.alias))
+
+    def _from_row(self, row: Any) -> ArtifactVersion:
+        return ArtifactVersion.from_record(self, self.index.version_record(row))
 
     def _version(self, name: str, version: int) -> ArtifactVersion:
-        return ArtifactVersion.from_row(self, self.index.resolve(name, version))
+        return self._from_row(self.index.resolve(name, version))
 
     def versions(self, name: str, *, where: str | None = None) -> list[ArtifactVersion]:
         """The live versions of ``name``, oldest first, optionally filtered by a query over version
@@ -616,9 +508,9 @@ class Store:
         self.sync()
         if not self.index.exists(name):
             raise NotFoundError(f"no artifact named {name!r}")
-        with self._lock:
-            rows = select_versions(self.index._conn, name, where)
-        return [ArtifactVersion.from_row(self, r) for r in rows]
+        with self.catalog.reading() as conn:
+            rows = select_versions(conn, name, where)
+        return [self._from_row(r) for r in rows]
 
     def artifacts(self) -> list[ArtifactSummary]:
         self.sync()
@@ -631,7 +523,7 @@ class Store:
         """Point ``alias`` at the version ``ref`` resolves to (moving it from any other version)."""
         check_alias(alias)
         v = self.artifact(ref)
-        self._commit(AliasSet(name=v.name, version=v.version, alias=alias))
+        self.catalog.commit(AliasSet(name=v.name, version=v.version, alias=alias))
         return self._version(v.name, v.version)
 
     def remove_alias(self, name: str, alias: str) -> None:
@@ -639,7 +531,7 @@ class Store:
         check_alias(alias)
         self.sync()
         self.index.resolve(name, alias=alias)  # a clear NotFoundError before committing anything
-        self._commit(AliasRemoved(name=name, alias=alias))
+        self.catalog.commit(AliasRemoved(name=name, alias=alias))
 
     def delete_version(self, ref: str) -> None:
         """Delete one version (its own creator or a store admin); its bytes go at the next gc."""
@@ -647,7 +539,7 @@ class Store:
         if r.version is None and r.alias is None and ":" not in ref:
             raise InvalidNameError(f"delete_version needs a version, e.g. {r.name}:v0, not {ref!r}")
         v = self.artifact(ref)
-        self._commit(VersionDeleted(name=v.name, version=v.version))
+        self.catalog.commit(VersionDeleted(name=v.name, version=v.version))
 
     def compare_runs(self, ids: Sequence[str]) -> RunComparison:
         """Runs side by side (ids or unique prefixes): config keys that differ, summaries, inputs."""
@@ -670,11 +562,11 @@ class Store:
             raise InvalidValueError(
                 f"direction must be 'upstream', 'downstream' or 'both', not {direction!r}"
             )
-        if depth is not None and (not isinstance(depth, int) or depth < 0):
-            raise InvalidValueError(f"depth must be a non-negative int or None, not {depth!r}")
+        if depth is not None:
+            check_int(depth, "depth (levels of lineage, or None for all)", high=INT64_MAX // 2)
         self.sync()
         if ref.startswith("run/"):
-            root = run_node(self.index.run(ref[4:])["id"])
+            root = run_node(self.index.run_record(ref[4:]).id)
         else:
             v = self.artifact(ref)
             root = version_node(v.name, v.version)
@@ -682,47 +574,18 @@ class Store:
         nodes = []
         for nid in node_ids:
             if nid.startswith("run/"):
-                r = self.index.run(nid[4:])
-                label = f"{r['job_type'] or 'run'} " + (
-                    f"{r['name']} ({r['id']})" if r["name"] else r["id"]
-                )
-                nodes.append(
-                    LineageNode(
-                        nid,
-                        "run",
-                        label,
-                        {
-                            "run_id": r["id"],
-                            "project": r["project"],
-                            "name": r["name"],
-                            "job_type": r["job_type"],
-                            "status": r["status"],
-                            "user": r["user"],
-                            "config": json.loads(r["config"] or "{}"),
-                            "summary": json.loads(r["summary"] or "{}"),
-                        },
-                    )
-                )
+                run = Run(self, self.index.run_record(nid[4:]))
+                label = f"{run.job_type or 'run'} " + (f"{run.name} ({run.id})" if run.name else run.id)
+                attrs = {("run_id" if k == "id" else k): v for k, v in run.to_dict().items()}
+                nodes.append(LineageNode(nid, "run", label, attrs))
             else:
                 row = self.index.version_by_node(nid)
                 if row is None:  # an edge to a version the index does not hold: not a node
                     continue
-                nodes.append(
-                    LineageNode(
-                        nid,
-                        "version",
-                        nid,
-                        {
-                            "name": row["name"],
-                            "version": row["version"],
-                            "type": row["type"],
-                            "digest": row["digest"],
-                            "size": row["size"],
-                            "deleted": bool(row["deleted"]),
-                            "aliases": self.index.aliases(row["name"], row["version"]),
-                        },
-                    )
-                )
+                record = self.index.version_record(row)
+                version = ArtifactVersion.from_record(self, record)
+                attrs = {**version.to_dict(), "deleted": bool(record.deleted)}
+                nodes.append(LineageNode(nid, "version", nid, attrs))
         edges = tuple(LineageEdge(e["src"], e["dst"], e["kind"]) for e in edge_rows)
         return Lineage(root, direction, tuple(nodes), edges)
 
@@ -730,14 +593,10 @@ class Store:
     def set_quota(self, user: str, nbytes: int | None) -> None:
         """Set ``user``'s quota in bytes (None removes it). Store admins only."""
         check_name(user, "user name")
-        if nbytes is not None and (
-            isinstance(nbytes, bool) or not isinstance(nbytes, int) or nbytes < 0
-        ):
-            raise InvalidValueError(
-                f"quota must be a non-negative number of bytes or None, not {nbytes!r}"
-            )
+        if nbytes is not None:
+            check_int(nbytes, "quota (a number of bytes, or None for no quota)")
         self.sync()
-        self._commit(QuotaSet(target=user, bytes=nbytes))
+        self.catalog.commit(QuotaSet(target=user, bytes=nbytes))
 
     def quota(self, user: str | None = None) -> int | None:
         self.sync()
@@ -750,7 +609,7 @@ class Store:
 
     def add_admin(self, user: str) -> None:
         check_name(user, "user name")
-        self._commit(AdminAdded(target=user))
+        self.catalog.commit(AdminAdded(target=user))
 
     def admins(self) -> list[str]:
         self.sync()
@@ -780,17 +639,26 @@ class Store:
     def verify(
         self, ref: str | None = None, *, quick: bool = False, snapshots: bool = False
     ) -> VerifyReport:
-        """Check the store (see `artifacts.maintenance.verify`); ``snapshots`` also replays the log to
-        compare each index snapshot with it."""
-        from .maintenance import verify
+        """Check the log, its packs and snapshots, and every blob it refers to (with ``ref``: that
+        version's files and manifest only).
 
-        return verify(self, ref, quick=quick, snapshots=snapshots)
+        ``quick`` checks existence and size only; otherwise every blob is re-hashed. ``snapshots``
+        also replays the log to compare each index snapshot with it (slow).
+        """
+        from .catalog.maintenance import verify
+
+        if ref is None:
+            return verify(self.catalog, quick=quick, snapshots=snapshots)
+        v = self.artifact(ref)
+        wanted = {f.digest: f"{v.ref}/{f.path}" for f in v.files()}
+        wanted.setdefault(v.digest, f"manifest of {v.ref}")
+        return verify(self.catalog, wanted, quick=quick)
 
     def gc(self, grace_period: float = 24 * 3600, *, dry_run: bool = False) -> GcReport:
-        from .maintenance import gc
+        """Delete blobs no live version or run refers to, older than ``grace_period`` seconds."""
+        from .catalog.maintenance import gc
 
-        return gc(self, grace_period=grace_period, dry_run=dry_run)
+        return gc(self.catalog, grace_period=grace_period, dry_run=dry_run)
 
 
-from .maintenance import GcReport, VerifyReport  # noqa: E402  (maintenance imports Store lazily)
 from .transfer import CopyReport  # noqa: E402

@@ -277,7 +277,7 @@ class _Loader:
     def _read_raw(self, entry: FileEntry, nbytes: int, rel: str) -> torch.Tensor:
         if nbytes == 0:
             return torch.empty(0, dtype=torch.uint8)
-        blobs = getattr(getattr(self.version, "_store", None), "blobs", None)
+        blobs = getattr(getattr(self.version, "store", None), "blobs", None)
         # The blob store maps a digest to its file directly: no index query per tensor.
         local = (
             blobs.local_path(entry.digest)

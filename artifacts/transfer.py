@@ -331,7 +331,7 @@ def _commit_copy(
             dst.index.resolve(obj["name"], alias=obj["alias"])
         except NotFoundError:
             return
-    applied = dst._commit(build(op, payload), ts=obj.get("ts"))
+    applied = dst.catalog.commit(build(op, payload), ts=obj.get("ts"))
     if op == "version_logged":
         key = sv.of(seq, obj["name"], obj["digest"])  # type: ignore[assignment]
         if key is not None and applied.version is not None:

@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from fsspec.callbacks import Callback
 
+from .catalog.records import RunRecord, file_entry
 from .errors import IntegrityError, NotFoundError
 from .manifest import FileEntry
 
 if TYPE_CHECKING:
-    import sqlite3
-
+    from .catalog.records import VersionRecord
     from .run import Run
     from .store import Store
 
@@ -40,22 +40,48 @@ class ArtifactVersion:
     _id: int = field(repr=False, compare=False)
 
     @classmethod
-    def from_row(cls, store: Store, row: sqlite3.Row) -> ArtifactVersion:
+    def from_record(cls, store: Store, record: VersionRecord) -> ArtifactVersion:
+        """The version ``record`` describes, read through ``store``."""
         return cls(
-            name=row["name"],
-            type=row["type"],
-            version=row["version"],
-            digest=row["digest"],
-            size=row["size"],
-            aliases=tuple(store.index.aliases(row["name"], row["version"])),
-            metadata=MappingProxyType(json.loads(row["metadata"] or "{}")),
-            description=row["description"] or "",
-            user=row["user"],
-            created_at=row["created_at"],
-            run_id=row["run_id"],
+            name=record.name,
+            type=record.type,
+            version=record.version,
+            digest=record.digest,
+            size=record.size,
+            aliases=record.aliases,
+            metadata=MappingProxyType(dict(record.metadata)),
+            description=record.description,
+            user=record.user,
+            created_at=record.created_at,
+            run_id=record.run_id,
             _store=store,
-            _id=row["id"],
+            _id=record.id,
         )
+
+    @property
+    def store(self) -> Store:
+        """The store this version was read from."""
+        return self._store
+
+    def to_dict(self) -> dict[str, Any]:
+        """The version's fields as JSON-ready values (what `artifacts show --json` prints)."""
+        return {
+            "ref": self.ref,
+            "name": self.name,
+            "version": self.version,
+            "type": self.type,
+            "digest": self.digest,
+            "size": self.size,
+            "aliases": list(self.aliases),
+            "metadata": dict(self.metadata),
+            "description": self.description,
+            "user": self.user,
+            "created_at": self.created_at,
+            "run_id": self.run_id,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
 
     @property
     def ref(self) -> str:
@@ -66,13 +92,13 @@ class ArtifactVersion:
 
     # -- content ---------------------------------------------------------------------------------
     def files(self) -> list[FileEntry]:
-        return [_entry(r) for r in self._store.index.files(self._id)]
+        return [file_entry(r) for r in self._store.index.files(self._id)]
 
     def file(self, path: str) -> FileEntry:
         row = self._store.index.file(self._id, path)
         if row is None:
             raise NotFoundError(f"{self.ref} has no file {path!r}")
-        return _entry(row)
+        return file_entry(row)
 
     def read_bytes(self, path: str, *, verify: bool = True) -> bytes:
         return self._store.blobs.read_bytes(self.file(path).digest, verify=verify)
@@ -129,24 +155,22 @@ class ArtifactVersion:
     # -- lineage ---------------------------------------------------------------------------------
     def produced_by(self) -> Run | None:
         """The run that created this version (None when it was logged outside a run)."""
-        runs = self._store.index.version_runs(self.ref, "produced")
-        if not runs:
-            return None
-        first = next((r for r in runs if r["id"] == self.run_id), runs[0])
-        return self._store._run_from_row(first)
+        runs = self._runs("produced")
+        return next((r for r in runs if r.id == self.run_id), runs[0]) if runs else None
 
     def producers(self) -> list[Run]:
         """Every run that logged this exact content (a re-log of identical content adds a producer)."""
-        return [
-            self._store._run_from_row(r)
-            for r in self._store.index.version_runs(self.ref, "produced")
-        ]
+        return self._runs("produced")
 
     def consumed_by(self) -> list[Run]:
-        return [
-            self._store._run_from_row(r)
-            for r in self._store.index.version_runs(self.ref, "consumed")
-        ]
+        """The runs that used this version as an input, in log order."""
+        return self._runs("consumed")
+
+    def _runs(self, kind: str) -> list[Run]:
+        from .run import Run  # run.py builds versions too
+
+        rows = self._store.index.version_runs(self.ref, kind)
+        return [Run(self._store, RunRecord.from_row(r)) for r in rows]
 
     def save_safetensors(
         self,
@@ -169,8 +193,3 @@ class ArtifactVersion:
         from . import torch as _torch
 
         return _torch.load_state_dict(self, prefix=prefix, map_location=map_location, verify=verify)
-
-
-def _entry(row: sqlite3.Row) -> FileEntry:
-    meta = json.loads(row["meta"]) if row["meta"] else {}
-    return FileEntry(row["path"], row["digest"], row["size"], MappingProxyType(meta))

@@ -262,7 +262,7 @@ class TestQuota:
         )
         entry = VersionLogged(name="b", type="dataset", digest=manifest.digest, manifest=manifest)
         with pytest.raises(artifacts.QuotaExceededError):
-            store._commit(entry)
+            store.catalog.commit(entry)
         assert store.usage() == 5 and [a.name for a in store.artifacts()] == ["a"]
 
 

@@ -129,7 +129,7 @@ def test_bad_input_is_one_line_and_changes_nothing(
 def test_ambiguous_prefix_lists_candidates(cli: Cli) -> None:
     store = cli.store()
     for rid in ("beef0001", "beef0002"):
-        store._commit(RunStarted(id=rid, project="sent", job_type="eval"))
+        store.catalog.commit(RunStarted(id=rid, project="sent", job_type="eval"))
     store.close()
     line = cli.fails("history", "beef", match="ambiguous")
     assert "beef0001 (eval, sent)" in line and "beef0002 (eval, sent)" in line

@@ -372,3 +372,31 @@ def test_wandb_training_script_runs_unchanged(local_backend: Backend, tmp_path: 
     assert set(outputs) == {"reviews-wandb:v0", "gru-wandb:v0"}
     assert outputs["gru-wandb:v0"].aliases == ("best",)
     assert [f.path for f in outputs["gru-wandb:v0"].files()] == ["model.pt"]
+
+
+def test_json_lines_is_as_strict_as_one_parse_per_line() -> None:
+    import json
+
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from artifacts.chunks import json_lines
+
+    assert json_lines(b'{"a":1}\n\n  [1,2] \n"x"\n') == [{"a": 1}, [1, 2], "x"]
+    # lines that only parse when joined with their neighbours, or hold two values, are refused
+    for bad in ('{"x":"}\n"}\n{"a":1},{"b":2}', '{"a":[1\n2]}', '{"a":1}}', "nope", '{"a":1} 2'):
+        with pytest.raises(ValueError):
+            json_lines(bad)
+
+    values = st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+        lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(), kids, max_size=3),
+        max_leaves=8,
+    )
+
+    @given(st.lists(values, max_size=6))
+    def same_as_per_line(rows: list[object]) -> None:
+        text = "\n".join(json.dumps(r) for r in rows)
+        assert json_lines(text) == [json.loads(line) for line in text.splitlines()]
+
+    same_as_per_line()

@@ -402,7 +402,9 @@ def test_pages_and_downloads_work_the_same_on_s3(s3_backend: Any) -> None:
     with store.start_run(project="p", job_type="train", config={"lr": 0.1}) as run:
         run.log({"val_acc": 0.5}, step=0)
         run.log({"val_acc": 0.7}, step=1)
-        v = run.log_artifact(artifacts.Artifact("d", type="dataset").add_bytes("a.csv", b"x,y\n1,2\n"))
+        v = run.log_artifact(
+            artifacts.Artifact("d", type="dataset").add_bytes("a.csv", b"x,y\n1,2\n")
+        )
     c = TestClient(create_app(store, sync_every=0))
     assert f'data-run="{run.id}"' in c.get("/runs").text
     assert 'data-chart="m-val_acc"' in c.get(f"/runs/{run.id}").text
@@ -410,3 +412,13 @@ def test_pages_and_downloads_work_the_same_on_s3(s3_backend: Any) -> None:
     assert c.get(f"/artifacts/d/v{v.version}/download/a.csv").content == b"x,y\n1,2\n"
     assert "d:v0" in c.get("/lineage?ref=d:v0").text
     store.close()
+
+
+def test_chart_columns_keep_only_numbers() -> None:
+    from artifacts.ui.charts import _column
+
+    rows: list[dict[str, Any]] = [{"a": 1}, {"a": None}, {}, {"a": 2.5}, {"a": True}, {"a": "3"}]
+    got = _column(rows, "a")
+    assert got[0] == 1.0 and got[3] == 2.5 and np.isnan(got[[1, 2, 4, 5]]).all()
+    huge = _column([{"a": 1}, {"a": 10**400}], "a")  # an int past a float's range: no crash
+    assert huge[0] == 1.0 and np.isnan(huge[1])

@@ -26,19 +26,19 @@ from .log import log_path
 from .packs import PACK_DIR, PackError, decode_pack, parse_pack_name
 
 if TYPE_CHECKING:
-    from ..store import Store
+    from .engine import Catalog
 
 __all__ = ["gc_scale", "verify_scale"]
 
 _BATCH = 256
 
 
-def verify_scale(store: Store, *, replay: bool = False) -> list[str]:
+def verify_scale(store: Catalog, *, replay: bool = False) -> list[str]:
     """Problems with packs and snapshots, one line each naming the object."""
     return _pack_problems(store) + _snapshot_problems(store, replay)
 
 
-def _pack_problems(store: Store) -> list[str]:
+def _pack_problems(store: Catalog) -> list[str]:
     problems: list[str] = []
     names = []
     for n in store.root.list_after(PACK_DIR):
@@ -69,11 +69,11 @@ def _pack_problems(store: Store) -> list[str]:
     return problems
 
 
-def _snapshot_problems(store: Store, replay: bool) -> list[str]:
+def _snapshot_problems(store: Catalog, replay: bool) -> list[str]:
     from .index import INDEX_FORMAT
 
     problems: list[str] = []
-    schema = snaps.schema_digest(store.index._conn)
+    schema = snaps.schema_digest(store.index.connection)
     with tempfile.TemporaryDirectory(prefix="artifacts-verify-") as tmp:
         for where in snaps.all_snapshots(store.root):
             try:
@@ -104,7 +104,7 @@ def _snapshot_problems(store: Store, replay: bool) -> list[str]:
     return problems
 
 
-def _replay_differs(store: Store, seq: int, path: Path) -> list[str]:
+def _replay_differs(store: Catalog, seq: int, path: Path) -> list[str]:
     """Rebuild the index from the log entries 1..seq in a scratch file and compare every table."""
     from .index import Index
     from .log import RawEntry
@@ -124,7 +124,7 @@ def _replay_differs(store: Store, seq: int, path: Path) -> list[str]:
                 )
             if index.last_seq != seq:
                 return [f"cannot be replayed: the log stops at {index.last_seq}"]
-            return _tables_differ(index._conn, path)
+            return _tables_differ(index.connection, path)
         finally:
             index.close()
 
@@ -152,7 +152,7 @@ def _tables_differ(conn: sqlite3.Connection, path: Path) -> list[str]:
         conn.execute("DETACH DATABASE snap")
 
 
-def gc_scale(store: Store, *, cutoff: float, dry_run: bool) -> list[str]:
+def gc_scale(store: Catalog, *, cutoff: float, dry_run: bool) -> list[str]:
     """Remove what no cold open needs any more (see the module docstring); returns the paths."""
     from .index import INDEX_FORMAT
 

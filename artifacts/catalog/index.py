@@ -21,6 +21,7 @@ from ..errors import ArtifactsError, NotFoundError
 from ..runquery import resolve_run_id
 from .entries import Entry, decode
 from .log import RawEntry
+from .records import RunRecord, VersionRecord
 from .rules import Applied, Rules, run_node
 
 __all__ = ["INDEX_FORMAT", "Index", "IndexMoved"]
@@ -36,7 +37,15 @@ class IndexMoved(Exception):
 
 
 class Index(Rules):
-    def __init__(self, path: str | os.PathLike[str], *, store_id: str, admins: list[str]) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        store_id: str,
+        admins: list[str],
+        fresh: bool = False,
+    ) -> None:
+        """Open (or create) the index at ``path``; ``fresh``: drop what it holds and start empty."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.store_id = store_id
@@ -48,7 +57,7 @@ class Index(Rules):
                 fmt = self._format()
             except sqlite3.DatabaseError:  # "file is not a database": a damaged cache, rebuilt
                 fmt = None
-            if fmt != INDEX_FORMAT:
+            if fresh or fmt != INDEX_FORMAT:
                 with contextlib.suppress(AttributeError):
                     self._conn.close()
                 for suffix in ("", "-wal", "-shm"):
@@ -183,6 +192,12 @@ class Index(Rules):
     def close(self) -> None:
         self._conn.close()
 
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The SQLite connection, for read-only queries compiled elsewhere (`artifacts.querysql`).
+        Writes go through `apply` only: the index must stay a replay of the log."""
+        return self._conn
+
     # -- applying the log ------------------------------------------------------------------------
     @property
     def last_seq(self) -> int:
@@ -196,6 +211,14 @@ class Index(Rules):
             return None
         at, _, digest = str(row[0]).partition(":")
         return digest if at == str(seq) else None
+
+    def remember_digest(self, seq: int, digest: str) -> None:
+        """Record the digest of applied entry ``seq`` when the index was not told it (a snapshot)."""
+        with self.transaction() as c:
+            if self._last_seq(c) == seq:
+                c.execute(
+                    "INSERT OR REPLACE INTO meta VALUES ('last_digest', ?)", (f"{seq}:{digest}",)
+                )
 
     @staticmethod
     def _last_seq(c: sqlite3.Connection) -> int:
@@ -336,6 +359,17 @@ class Index(Rules):
             "SELECT * FROM files WHERE version_id=? AND path=?", (vid, path)
         ).fetchone()
 
+    def version_record(self, row: sqlite3.Row) -> VersionRecord:
+        """A versions row as a typed record, with its aliases."""
+        return VersionRecord.from_row(row, tuple(self.aliases(row["name"], row["version"])))
+
+    def run_record(self, run_id: str) -> RunRecord:
+        return RunRecord.from_row(self.run(run_id))
+
+    def file_sizes(self) -> dict[str, int]:
+        """Digest -> size of every file any version refers to (what verify expects each blob to hold)."""
+        return {r[0]: r[1] for r in self._conn.execute("SELECT digest, size FROM files")}
+
     def run(self, run_id: str) -> sqlite3.Row:
         """A run by id, or by a unique prefix of its id (at least 4 characters, as git allows)."""
         row = self._conn.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
@@ -388,6 +422,16 @@ class Index(Rules):
 
     def admins(self) -> list[str]:
         return [r[0] for r in self._conn.execute("SELECT user FROM admins ORDER BY user")]
+
+    def users(self) -> list[str]:
+        """Every user the log names: those who logged a version, started a run or have a quota."""
+        return [
+            r[0]
+            for r in self._conn.execute(
+                "SELECT user FROM versions UNION SELECT user FROM runs UNION SELECT user FROM quotas"
+                " ORDER BY 1"
+            )
+        ]
 
     def quota(self, user: str, c: sqlite3.Connection | None = None) -> int | None:
         row = (c or self._conn).execute("SELECT bytes FROM quotas WHERE user=?", (user,)).fetchone()

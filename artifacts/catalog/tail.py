@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import tempfile
 import threading
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from storage import Root
+from storage import Root, hash_bytes
 
 from ..errors import ArtifactsError, ConflictError, StoreWarning
 from . import snapshots as snaps
@@ -42,7 +43,7 @@ from .packs import (
     parse_pack_name,
 )
 
-__all__ = ["LogReader", "ScaleConfig"]
+__all__ = ["LogMismatch", "LogReader", "ScaleConfig"]
 
 _BATCH = 1000  # entries or packs fetched per concurrent batch
 _MAX_PENDING = 64  # background jobs queued at most; beyond that a later reader makes them
@@ -107,6 +108,37 @@ class _Background:
             return self._cv.wait_for(lambda: self._pending == 0, timeout)
 
 
+class LogMismatch(Exception):
+    """Internal: the log is not the one this index was built from (a copy or a backup restored over
+    the root); the store rebuilds its index."""
+
+
+def _check_head(index: Any, last: int, got: list[RawEntry]) -> None:
+    """Entry ``last`` must still hold the bytes the index applied (an index that was never told
+    their digest, e.g. one loaded from an older snapshot, learns it here)."""
+    if not got:
+        raise LogMismatch(f"log entry {last}, the last one applied, is not in the log")
+    digest, known = hash_bytes(got[0].data), index.last_digest(last)
+    if known is None:
+        index.remember_digest(last, digest)
+    elif known != digest:
+        raise LogMismatch(f"log entry {last} is not the entry this index applied")
+
+
+def _check_link(index: Any, last: int, got: list[RawEntry]) -> None:
+    """The first new entry names (``prev``) the digest of the last one applied, when both are known."""
+    first = next((e for e in got if e.seq == last + 1), None)
+    if first is None or last == 0 or b'"prev"' not in first.data:
+        return
+    try:
+        prev = json.loads(first.data).get("prev")
+    except (ValueError, AttributeError):
+        return  # not an entry: apply rejects it with its reason
+    known = index.last_digest(last)
+    if isinstance(prev, str) and known is not None and prev != known:
+        raise LogMismatch(f"log entry {last + 1} follows another entry {last} than this index applied")
+
+
 class LogReader:
     """Brings an index up to the log's head; see the module docstring."""
 
@@ -124,25 +156,36 @@ class LogReader:
         self._bootstrapped: Any = None  # the index a cold start was tried for (an empty log: once)
 
     # -- reading -----------------------------------------------------------------------------------
-    def sync(self, index: Any) -> list[tuple[int, str]]:
-        """Apply everything new to ``index`` (an `Index`); returns the rejected (seq, reason)."""
+    def sync(self, index: Any, *, check_head: bool = False) -> list[tuple[int, str]]:
+        """Apply everything new to ``index`` (an `Index`); returns the rejected (seq, reason).
+
+        Raises `LogMismatch` when the log is not the one the index was built from: the first new
+        entry's ``prev`` is not the digest of the last entry applied, or (``check_head``, on open) that
+        entry is gone or holds other bytes. Where the log is listed, the head check rides on the LIST
+        (it starts one key earlier), so only its existence is checked there, not its bytes.
+        """
         last = index.last_seq
         cold = last == 0 and index is not self._bootstrapped
         if cold:
             self._bootstrapped = index
             self._bootstrap(index)
             last = index.last_seq
+        check_head = check_head and not cold and last > 0
         got = [e for p in self._read_packs(last) for e in p] if cold else []
         after = got[-1].seq if got else last
         if not self.root.prefers_listing:
+            if check_head:
+                _check_head(index, last, self._fetch([last]))
             got += self._probe(after)
+            _check_link(index, last, got)
             return self.apply(index, got) if got else []
-        want = self._list_new(after)
+        want = self._list_new(after, with_last=check_head)
         size = self.config.pack_size or ScaleConfig.pack_size
         if not cold and len(want) >= 2 * size:  # far behind: whole packs save a GET per entry
             got = [e for p in self._read_packs(last) for e in p]
             want = [s for s in want if not got or s > got[-1].seq]
         got += self._fetch(want)
+        _check_link(index, last, got)
         return self.apply(index, got) if got else []
 
     def _probe(self, last: int) -> list[RawEntry]:
@@ -224,13 +267,21 @@ class LogReader:
                         return out  # the log itself has a gap there: stop, as apply would
         return out
 
-    def _list_new(self, last: int) -> list[int]:
-        """Entries after ``last``, by one LIST (StartAfter the last applied key), up to any gap."""
+    def _list_new(self, last: int, *, with_last: bool = False) -> list[int]:
+        """Entries after ``last``, by one LIST (StartAfter the last applied key), up to any gap.
+
+        ``with_last``: start one key earlier, and raise `LogMismatch` if entry ``last`` is not there.
+        """
         seqs = []
-        for name in self.root.list_after(LOG_DIR, log_path(last).rsplit("/", 1)[-1]):
+        start = last - 1 if with_last else last
+        for name in self.root.list_after(LOG_DIR, log_path(start).rsplit("/", 1)[-1]):
             stem = name[:-5] if name.endswith(".json") else ""
             if len(stem) == 20 and stem.isdigit():
                 seqs.append(int(stem))
+        if with_last:
+            if last not in seqs:
+                raise LogMismatch(f"log entry {last}, the last one applied, is not in the log")
+            seqs.remove(last)
         want: list[int] = []
         for s in sorted(seqs):  # stop at a gap: apply would, and the next sync lists again
             if s != last + 1 + len(want):

@@ -58,13 +58,25 @@ def downsample(x: np.ndarray, y: np.ndarray, width: int) -> tuple[np.ndarray, np
     return x[sel], y[sel]
 
 
+_PLAIN = frozenset({float, int, type(None)})
+
+
 def _column(rows: Sequence[Mapping[str, Any]], key: str) -> np.ndarray:
-    nan = math.nan
-    return np.fromiter(
-        (v if (t := type(v)) is float or (t is int) else nan for v in (r.get(key) for r in rows)),
-        dtype=np.float64,
-        count=len(rows),
-    )
+    """The values of ``key`` as floats (NaN where a row lacks it or holds no number)."""
+    values = [r.get(key) for r in rows]
+    if set(map(type, values)) <= _PLAIN:  # the usual case: numpy converts in C (None to NaN)
+        try:
+            return np.array(values, dtype=np.float64)
+        except OverflowError:  # an int past a float's range
+            pass
+    return np.fromiter((_number(v) for v in values), dtype=np.float64, count=len(values))
+
+
+def _number(v: Any) -> float:
+    t = type(v)
+    if t is float or (t is int and -(2**1023) < v < 2**1023):
+        return float(v)
+    return math.nan
 
 
 def metric_series(history: Iterable[Mapping[str, Any]], width: int = DEFAULT_WIDTH) -> list[Series]:

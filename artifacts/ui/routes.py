@@ -151,7 +151,7 @@ def routes(state: UiState) -> list[BaseRoute]:
         name = request.path_params["name"]
         versions = state.store.versions(name)
         return state.page(
-            "artifact.html", name=name, versions=[views.version_brief(v) for v in versions]
+            "artifact.html", name=name, versions=[v.to_dict() for v in versions]
         )
 
     def _version(request: Request) -> Any:
@@ -170,7 +170,7 @@ def routes(state: UiState) -> list[BaseRoute]:
         v = _version(request)
         path = check_path(request.path_params["path"])
         return state.page(
-            "file.html", v=views.version_brief(v), preview=views.file_preview(v, path)
+            "file.html", v=v.to_dict(), preview=views.file_preview(v, path)
         )
 
     @page

@@ -29,14 +29,8 @@ def _compute(store: Store, by: str) -> list[dict[str, Any]]:
 
 
 def usage_view(store: Store) -> dict[str, Any]:
-    conn = store.index._conn
-    users = sorted(
-        {r[0] for r in conn.execute("SELECT DISTINCT user FROM versions")}
-        | {r[0] for r in conn.execute("SELECT user FROM quotas")}
-        | {r[0] for r in conn.execute("SELECT DISTINCT user FROM runs")}
-    )
     storage = []
-    for u in users:
+    for u in store.index.users():
         used, quota = store.index.usage(u), store.index.quota(u)
         storage.append(
             {

@@ -83,20 +83,6 @@ def run_series(run: Run, width: int = DEFAULT_WIDTH) -> list[Series]:
     return series
 
 
-def version_brief(v: ArtifactVersion) -> dict[str, Any]:
-    return {
-        "ref": v.ref,
-        "name": v.name,
-        "version": v.version,
-        "type": v.type,
-        "digest": v.digest,
-        "size": v.size,
-        "aliases": list(v.aliases),
-        "created_at": v.created_at,
-        "user": v.user,
-    }
-
-
 def run_brief(run: Run) -> dict[str, Any]:
     return {
         "id": run.id,
@@ -132,8 +118,8 @@ def run_view(store: Store, run_id: str, width: int = DEFAULT_WIDTH) -> dict[str,
         "versions": sorted(versions.items()),
         "series": [s.to_dict() for s in series],
         "charts_spec": run_charts(series),
-        "inputs": [version_brief(v) for v in run.inputs()],
-        "outputs": [version_brief(v) for v in run.outputs()],
+        "inputs": [v.to_dict() for v in run.inputs()],
+        "outputs": [v.to_dict() for v in run.outputs()],
         "tags": list(getattr(run, "tags", None) or ()),
         "notes": getattr(run, "notes", None) or "",
         "live": run.status == "running",
@@ -241,7 +227,7 @@ def version_view(store: Store, v: ArtifactVersion) -> dict[str, Any]:
     producers = v.producers()
     others = [o for o in store.versions(v.name) if o.version != v.version]
     return {
-        "v": version_brief(v),
+        "v": v.to_dict(),
         "metadata": flatten(v.metadata),
         "description": v.description,
         "producers": [run_brief(r) for r in producers],
@@ -250,8 +236,8 @@ def version_view(store: Store, v: ArtifactVersion) -> dict[str, Any]:
         "nfiles": len(files),
         "tensors": tensors,
         "shared_bytes": sum(t["size"] for t in tensors if t["shared"]),
-        "previous": version_brief(prev) if prev is not None else None,
-        "others": [version_brief(o) for o in others],
+        "previous": prev.to_dict() if prev is not None else None,
+        "others": [o.to_dict() for o in others],
     }
 
 
@@ -318,7 +304,7 @@ def version_diff(store: Store, a: ArtifactVersion, b: ArtifactVersion) -> dict[s
         for k in sorted(ma.keys() | mb.keys())
         if json.dumps(ma.get(k), default=str) != json.dumps(mb.get(k), default=str)
     ]
-    return {"a": version_brief(a), "b": version_brief(b), "diff": diff, "metadata": meta}
+    return {"a": a.to_dict(), "b": b.to_dict(), "diff": diff, "metadata": meta}
 
 
 # -- lineage ---------------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ import contextlib
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -43,13 +43,13 @@ from storage.quarantine import corrupt_message, is_set_aside
 from storage.trash import list_trash, move_to_trash, purge
 from storage.trash import restore as trash_restore
 
-from .catalog.checks import gc_scale, verify_scale
-from .catalog.entries import LOG_FORMAT, EntryError, decode, entry_format
-from .catalog.log import LOG_DIR, log_path
-from .errors import IntegrityError, InvalidStateError, InvalidValueError, NotFoundError
+from ..errors import IntegrityError, InvalidStateError, InvalidValueError, NotFoundError
+from .checks import gc_scale, verify_scale
+from .entries import LOG_FORMAT, EntryError, decode, entry_format
+from .log import LOG_DIR, log_path
 
 if TYPE_CHECKING:
-    from .store import Store
+    from .engine import Catalog
 
 __all__ = ["GcReport", "VerifyReport", "gc", "verify"]
 
@@ -97,19 +97,23 @@ class GcReport:
 
 # -- verify ----------------------------------------------------------------------------------------
 def verify(
-    store: Store, ref: str | None = None, *, quick: bool = False, snapshots: bool = False
+    store: Catalog,
+    only: Mapping[str, str] | None = None,
+    *,
+    quick: bool = False,
+    snapshots: bool = False,
 ) -> VerifyReport:
     """Check the log (every entry present, parses and applied), its packs and snapshots, and the blobs
     it refers to.
 
-    With ``ref``, only that version's files and manifest. ``quick`` checks existence and size only;
-    otherwise every blob is re-hashed and every log entry parsed again. ``snapshots`` also compares each
-    snapshot with a replay of the log (slow).
+    With ``only`` (digest -> where it is referred to), just those blobs. ``quick`` checks existence
+    and size only; otherwise every blob is re-hashed and every log entry parsed again. ``snapshots``
+    also compares each snapshot with a replay of the log (slow).
     """
     problems: list[str] = []
     store.sync()
     entries = 0
-    if ref is None:
+    if only is None:
         applied = store.index.last_seq  # entries up to here existed before the listing below
         paths, odd = _list_log(store)
         store.sync()  # entries listed are all applied now, unless they follow a gap
@@ -119,12 +123,10 @@ def verify(
         problems += verify_scale(store, replay=snapshots)
         wanted = store.index.all_referenced()
     else:
-        v = store.artifact(ref)
-        wanted = {f.digest: f"{v.ref}/{f.path}" for f in v.files()}
-        wanted.setdefault(v.digest, f"manifest of {v.ref}")
-    sizes = _expected_sizes(store)
+        wanted = dict(only)
+    sizes = store.index.file_sizes()
     items = sorted(wanted.items())
-    if ref is None and not store.root.is_local:
+    if only is None and not store.root.is_local:
         problems += _check_blobs_in_bulk(store, items, sizes, quick)
     else:
         workers = min(8, os.cpu_count() or 1) if store.root.is_local else 16
@@ -135,7 +137,7 @@ def verify(
 
 
 def _check_blob(
-    store: Store, digest: str, where: str, sizes: dict[str, int], quick: bool
+    store: Catalog, digest: str, where: str, sizes: dict[str, int], quick: bool
 ) -> str | None:
     try:
         if quick:
@@ -165,7 +167,7 @@ def _size_problem(digest: str, where: str, size: int, want: int | None) -> str |
 
 
 def _check_blobs_in_bulk(
-    store: Store, items: list[tuple[str, str]], sizes: dict[str, int], quick: bool
+    store: Catalog, items: list[tuple[str, str]], sizes: dict[str, int], quick: bool
 ) -> list[str]:
     """A whole remote store: one listing for existence and sizes, then small blobs fetched many at a
     time (one round trip per batch instead of a HEAD and a GET per blob), large ones streamed."""
@@ -211,7 +213,7 @@ def _check_blobs_in_bulk(
     return problems
 
 
-def _list_log(store: Store) -> tuple[dict[int, str], list[str]]:
+def _list_log(store: Catalog) -> tuple[dict[int, str], list[str]]:
     """One listing of the log: sequence number -> path of every entry, and anything else found."""
     paths: dict[int, str] = {}
     odd: list[str] = []
@@ -228,7 +230,7 @@ def _list_log(store: Store) -> tuple[dict[int, str], list[str]]:
 
 
 def _log_problems(
-    store: Store, paths: dict[int, str], applied_before: int, *, reparse: bool
+    store: Catalog, paths: dict[int, str], applied_before: int, *, reparse: bool
 ) -> list[str]:
     problems: list[str] = []
     head = max(paths, default=0)
@@ -277,12 +279,8 @@ def _listed(seqs: list[int], one: str, many: str) -> list[str]:
     return out
 
 
-def _expected_sizes(store: Store) -> dict[str, int]:
-    return {r[0]: r[1] for r in store.index._conn.execute("SELECT digest, size FROM files")}
-
-
 # -- gc --------------------------------------------------------------------------------------------
-def gc(store: Store, *, grace_period: float = 24 * 3600, dry_run: bool = False) -> GcReport:
+def gc(store: Catalog, *, grace_period: float = 24 * 3600, dry_run: bool = False) -> GcReport:
     """Delete blobs that no live version or run refers to and that are older than ``grace_period``.
 
     ``grace_period`` (seconds) must exceed the longest time a commit may take between uploading its
@@ -337,7 +335,7 @@ def gc(store: Store, *, grace_period: float = 24 * 3600, dry_run: bool = False) 
     )
 
 
-def _empty_trash(store: Store, cutoff: float, now: bool) -> tuple[str, ...]:
+def _empty_trash(store: Catalog, cutoff: float, now: bool) -> tuple[str, ...]:
     """After replaying the log again: put back trashed blobs that a commit refers to, purge those
     trashed longer than the grace period ago (``now``: with no grace at all, everything unreferenced)."""
     store.sync()
@@ -356,7 +354,7 @@ def _older(mtime: float | None, cutoff: float, coarse: bool) -> bool:
     return mtime is not None and mtime + (1.0 if coarse else 0.0) < cutoff
 
 
-def _refuse_unsafe(store: Store, head: int) -> None:
+def _refuse_unsafe(store: Catalog, head: int) -> None:
     """Raise unless every entry up to ``head`` was understood: unknown entries may refer to blobs."""
     applied = store.index.last_seq
     if head > applied:
@@ -376,7 +374,7 @@ def _refuse_unsafe(store: Store, head: int) -> None:
             )
 
 
-def _sweep_local(store: Store, blob: BlobInfo, cutoff: float) -> bool:
+def _sweep_local(store: Catalog, blob: BlobInfo, cutoff: float) -> bool:
     """Quarantine the blob (atomic rename), re-check its age there, then delete or put it back."""
     target = str(store.blobs.local_path(blob.digest))
     quarantine = store.root.local(f"{TMP}/{_QUARANTINE}{blob.digest}-{uuid.uuid4().hex[:8]}")
@@ -397,7 +395,7 @@ def _sweep_local(store: Store, blob: BlobInfo, cutoff: float) -> bool:
     return not fresh
 
 
-def _recover_quarantine(store: Store) -> None:
+def _recover_quarantine(store: Catalog) -> None:
     """Put back blobs that a killed gc had quarantined but not yet deleted; they are judged again."""
     d = store.root.local(TMP)
     try:
@@ -420,7 +418,7 @@ def _recover_quarantine(store: Store) -> None:
             os.unlink(path)
 
 
-def _sweep_remote(store: Store, blob: BlobInfo, cutoff: float) -> bool:
+def _sweep_remote(store: Catalog, blob: BlobInfo, cutoff: float) -> bool:
     """HEAD the blob right before deleting it: a dedup hit since the listing made it young again."""
     rel = store.blobs.relpath(blob.digest)
     if not store.root.is_memory:

@@ -1,0 +1,43 @@
+"""Numbers from users and from store content, bounded where they enter.
+
+SQLite stores integers in 64 bits and Python's ints have no bound, so an integer the user typed
+(a version in a ref, a quota, a ``--limit``, a query literal) that does not fit used to escape as an
+``OverflowError`` traceback from deep inside a query. Every such number is checked here first, with an
+error that names the value and the range, raised as the caller's error type (a `QueryError` in a query,
+an `InvalidNameError` in a ref, an `InvalidValueError` otherwise).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import ArtifactsError, InvalidValueError
+
+__all__ = ["INT64_MAX", "check_int", "shorten"]
+
+#: The largest integer SQLite (and the log's validation) accepts.
+INT64_MAX = 2**63 - 1
+
+
+def shorten(value: Any, limit: int = 40) -> str:
+    """``repr(value)`` cut to ``limit`` characters: a 10^6-digit number must not make a 10^6-char line."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 4 * limit:
+        return f"an integer of about {int(value.bit_length() * 0.30103)} digits"
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_int(
+    value: Any,
+    what: str,
+    *,
+    low: int = 0,
+    high: int = INT64_MAX,
+    error: type[ArtifactsError] = InvalidValueError,
+) -> int:
+    """``value`` if it is an int (not a bool) in ``low..high``; else ``error`` naming ``what``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise error(f"{what} must be an integer, not {shorten(value)}")
+    if not low <= value <= high:
+        raise error(f"{what} {shorten(value)} is out of range: it must be between {low} and {high}")
+    return value

@@ -1,0 +1,216 @@
+"""`Catalog`: the engine under the `Store` facade: one root (store.json, blobs, log) and a local index.
+
+It owns what every operation shares: reading (or creating, exactly once) ``store.json``, the blob store,
+the commit log, the SQLite index kept up to date by `sync`, and `commit`, the optimistic-concurrency
+loop (validate at the head, create the next entry exclusively, on a lost race back off, replay, retry).
+The facade (`artifacts.Store`), maintenance, the fsspec view and the CLI use these public methods and
+attributes; none of them reaches into another module's private state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as _dt
+import sqlite3
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from storage import BlobStore, Root, StatCache, default_cache_dir
+
+from ..errors import (
+    ConflictError,
+    IntegrityError,
+    InvalidStateError,
+    InvalidValueError,
+    NotFoundError,
+)
+from ..manifest import canonical_json
+from ..names import check_name
+from ..untrusted import load_json
+from .entries import Entry, EntryError, decode, encode
+from .identity import check_store_id, index_path
+from .index import INDEX_FORMAT, Index, IndexMoved
+from .log import CommitLog, RawEntry, backoff, log_path
+from .rules import Applied
+from .tail import LogMismatch, LogReader, warn
+
+__all__ = ["STORE_FILE", "STORE_FORMAT", "Catalog", "now"]
+
+STORE_FORMAT = 1
+STORE_FILE = "store.json"
+_MAX_ATTEMPTS = 200
+
+
+def now() -> str:
+    """The time stamp written into entries: UTC, ISO 8601, microseconds."""
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
+
+
+class Catalog:
+    """One store root and its index, for one acting ``user``. Thread-safe (one lock per catalog)."""
+
+    def __init__(self, root: Root, user: str) -> None:
+        self.root = root
+        self.url = root.url
+        self.user = user
+        self.info = self._store_info()
+        self.blobs = BlobStore(root, stat_cache=StatCache())
+        self.log = CommitLog(root)
+        #: one SQLite connection: one transaction at a time; held across a check and what follows it
+        self.lock = threading.RLock()
+        self.index = self._open_index()
+        #: finds new entries (snapshots, packs, then single entries) and makes packs and snapshots
+        self.reader = LogReader(root, store_id=self.info["id"], index_format=INDEX_FORMAT)
+        self._sync(check_head=True)
+
+    @property
+    def id(self) -> str:
+        """The store's id (from store.json)."""
+        return str(self.info["id"])
+
+    @property
+    def head(self) -> int:
+        """The last log entry applied to the index."""
+        return self.index.last_seq
+
+    def close(self, *, wait: float = 30.0) -> None:
+        """Close the index, first giving a pack or snapshot being made up to ``wait`` seconds."""
+        self.reader.background.wait(wait)
+        self.index.close()
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """The index's connection for read-only queries (the query engine, views), under the lock
+        that serialises this catalog's use of it."""
+        with self.lock:
+            yield self.index.connection
+
+    def _open_index(self, *, fresh: bool = False) -> Index:
+        return Index(
+            index_path(default_cache_dir(), self.info["id"], self.root),
+            store_id=self.info["id"],
+            admins=[self.info["created_by"]],
+            fresh=fresh,
+        )
+
+    def _store_info(self) -> dict[str, Any]:
+        """Read store.json, creating it (exactly once, whoever races) for a new store.
+
+        The read is also the reachability check (a missing bucket or endpoint says so), so an existing
+        store costs one request here.
+        """
+        try:
+            data = self.root.read(STORE_FILE)
+        except NotFoundError:
+            self.root.check_reachable()
+            info = {
+                "format": STORE_FORMAT,
+                "id": uuid.uuid4().hex,
+                "created_at": now(),
+                "created_by": self.user,
+            }
+            with contextlib.suppress(ConflictError):
+                self.root.create_exclusive(STORE_FILE, canonical_json(info))
+                print(f"artifacts: created a new store at {self.url}", file=sys.stderr)
+            data = self.root.read(STORE_FILE)
+        try:
+            info = load_json(data, STORE_FILE)
+            fmt = info["format"]
+            check_store_id(info["id"], f"{self.url}/{STORE_FILE}")
+            check_name(info["created_by"], "user name")
+        except (ValueError, KeyError, TypeError) as e:  # InvalidNameError is a ValueError
+            raise IntegrityError(f"{self.url}/{STORE_FILE} is not a store description: {e}") from None
+        if fmt != STORE_FORMAT:
+            raise IntegrityError(
+                f"{self.url} uses store format {fmt}; this library reads format {STORE_FORMAT}: upgrade"
+            )
+        return dict(info)
+
+    # -- the log ---------------------------------------------------------------------------------
+    def sync(self) -> list[tuple[int, str]]:
+        """Apply entries committed since the index was last brought up to date; returns rejections."""
+        return self._sync()
+
+    def _sync(self, *, check_head: bool = False) -> list[tuple[int, str]]:
+        with self.lock:
+            try:
+                return self.reader.sync(self.index, check_head=check_head)
+            except LogMismatch as e:
+                warn(
+                    f"the local index of {self.url} was built from a different log ({e}: a copy, or "
+                    "a backup restored over the store?); rebuilding it from the store's log"
+                )
+                self.reindex()
+                return self.index.rejected()
+
+    def reindex(self) -> int:
+        """Drop the local index and rebuild it from the log; returns the entries replayed."""
+        with self.lock:
+            self.index.close()
+            self.index = self._open_index(fresh=True)  # emptied under the index's init lock
+            self.sync()
+            return self.index.last_seq
+
+    def commit(self, entry: Entry, ts: str | None = None) -> Applied:
+        """Validate ``entry`` at the head and create the next log entry; on a lost race replay, retry.
+
+        The entry is encoded and decoded again first, so a writer commits only what every reader
+        accepts. Returns what the entry did, as validated at the head it was committed after.
+        ``ts``: the entry's time when it is a copy of an older one (`copy_to`), else now.
+        """
+        with self.lock:
+            return self._commit_locked(entry, ts)
+
+    def _commit_locked(self, entry: Entry, ts: str | None) -> Applied:
+        commit_id = uuid.uuid4().hex  # one per change, kept across retries (see _landed)
+        for attempt in range(_MAX_ATTEMPTS):
+            seq = self.index.last_seq + 1
+            when = ts if isinstance(ts, str) else now()
+            data = encode(
+                dataclasses.replace(
+                    entry,
+                    seq=seq,
+                    user=self.user,
+                    ts=when,
+                    commit=commit_id,
+                    prev=self.index.last_digest(seq - 1),
+                )
+            )
+            try:
+                typed = decode(seq, data)
+            except EntryError as e:
+                raise InvalidValueError(f"cannot commit {entry.OP}: {e}") from None
+            try:
+                applied = self.index.check(typed)
+            except IndexMoved:
+                self.sync()
+                continue
+            started = time.perf_counter()
+            try:
+                self.log.create(seq, data)
+            except ConflictError:
+                if self._landed(seq, commit_id):  # our own create, whose reply was lost
+                    self.sync()
+                    return applied
+                backoff(attempt, time.perf_counter() - started)
+                self.sync()
+                continue
+            rejected = dict(self.reader.committed(self.index, RawEntry(seq, data)))
+            if seq in rejected:  # cannot happen when check() passed; keep the log honest anyway
+                raise InvalidStateError(f"log entry {seq} was rejected: {rejected[seq]}")
+            return applied
+        raise ConflictError(f"gave up committing {entry.OP} after {_MAX_ATTEMPTS} lost races; retry later")
+
+    def _landed(self, seq: int, commit_id: str) -> bool:
+        """True if entry ``seq`` is this very commit: a create retried after its first reply was
+        lost (a dropped connection, a timeout) finds the entry it wrote itself and gets 412."""
+        try:
+            got = decode(seq, self.root.read(log_path(seq)))
+        except (NotFoundError, EntryError):
+            return False
+        return got.commit == commit_id
