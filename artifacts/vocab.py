@@ -202,7 +202,8 @@ class Vocabulary:
         try:
             obj = load_json(data, where, expect=None)
         except ValueError as e:
-            raise VocabularyError(f"{where} is not a vocabulary ({e})") from None
+            why = str(e).removeprefix(f"{where} is ")  # "not JSON (...)", "nested too deeply..."
+            raise VocabularyError(f"{where} is not a vocabulary ({why})") from None
         return cls.from_json(obj, where)
 
 
