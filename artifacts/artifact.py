@@ -132,7 +132,8 @@ class Artifact:
         """Add every file below a directory, stored under ``prefix`` with '/'-separated paths.
 
         Symlinks are followed only when they stay inside the directory; one pointing outside is refused
-        (it would silently copy unrelated files into the artifact). The walk stats each file once and
+        (it would silently copy unrelated files into the artifact), and so is anything that is not a
+        regular file (a FIFO would hang the put, a device never ends) or a symlink loop. The walk stats each file once and
         hands that stat to the put, which therefore does not stat again (20k small files: one
         ``scandir`` per directory and one ``stat`` per file).
         """

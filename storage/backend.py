@@ -8,6 +8,7 @@ what to do, instead of a botocore traceback.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import uuid
 from collections.abc import Iterator
@@ -51,9 +52,7 @@ def backend_errors(what: str, url: str) -> Iterator[None]:
             f"{what}: access denied by {url} ({_first_line(e)}); check the credentials and bucket policy"
         ) from e
     except (OSError, TimeoutError) as e:
-        raise BackendError(
-            f"{what}: cannot reach {url} ({_first_line(e)}); check the endpoint and the network"
-        ) from e
+        raise BackendError(_os_error_message(what, url, e)) from e
     except Exception as e:  # botocore/aiohttp errors that s3fs does not translate
         name = type(e).__name__
         if any(k in name for k in ("Endpoint", "Connect", "Credential", "ClientError", "Timeout")):
@@ -62,6 +61,25 @@ def backend_errors(what: str, url: str) -> Iterator[None]:
                 "check the endpoint, the credentials and the bucket"
             ) from e
         raise
+
+
+#: OS errors that are the store's own state, not the network's: say what is wrong there.
+_LOCAL_CAUSES = {
+    errno.ENOSPC: "the disk of the store is full ({e}): free space (or run `artifacts gc`), then retry",
+    errno.EDQUOT: "the disk quota of the store is exhausted ({e}): free space, then retry",
+    errno.EROFS: "the store is on a read-only file system ({e})",
+    errno.EISDIR: "a directory is in the way ({e}): something other than this library made it; "
+    "move it out of the store",
+    errno.ENOTDIR: "a file is in the way of a directory ({e}): move it out of the store",
+    errno.EIO: "the disk of the store reports an I/O error ({e}); check the disk",
+}
+
+
+def _os_error_message(what: str, url: str, e: OSError) -> str:
+    cause = _LOCAL_CAUSES.get(e.errno) if e.errno is not None else None
+    if cause is not None:
+        return f"{what} in {url}: {cause.format(e=_first_line(e))}"
+    return f"{what}: cannot reach {url} ({_first_line(e)}); check the endpoint and the network"
 
 
 def _is_missing_bucket(e: BaseException) -> bool:

@@ -19,7 +19,7 @@ from storage.statcache import init_lock
 
 from ..errors import ArtifactsError, NotFoundError
 from ..runquery import resolve_run_id
-from .entries import Entry, decode
+from .entries import Entry, EntryError, decode
 from .log import RawEntry
 from .records import RunRecord, VersionRecord
 from .rules import Applied, Rules, run_node
@@ -30,6 +30,26 @@ __all__ = ["INDEX_FORMAT", "Index", "IndexMoved"]
 #: are now rejected, so it is rebuilt from the log) and meta keeps the store's total size.
 #: 5: runs.tags, notes, live history chunks; the query engine's indexes and run_keys table.
 INDEX_FORMAT = 5
+
+
+#: What entry 1 names as its predecessor: nothing (an entry 1 with a ``prev`` is forged or misplaced).
+_FIRST = ""
+
+
+def _check_prev(entry: Entry, known: str | None) -> None:
+    """The hash chain, checked on replay: an entry that names a predecessor other than the bytes
+    applied before it is rejected, by every reader alike (all hash the same bytes). ``known`` is None
+    only where the digest of the previous entry was never recorded (an index or snapshot written
+    before the chain existed); entries without ``prev`` (written before it) are not checked."""
+    if entry.prev is None or known is None or entry.prev == known:
+        return
+    if known == _FIRST:
+        raise EntryError("it names a previous entry (prev) but it is the first entry of the log")
+    raise EntryError(
+        f"its prev ({entry.prev[:16]}...) is not the digest of log entry {entry.seq - 1} "
+        f"({known[:16]}...): entry {entry.seq - 1} was changed after this one was written, or this "
+        "one was written for another log"
+    )
 
 
 class IndexMoved(Exception):
@@ -230,6 +250,7 @@ class Index(Rules):
         digest: str | None = None
         with self.transaction() as c:
             last = self._last_seq(c)
+            known = self.last_digest(last) if last else _FIRST  # what entry last + 1 must name
             for raw in entries:
                 if raw.seq <= last:
                     continue
@@ -237,7 +258,9 @@ class Index(Rules):
                     break  # a gap: the caller will fetch the missing entries next sync
                 c.execute("SAVEPOINT entry")
                 try:
-                    self._apply_entry(c, decode(raw.seq, raw.data))
+                    entry = decode(raw.seq, raw.data)
+                    _check_prev(entry, known)
+                    self._apply_entry(c, entry)
                 except (ArtifactsError, ValueError) as e:  # EntryError is a ValueError
                     c.execute("ROLLBACK TO entry")
                     reason = str(e)
@@ -245,6 +268,7 @@ class Index(Rules):
                     rejected.append((raw.seq, reason))
                 c.execute("RELEASE entry")
                 last, digest = raw.seq, hash_bytes(raw.data)
+                known = digest
             c.execute("UPDATE meta SET value=? WHERE key='last_seq'", (str(last),))
             if digest is not None:  # the hash chain's link for the next writer (see entries.prev)
                 c.execute(
