@@ -18,7 +18,15 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
 
-from .errors import ArtifactsError, BackendError, ConflictError, NotFoundError
+from .errors import (
+    DISK_FULL_ERRNOS,
+    ArtifactsError,
+    BackendError,
+    ConflictError,
+    DiskFullError,
+    NotFoundError,
+    disk_full_message,
+)
 
 __all__ = ["Root", "open_root"]
 
@@ -50,7 +58,13 @@ def backend_errors(what: str, url: str) -> Iterator[None]:
         raise BackendError(
             f"{what}: access denied by {url} ({_first_line(e)}); check the credentials and bucket policy"
         ) from e
-    except (OSError, TimeoutError) as e:
+    except OSError as e:
+        if e.errno in DISK_FULL_ERRNOS:  # a full local disk is not an unreachable endpoint
+            raise DiskFullError(disk_full_message(what, url, e.strerror or str(e))) from e
+        raise BackendError(
+            f"{what}: cannot reach {url} ({_first_line(e)}); check the endpoint and the network"
+        ) from e
+    except TimeoutError as e:
         raise BackendError(
             f"{what}: cannot reach {url} ({_first_line(e)}); check the endpoint and the network"
         ) from e
