@@ -18,15 +18,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
 
-from .errors import (
-    DISK_FULL_ERRNOS,
-    ArtifactsError,
-    BackendError,
-    ConflictError,
-    DiskFullError,
-    NotFoundError,
-    disk_full_message,
-)
+from .errors import ArtifactsError, BackendError, ConflictError, NotFoundError, disk_full_errors
 
 __all__ = ["Root", "open_root"]
 
@@ -42,7 +34,8 @@ def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
 def backend_errors(what: str, url: str) -> Iterator[None]:
     """Translate backend exceptions raised while doing ``what`` on ``url`` into our family."""
     try:
-        yield
+        with disk_full_errors(what, url):  # a full local disk is not an unreachable endpoint
+            yield
     except ArtifactsError:
         raise
     except FileExistsError as e:
@@ -58,13 +51,7 @@ def backend_errors(what: str, url: str) -> Iterator[None]:
         raise BackendError(
             f"{what}: access denied by {url} ({_first_line(e)}); check the credentials and bucket policy"
         ) from e
-    except OSError as e:
-        if e.errno in DISK_FULL_ERRNOS:  # a full local disk is not an unreachable endpoint
-            raise DiskFullError(disk_full_message(what, url, e.strerror or str(e))) from e
-        raise BackendError(
-            f"{what}: cannot reach {url} ({_first_line(e)}); check the endpoint and the network"
-        ) from e
-    except TimeoutError as e:
+    except (OSError, TimeoutError) as e:
         raise BackendError(
             f"{what}: cannot reach {url} ({_first_line(e)}); check the endpoint and the network"
         ) from e
