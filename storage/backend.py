@@ -19,7 +19,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
 
-from .errors import ArtifactsError, BackendError, ConflictError, NotFoundError
+from .errors import ArtifactsError, BackendError, ConflictError, NotFoundError, disk_full_errors
 
 __all__ = ["Root", "open_root"]
 
@@ -35,7 +35,8 @@ def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
 def backend_errors(what: str, url: str) -> Iterator[None]:
     """Translate backend exceptions raised while doing ``what`` on ``url`` into our family."""
     try:
-        yield
+        with disk_full_errors(what, url):  # a full local disk is not an unreachable endpoint
+            yield
     except ArtifactsError:
         raise
     except FileExistsError as e:
@@ -63,10 +64,9 @@ def backend_errors(what: str, url: str) -> Iterator[None]:
         raise
 
 
-#: OS errors that are the store's own state, not the network's: say what is wrong there.
+#: OS errors that are the store's own state, not the network's: say what is wrong there (a full
+#: disk is `disk_full_errors`' to name).
 _LOCAL_CAUSES = {
-    errno.ENOSPC: "the disk of the store is full ({e}): free space (or run `artifacts gc`), then retry",
-    errno.EDQUOT: "the disk quota of the store is exhausted ({e}): free space, then retry",
     errno.EROFS: "the store is on a read-only file system ({e})",
     errno.EISDIR: "a directory is in the way ({e}): something other than this library made it; "
     "move it out of the store",

@@ -189,7 +189,7 @@ def test_a_directory_in_place_of_the_next_entry_is_named_not_the_network(
 @pytest.mark.parametrize(
     "err, says",
     [
-        (28, "disk of the store is full"),  # ENOSPC
+        (28, "disk full"),  # ENOSPC: a DiskFullError (issue 11)
         (21, "directory is in the way"),  # EISDIR
         (30, "read-only"),  # EROFS
         (111, "cannot reach"),  # ECONNREFUSED: the network after all
@@ -200,7 +200,7 @@ def test_os_errors_name_their_cause(err: int, says: str) -> None:
 
     from storage.backend import backend_errors
 
-    with pytest.raises(artifacts.BackendError) as e, backend_errors("create log/1.json", "/s"):
+    with pytest.raises(artifacts.ArtifactsError) as e, backend_errors("create log/1.json", "/s"):
         raise OSError(err, os.strerror(err))
     assert says in str(e.value) and "\n" not in str(e.value)
     if err != 111:
