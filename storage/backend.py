@@ -18,7 +18,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
 
-from .errors import ArtifactsError, BackendError, ConflictError, NotFoundError
+from .errors import ArtifactsError, BackendError, ConflictError, NotFoundError, disk_full_errors
 
 __all__ = ["Root", "open_root"]
 
@@ -34,7 +34,8 @@ def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
 def backend_errors(what: str, url: str) -> Iterator[None]:
     """Translate backend exceptions raised while doing ``what`` on ``url`` into our family."""
     try:
-        yield
+        with disk_full_errors(what, url):  # a full local disk is not an unreachable endpoint
+            yield
     except ArtifactsError:
         raise
     except FileExistsError as e:

@@ -23,7 +23,14 @@ from typing import Any, BinaryIO
 from fsspec.callbacks import Callback, NoOpCallback
 
 from .backend import Root, backend_errors
-from .errors import BackendError, ConflictError, IntegrityError, InvalidPathError, NotFoundError
+from .errors import (
+    BackendError,
+    ConflictError,
+    IntegrityError,
+    InvalidPathError,
+    NotFoundError,
+    disk_full_errors,
+)
 from .hashing import CHUNK_SIZE, check_digest, hash_bytes, hash_file
 from .quarantine import missing_error, set_aside
 from .statcache import StatCache, StatKey, stat_key
@@ -285,11 +292,12 @@ class BlobStore:
             return PutResult(digest, size, False)
         tmp = self._local_tmp()
         try:
-            with open(tmp, "wb", buffering=0) as f:
-                write_all(f, view)
-                if self.fsync:
-                    os.fsync(f.fileno())
-            written = self._publish_local(tmp, self.root.local(rel), size)
+            with disk_full_errors(f"store blob {digest}", self.root.url):
+                with open(tmp, "wb", buffering=0) as f:
+                    write_all(f, view)
+                    if self.fsync:
+                        os.fsync(f.fileno())
+                written = self._publish_local(tmp, self.root.local(rel), size)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
@@ -357,11 +365,12 @@ class BlobStore:
         """Write a new blob into a temp file with ``write`` (returns digest, size), then publish it."""
         tmp = self._local_tmp()
         try:
-            with open(tmp, "w+b", buffering=0) as out:
-                digest, size = write(out)
-                if self.fsync:
-                    os.fsync(out.fileno())
-            written = self._publish_local(tmp, self.root.local(self.relpath(digest)), size)
+            with disk_full_errors("store a blob", self.root.url):
+                with open(tmp, "w+b", buffering=0) as out:
+                    digest, size = write(out)
+                    if self.fsync:
+                        os.fsync(out.fileno())
+                written = self._publish_local(tmp, self.root.local(self.relpath(digest)), size)
             return PutResult(digest, size, written)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
