@@ -30,7 +30,7 @@ __all__ = ["INDEX_FORMAT", "Index", "IndexMoved"]
 #: 4: entries are decoded with full field validation (an index built before may hold entries that
 #: are now rejected, so it is rebuilt from the log) and meta keeps the store's total size.
 #: 5: runs.tags, notes, live history chunks; the query engine's indexes and run_keys table.
-INDEX_FORMAT = 5
+INDEX_FORMAT = 6  # 6: copies (which source entries a copy committed)
 
 
 #: What entry 1 names as its predecessor: nothing (an entry 1 with a ``prev`` is forged or misplaced).
@@ -185,6 +185,10 @@ class Index(Rules):
             db.table("quotas").create({"user": str, "bytes": int}, pk="user")
             db.table("admins").create({"user": str}, pk="user")
             db.table("rejected").create({"seq": int, "reason": str}, pk="seq")
+            # source store id + source entry -> the entry that copied it (`artifacts.transfer`)
+            db.table("copies").create(
+                {"store": str, "src_seq": int, "seq": int}, pk=("store", "src_seq")
+            )
             c.executemany(
                 "INSERT INTO meta VALUES (?, ?)",
                 [
@@ -522,6 +526,22 @@ class Index(Rules):
         for r in c.execute("SELECT history, id FROM runs WHERE history IS NOT NULL"):
             out.setdefault(r[0], f"history of run {r[1]}")
         return out
+
+    def copy_of(self, store_id: str, src_seq: int) -> int | None:
+        """The entry that copied entry ``src_seq`` of store ``store_id`` here, if one did."""
+        row = self._conn.execute(
+            "SELECT seq FROM copies WHERE store=? AND src_seq=?", (store_id, src_seq)
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def copies(self, store_id: str) -> dict[int, int]:
+        """Every entry of store ``store_id`` copied here: source entry -> the entry that copied it."""
+        return {
+            int(r[0]): int(r[1])
+            for r in self._conn.execute(
+                "SELECT src_seq, seq FROM copies WHERE store=?", (store_id,)
+            )
+        }
 
     def rejected(self) -> list[tuple[int, str]]:
         return [
