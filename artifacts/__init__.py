@@ -36,6 +36,7 @@ from .errors import (
     PermissionDeniedError,
     QueryError,
     QuotaExceededError,
+    StoreNotFoundError,
     StoreWarning,
 )
 
@@ -145,6 +146,7 @@ __all__ = [
     "RunGroup",
     "RunPage",
     "Store",
+    "StoreNotFoundError",
     "StoreWarning",
     "VerifyReport",
     "config",

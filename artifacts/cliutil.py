@@ -310,14 +310,19 @@ class CliContext:
 
     def store(self, *, create: bool = False) -> Store:
         if self._store is None:
-            if not create and not self.exists():
+            from .errors import StoreNotFoundError
+            from .store import open_store
+
+            try:  # store.json is read once: the open is the existence check
+                self._store = open_store(
+                    self.url, user=self.user, storage_options=self.options, create=create
+                )
+            except StoreNotFoundError:
                 raise CliError(
                     f"no store at {self.url}: create one with `artifacts init`, or point --store "
                     "(or $ARTIFACTS_STORE) at an existing one"
-                )
-            from .store import open_store
-
-            self._store = open_store(self.url, user=self.user, storage_options=self.options)
+                ) from None
+            self._store.catalog.trust_open()  # the command runs now: the open's sync is fresh
             click.get_current_context().call_on_close(self._store.close)
         return self._store
 

@@ -32,8 +32,13 @@ __all__ = [
     "PermissionDeniedError",
     "QueryError",
     "QuotaExceededError",
+    "StoreNotFoundError",
     "StoreWarning",
 ]
+
+
+class StoreNotFoundError(NotFoundError):
+    """No store at the URL (no ``store.json``), where opening was asked not to create one."""
 
 
 class InvalidStateError(ArtifactsError, RuntimeError):

@@ -97,8 +97,10 @@ def open_store(
     *,
     user: str | None = None,
     storage_options: Mapping[str, Any] | None = None,
+    create: bool = True,
 ) -> Store:
-    """Open (creating on first use) the store at ``url``.
+    """Open (creating on first use) the store at ``url``; with ``create=False`` a missing store is
+    `StoreNotFoundError` instead (what the CLI wants, at no extra request).
 
     ``url`` defaults to ``$ARTIFACTS_STORE``, else ``./.artifacts``; ``user`` to ``$ARTIFACTS_USER``, else
     the OS login. User names are asserted by the client, as git authors are.
@@ -107,7 +109,7 @@ def open_store(
     user = default_user() if user is None else user  # an explicit "" is an invalid name
     check_name(user, "user name")
     root = open_root(url, dict(storage_options or {}))
-    return Store(root, user)
+    return Store(root, user, create=create)
 
 
 class Store:
@@ -117,8 +119,8 @@ class Store:
     ``store.catalog`` is that engine, and ``root``, ``blobs``, ``log``, ``index`` are its parts.
     """
 
-    def __init__(self, root: Root, user: str) -> None:
-        self.catalog = Catalog(root, user)
+    def __init__(self, root: Root, user: str, *, create: bool = True) -> None:
+        self.catalog = Catalog(root, user, create=create)
 
     @property
     def url(self) -> str:

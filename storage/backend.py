@@ -369,12 +369,14 @@ class Root:
             out[k[len(prefix) :] if k.startswith(prefix) else k] = v
         return out
 
-    def check_reachable(self) -> None:
-        """Fail fast with a clear message if the root cannot be used (missing bucket, bad endpoint)."""
+    def check_reachable(self, *, create: bool = True) -> None:
+        """Fail fast with a clear message if the root cannot be used (missing bucket, bad endpoint);
+        a local root's folder is made unless not ``create``."""
         with backend_errors("open store", self.url):
             if self.is_local:
-                os.makedirs(self.path, exist_ok=True)
-                if not os.path.isdir(self.path):
+                if create:
+                    os.makedirs(self.path, exist_ok=True)
+                if os.path.exists(self.path) and not os.path.isdir(self.path):
                     raise BackendError(f"store root {self.path} is not a directory")
             elif not self.is_memory:
                 bucket = self.path.split("/", 1)[0]

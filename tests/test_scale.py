@@ -4,6 +4,7 @@ S3 request budget holds. Tiny pack and snapshot sizes (via the environment) keep
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -452,6 +453,11 @@ def test_s3_request_budget(
         with counter.count() as warm:
             artifacts.open_store(b.url, storage_options=b.storage_options).close()
         assert len(warm) <= 2, warm
+        cmd = ["artifacts", "--store", b.url, "--storage-options", json.dumps(b.storage_options)]
+        env = {**os.environ, "PYTHONPATH": os.getcwd()}
+        with counter.count() as cli_warm:  # the command line opens no differently
+            subprocess.run([*cmd, "ls"], env=env, check=True, capture_output=True)
+        assert len(cli_warm) <= 2, "\n".join(cli_warm)
         with counter.count() as commit:
             store.log_artifact(artifacts.Artifact("c", "dataset").add_bytes("x", b"new"))
         blob_puts = [r for r in commit if r.startswith("PUT") and "/blobs/" in r]

@@ -29,6 +29,7 @@ from ..errors import (
     InvalidStateError,
     InvalidValueError,
     NotFoundError,
+    StoreNotFoundError,
 )
 from ..manifest import canonical_json
 from ..names import check_name
@@ -55,11 +56,11 @@ def now() -> str:
 class Catalog:
     """One store root and its index, for one acting ``user``. Thread-safe (one lock per catalog)."""
 
-    def __init__(self, root: Root, user: str) -> None:
+    def __init__(self, root: Root, user: str, *, create: bool = True) -> None:
         self.root = root
         self.url = root.url
         self.user = user
-        self.info = self._store_info()
+        self.info = self._store_info(create)
         self.blobs = BlobStore(root, stat_cache=StatCache())
         self.log = CommitLog(root)
         #: one SQLite connection: one transaction at a time; held across a check and what follows it
@@ -67,6 +68,8 @@ class Catalog:
         self.index = self._open_index()
         #: finds new entries (snapshots, packs, then single entries) and makes packs and snapshots
         self.reader = LogReader(root, store_id=self.info["id"], index_format=INDEX_FORMAT)
+        #: the open's own sync stands for the first one a command asks for (`trust_open`)
+        self._open_synced = False
         self._sync(check_head=True)
 
     @property
@@ -99,16 +102,22 @@ class Catalog:
             fresh=fresh,
         )
 
-    def _store_info(self) -> dict[str, Any]:
-        """Read store.json, creating it (exactly once, whoever races) for a new store.
+    def _store_info(self, create: bool = True) -> dict[str, Any]:
+        """Read store.json, creating it (exactly once, whoever races) for a new store, unless not
+        ``create`` (then a missing one is `StoreNotFoundError`).
 
         The read is also the reachability check (a missing bucket or endpoint says so), so an existing
-        store costs one request here.
+        store costs one request here (the CLI asks for no existence check before it).
         """
         try:
             data = self.root.read(STORE_FILE)
         except NotFoundError:
-            self.root.check_reachable()
+            self.root.check_reachable(create=create)
+            if not create:
+                raise StoreNotFoundError(
+                    f"no store at {self.url}: create one with `artifacts init` (or open_store() "
+                    "without create=False)"
+                ) from None
             info = {
                 "format": STORE_FORMAT,
                 "id": uuid.uuid4().hex,
@@ -135,7 +144,21 @@ class Catalog:
     # -- the log ---------------------------------------------------------------------------------
     def sync(self) -> list[tuple[int, str]]:
         """Apply entries committed since the index was last brought up to date; returns rejections."""
+        with self.lock:
+            if self._open_synced:
+                self._open_synced = False
+                return []
         return self._sync()
+
+    def trust_open(self) -> None:
+        """Let the sync the open just did stand for the next one (one request fewer on S3).
+
+        For a caller that opens, then at once runs one command (the CLI): nothing it could have waited
+        for lies between the two, so the state it sees is the state of the open. Library code that
+        opens a store and later reads it always syncs.
+        """
+        with self.lock:
+            self._open_synced = True
 
     def _sync(self, *, check_head: bool = False) -> list[tuple[int, str]]:
         with self.lock:
