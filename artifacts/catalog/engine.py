@@ -40,7 +40,7 @@ from .log import CommitLog, RawEntry, backoff, log_path
 from .rules import Applied
 from .tail import LogMismatch, LogReader, warn
 
-__all__ = ["STORE_FILE", "STORE_FORMAT", "Catalog", "now"]
+__all__ = ["STORE_FILE", "STORE_FORMAT", "Catalog", "is_corrupt", "now"]
 
 STORE_FORMAT = 1
 STORE_FILE = "store.json"
@@ -50,6 +50,14 @@ _MAX_ATTEMPTS = 200
 def now() -> str:
     """The time stamp written into entries: UTC, ISO 8601, microseconds."""
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
+
+
+def is_corrupt(e: BaseException) -> bool:
+    """SQLite says the file's pages are damaged (SQLITE_CORRUPT, SQLITE_NOTADB), not full or busy."""
+    code = getattr(e, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (11, 26)
+    return "malformed" in str(e) or "not a database" in str(e)
 
 
 class Catalog:
@@ -65,9 +73,22 @@ class Catalog:
         #: one SQLite connection: one transaction at a time; held across a check and what follows it
         self.lock = threading.RLock()
         self.index = self._open_index()
+        #: log entries this catalog created (a caller retrying after a damaged index checks it)
+        self.commits = 0
         #: finds new entries (snapshots, packs, then single entries) and makes packs and snapshots
         self.reader = LogReader(root, store_id=self.info["id"], index_format=INDEX_FORMAT)
-        self._sync(check_head=True)
+        try:
+            self._sync(check_head=True)
+        except sqlite3.DatabaseError as e:
+            if not is_corrupt(e):
+                raise
+            self.heal(e)
+
+    def heal(self, e: sqlite3.DatabaseError) -> None:
+        """Rebuild an index whose pages are damaged (``database disk image is malformed``): it is a
+        cache of the log, so nothing is lost; as a damaged header already is, on open."""
+        warn(f"the local index of {self.url} is damaged ({e}); rebuilding it from the store's log")
+        self.reindex()
 
     @property
     def id(self) -> str:
@@ -152,7 +173,8 @@ class Catalog:
     def reindex(self) -> int:
         """Drop the local index and rebuild it from the log; returns the entries replayed."""
         with self.lock:
-            self.index.close()
+            with contextlib.suppress(sqlite3.Error):  # a damaged file may not even close cleanly
+                self.index.close()
             self.index = self._open_index(fresh=True)  # emptied under the index's init lock
             self.sync()
             return self.index.last_seq
@@ -165,7 +187,9 @@ class Catalog:
         ``ts``: the entry's time when it is a copy of an older one (`copy_to`), else now.
         """
         with self.lock:
-            return self._commit_locked(entry, ts)
+            applied = self._commit_locked(entry, ts)
+            self.commits += 1
+            return applied
 
     def _commit_locked(self, entry: Entry, ts: str | None) -> Applied:
         commit_id = uuid.uuid4().hex  # one per change, kept across retries (see _landed)
