@@ -17,23 +17,23 @@ from .errors import (
     InvalidNameError,
     InvalidPathError,
     NotFoundError,
-    PermissionDeniedError,
-    QuotaExceededError,
 )
 
 if TYPE_CHECKING:
     from .backend import Root, open_root
-    from .blobs import BlobInfo, BlobStore, PutResult
+    from .blobs import BlobStore
     from .hashing import check_digest, hash_bytes, hash_file
     from .statcache import StatCache, default_cache_dir
+    from .values import BlobInfo, LocalBlob, PutResult
 
 #: imported on first use (fsspec and blake3 are not needed to name an error)
 _LAZY = {
     "Root": ".backend",
     "open_root": ".backend",
-    "BlobInfo": ".blobs",
+    "BlobInfo": ".values",
     "BlobStore": ".blobs",
-    "PutResult": ".blobs",
+    "LocalBlob": ".values",
+    "PutResult": ".values",
     "check_digest": ".hashing",
     "hash_bytes": ".hashing",
     "hash_file": ".hashing",
@@ -52,10 +52,9 @@ __all__ = [
     "InvalidDigestError",
     "InvalidNameError",
     "InvalidPathError",
+    "LocalBlob",
     "NotFoundError",
-    "PermissionDeniedError",
     "PutResult",
-    "QuotaExceededError",
     "Root",
     "StatCache",
     "check_digest",
