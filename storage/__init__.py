@@ -1,6 +1,15 @@
 """Content-addressed blob storage over fsspec: local disk, S3 (s3fs) and memory.
 
 This package knows nothing of artifacts, runs or versions; `artifacts` builds the catalog on top of it.
+It owns every backend decision; above it only capability flags are read. Which module holds what:
+
+- ``backend``: the `Root` interface, `open_root`, backend errors; ``_local``, ``_memory``, ``_fsspec``:
+  one `Root` class per backend (``LocalRoot``, ``MemoryRoot``, ``RemoteRoot``/``S3Root``);
+- ``blobs``: `BlobStore` (names, puts, reads, local paths, listing); ``_localput`` and ``_remoteput``:
+  how a put lands with and without OS paths; ``_download``: verified downloads; ``batch``: many files;
+- ``sweep``, ``trash``, ``quarantine``: gc's sweep, remote trash, damaged blobs set aside;
+- ``hashing``, ``streams``, ``upload``, ``statcache``, ``values``: digests, copy loops, multipart
+  uploads, the stat cache, the values answered.
 """
 
 from __future__ import annotations
