@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from fsspec.callbacks import Callback
 
+from .errors import disk_full_errors
 from .hashing import CHUNK_SIZE, hash_bytes
 from .streams import RangeReader, copy_file_hashing, copy_hashing, write_all
 from .values import PutResult
@@ -62,11 +63,12 @@ def put_local_via_tmp(blobs: BlobStore, write: Callable[[BinaryIO], tuple[str, i
     """Write a new blob into a temp file with ``write`` (returns digest, size), then publish it."""
     tmp = local_tmp(blobs)
     try:
-        with open(tmp, "w+b", buffering=0) as out:
-            digest, size = write(out)
-            if blobs.fsync:
-                os.fsync(out.fileno())
-        written = publish_local(blobs, tmp, blobs.root.local(blobs.relpath(digest)), size)
+        with disk_full_errors("store a blob", blobs.root.url):
+            with open(tmp, "w+b", buffering=0) as out:
+                digest, size = write(out)
+                if blobs.fsync:
+                    os.fsync(out.fileno())
+            written = publish_local(blobs, tmp, blobs.root.local(blobs.relpath(digest)), size)
         return PutResult(digest, size, written)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -139,11 +141,12 @@ def put_local_bytes(
         return PutResult(digest, size, False)
     tmp = local_tmp(blobs)
     try:
-        with open(tmp, "wb", buffering=0) as f:
-            write_all(f, view)
-            if blobs.fsync:
-                os.fsync(f.fileno())
-        written = publish_local(blobs, tmp, blobs.root.local(rel), size)
+        with disk_full_errors(f"store blob {digest}", blobs.root.url):
+            with open(tmp, "wb", buffering=0) as f:
+                write_all(f, view)
+                if blobs.fsync:
+                    os.fsync(f.fileno())
+            written = publish_local(blobs, tmp, blobs.root.local(rel), size)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

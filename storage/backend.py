@@ -19,7 +19,7 @@ from typing import IO, Any, ClassVar
 import fsspec
 from fsspec.callbacks import Callback
 
-from .errors import ArtifactsError, BackendError, ConflictError, NotFoundError
+from .errors import ArtifactsError, BackendError, ConflictError, NotFoundError, disk_full_errors
 
 __all__ = ["Root", "backend_errors", "mtime_of", "open_root"]
 
@@ -30,7 +30,8 @@ _KNOWN_PROTOCOLS = {"file", "local", "s3", "s3a", "memory"}
 def backend_errors(what: str, url: str) -> Iterator[None]:
     """Translate backend exceptions raised while doing ``what`` on ``url`` into our family."""
     try:
-        yield
+        with disk_full_errors(what, url):  # a full local disk is not an unreachable endpoint
+            yield
     except ArtifactsError:
         raise
     except FileExistsError as e:

@@ -7,15 +7,22 @@ knows nothing about us still handles our errors sensibly.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+from collections.abc import Iterator
+
 __all__ = [
+    "DISK_FULL_ERRNOS",
     "ArtifactsError",
     "BackendError",
     "ConflictError",
+    "DiskFullError",
     "IntegrityError",
     "InvalidDigestError",
     "InvalidNameError",
     "InvalidPathError",
     "NotFoundError",
+    "disk_full_errors",
 ]
 
 
@@ -52,3 +59,35 @@ class InvalidPathError(ArtifactsError, ValueError):
 
 class BackendError(ArtifactsError, OSError):
     """The storage backend could not be reached or refused the request (endpoint, bucket, credentials)."""
+
+
+class DiskFullError(ArtifactsError, OSError):
+    """A write failed for lack of space (no space left, a disk quota, a file size limit).
+
+    Nothing half-written is visible (blobs and entries appear whole or not at all, the index changes
+    in transactions), so the same call works again once there is space, with no repair.
+    """
+
+
+#: ENOSPC: no space left; EDQUOT: a disk quota; EFBIG: a file size limit (RLIMIT_FSIZE, a filesystem's).
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def disk_full_message(what: str, where: str, detail: str) -> str:
+    return (
+        f"disk full: cannot {what} at {where} ({detail}); free some space and retry "
+        "(nothing half-written was kept)"
+    )
+
+
+@contextlib.contextmanager
+def disk_full_errors(what: str, where: str) -> Iterator[None]:
+    """An `OSError` for lack of space while doing ``what`` becomes a one-line `DiskFullError`."""
+    try:
+        yield
+    except ArtifactsError:
+        raise
+    except OSError as e:
+        if e.errno in DISK_FULL_ERRNOS:
+            raise DiskFullError(disk_full_message(what, where, e.strerror or str(e))) from e
+        raise

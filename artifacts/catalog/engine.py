@@ -25,6 +25,7 @@ from storage import BlobStore, Root, StatCache, default_cache_dir
 
 from ..errors import (
     ConflictError,
+    DiskFullError,
     IntegrityError,
     InvalidStateError,
     InvalidValueError,
@@ -202,7 +203,14 @@ class Catalog:
                 backoff(attempt, time.perf_counter() - started)
                 self.sync()
                 continue
-            rejected = dict(self.reader.committed(self.index, RawEntry(seq, data)))
+            try:
+                rejected = dict(self.reader.committed(self.index, RawEntry(seq, data)))
+            except DiskFullError as e:  # the entry is in the log, whole: only this cache is behind
+                raise DiskFullError(
+                    f"disk full: {entry.OP} was committed (log entry {seq}), but the local index "
+                    f"at {self.index.path} could not record it; it catches up by itself once there "
+                    "is space"
+                ) from e
             if seq in rejected:  # cannot happen when check() passed; keep the log honest anyway
                 raise InvalidStateError(f"log entry {seq} was rejected: {rejected[seq]}")
             return applied

@@ -20,6 +20,7 @@ from storage.statcache import init_lock
 from ..errors import ArtifactsError, NotFoundError
 from ..runquery import resolve_run_id
 from .entries import Entry, decode
+from .full import index_write_errors, is_disk_full
 from .log import RawEntry
 from .records import RunRecord, VersionRecord
 from .rules import Applied, Rules, run_node
@@ -51,11 +52,13 @@ class Index(Rules):
         self.store_id = store_id
         # one process at a time creates (or rebuilds) the file: concurrent first opens would otherwise
         # delete each other's half-made index ("disk I/O error") or race on WAL ("database is locked")
-        with init_lock(self.path):
+        with init_lock(self.path), index_write_errors(self.path, "open the local index"):
             try:
                 self._conn = self._connect()
                 fmt = self._format()
-            except sqlite3.DatabaseError:  # "file is not a database": a damaged cache, rebuilt
+            except sqlite3.DatabaseError as e:  # "file is not a database": a damaged cache, rebuilt
+                if is_disk_full(e):  # not damaged: keep it for when there is space again
+                    raise
                 fmt = None
             if fresh or fmt != INDEX_FORMAT:
                 with contextlib.suppress(AttributeError):
@@ -180,14 +183,19 @@ class Index(Rules):
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
+        """All or nothing, also when the COMMIT is what fails (a full disk): the connection is never
+        left inside a transaction that would make every later write fail."""
         c = self._conn
-        c.execute("BEGIN IMMEDIATE")
-        try:
-            yield c
-        except BaseException:
-            c.execute("ROLLBACK")
-            raise
-        c.execute("COMMIT")
+        with index_write_errors(self.path):
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                yield c
+                c.execute("COMMIT")
+            except BaseException:
+                if c.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        c.execute("ROLLBACK")
+                raise
 
     def close(self) -> None:
         self._conn.close()
