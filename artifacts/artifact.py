@@ -24,7 +24,7 @@ from .names import check_name, check_path
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-__all__ = ["Artifact", "check_json"]
+__all__ = ["Artifact", "check_json", "refuse_special"]
 
 MAX_METADATA = 1024 * 1024
 
@@ -53,6 +53,27 @@ class Staged:
     meta: Mapping[str, Any] = field(default_factory=dict)
     #: the stat key taken when the file was added (storage.StatKey), so the put need not stat again
     key: tuple[int, int, int, int] | None = None
+
+
+_KINDS = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def refuse_special(path: Path, st: os.stat_result) -> None:
+    """Only regular files are content: a FIFO would hang the put, ``/dev/zero`` would fill the disk.
+
+    Decided from a stat, before anything opens the file.
+    """
+    if stat.S_ISREG(st.st_mode):
+        return
+    kind = next((what for test, what in _KINDS if test(st.st_mode)), "a special file")
+    raise InvalidPathError(
+        f"cannot add {path}: it is {kind}, not a regular file; copy its content into a file first"
+    )
 
 
 class Artifact:
@@ -103,6 +124,7 @@ class Artifact:
             raise NotFoundError(f"cannot add {p}: no such file") from None
         if stat.S_ISDIR(st.st_mode):
             raise InvalidPathError(f"cannot add {p}: it is a directory; use add_dir")
+        refuse_special(p, st)
         self._stage(Staged(name or p.name, st.st_size, source=str(p.resolve()), key=stat_key(st)))
         return self
 
@@ -110,7 +132,8 @@ class Artifact:
         """Add every file below a directory, stored under ``prefix`` with '/'-separated paths.
 
         Symlinks are followed only when they stay inside the directory; one pointing outside is refused
-        (it would silently copy unrelated files into the artifact). The walk stats each file once and
+        (it would silently copy unrelated files into the artifact), and so is anything that is not a
+        regular file (a FIFO would hang the put, a device never ends) or a symlink loop. The walk stats each file once and
         hands that stat to the put, which therefore does not stat again (20k small files: one
         ``scandir`` per directory and one ``stat`` per file).
         """
@@ -139,8 +162,9 @@ class Artifact:
                         st = os.stat(real)
                     except OSError:  # a dangling link: nothing to add
                         continue
-                    if not stat.S_ISREG(st.st_mode):  # a linked directory is reached as itself
+                    if stat.S_ISDIR(st.st_mode):  # a linked directory is reached as itself
                         continue
+                    refuse_special(Path(e.path), st)
                     source = str(real)
                 elif e.is_dir(follow_symlinks=False):
                     subdirs.append((e.path, rel + "/"))
@@ -148,8 +172,8 @@ class Artifact:
                 elif e.is_file(follow_symlinks=False):
                     st = e.stat(follow_symlinks=False)
                     source = base + rel  # no link on the way: this is its real path
-                else:  # sockets, fifos, devices
-                    continue
+                else:  # sockets, fifos, devices: never opened (a FIFO would block, a device never ends)
+                    refuse_special(Path(e.path), e.stat(follow_symlinks=False))
                 try:
                     rel.encode("utf-8")
                 except UnicodeEncodeError:
@@ -164,7 +188,12 @@ class Artifact:
 
     @staticmethod
     def _inside(link: Path, real_top: Path) -> Path:
-        real = link.resolve()
+        try:
+            real = link.resolve()
+        except (RuntimeError, OSError) as e:  # 3.11 raises RuntimeError on a loop, 3.13 OSError
+            raise InvalidPathError(
+                f"cannot add {link}: it is a symlink loop ({e}); remove or fix the link"
+            ) from None
         if real != real_top and real_top not in real.parents:
             raise InvalidPathError(
                 f"cannot add {link}: it is a symlink to {real}, outside {real_top}; copy the file in "

@@ -57,7 +57,7 @@ if TYPE_CHECKING:
 __all__ = ["CacheEntry", "CacheInfo", "DownloadCache", "checkout"]
 
 DEFAULT_MAX_SIZE = 20 * 10**9
-_TMP_FILE = re.compile(r"^\.(?P<name>.+)\.tmp-[0-9a-f]{12}$")
+_TMP_FILE = re.compile(r"\.(?P<name>.+)\.tmp-[0-9a-f]{12}")
 _READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
 #: lock files this process holds shared on the entries it handed out (released at exit)
 _HELD: dict[str, int] = {}
@@ -368,7 +368,7 @@ def _existing(target: Path, names: set[str]) -> set[str]:
         for fn in filenames:
             full = Path(dirpath, fn)
             rel = full.relative_to(target).as_posix()
-            m = _TMP_FILE.match(fn)
+            m = _TMP_FILE.fullmatch(fn)
             if m is not None:
                 base = full.with_name(m["name"]).relative_to(target).as_posix()
                 if base in names:

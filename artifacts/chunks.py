@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ArtifactsError, InvalidValueError
 from .manifest import canonical_json
+from .untrusted import load_json
 
 if TYPE_CHECKING:
     from storage import Root
@@ -238,7 +239,7 @@ def read_heartbeat(root: Root, run_id: str) -> Heartbeat | None:
     if data is None:
         return None
     try:
-        obj = json.loads(data)
+        obj = load_json(data, "heartbeat")
         extra = {k: v for k, v in obj.items() if k not in ("t", "chunks", "interval")}
         return Heartbeat(float(obj["t"]), int(obj["chunks"]), float(obj["interval"]), extra)
     except (ValueError, KeyError, TypeError, AttributeError):

@@ -44,7 +44,7 @@ from .cliutil import (
     when,
 )
 from .errors import ConflictError, NotFoundError
-from .names import parse_ref
+from .names import check_name, parse_ref
 
 if TYPE_CHECKING:  # a command imports what it uses, so `--help` and `--version` start fast
     from .store import Store
@@ -214,6 +214,9 @@ def put(
         else:
             art.add_file(p)
     used = [store.artifact(ref) for ref in inputs]  # a typo fails here, before any run is recorded
+    if inputs or project:  # so does every other refusal: a failed put records no run
+        check_name(project or "cli", "project name")
+        store.precheck(art, aliases)
     with Progress.bar(c.quiet, f"put {name}") as cb:
         if inputs or project:
             with store.start_run(project=project or "cli", job_type="put") as run:

@@ -17,8 +17,8 @@ from .errors import InvalidNameError, InvalidPathError
 __all__ = ["Ref", "check_alias", "check_name", "check_path", "parse_ref"]
 
 MAX_NAME = 128
-_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
-_VERSION_RE = re.compile(r"^v(0|[1-9][0-9]*)$")
+_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
+_VERSION_RE = re.compile(r"v(0|[1-9][0-9]*)")
 RESERVED_ALIASES = frozenset({"latest"})
 
 
@@ -30,7 +30,7 @@ def check_name(name: object, what: str = "artifact name") -> str:
         raise InvalidNameError(
             f"invalid {what} {name[:40]!r}...: longer than {MAX_NAME} characters"
         )
-    if not _NAME_RE.match(name):
+    if not _NAME_RE.fullmatch(name):
         raise InvalidNameError(
             f"invalid {what} {name!r}: use letters, digits, '_', '-' and '.' only "
             "(no '/', ':', whitespace), starting with a letter, digit or '_'"
@@ -41,7 +41,7 @@ def check_name(name: object, what: str = "artifact name") -> str:
 def check_alias(alias: object) -> str:
     """An alias is named like an artifact, but may not be 'latest' or look like a version ('v3')."""
     alias = check_name(alias, "alias")
-    if alias in RESERVED_ALIASES or _VERSION_RE.match(alias):
+    if alias in RESERVED_ALIASES or _VERSION_RE.fullmatch(alias):
         raise InvalidNameError(
             f"invalid alias {alias!r}: 'latest' and version-like names (v0, v1, ...) are reserved"
         )
@@ -71,7 +71,7 @@ def parse_ref(ref: object) -> Ref:
     check_name(name)
     if not sep or tag == "latest":
         return Ref(name)
-    m = _VERSION_RE.match(tag)
+    m = _VERSION_RE.fullmatch(tag)
     if m:
         if len(m.group(1)) > 19 or int(m.group(1)) > INT64_MAX:
             raise InvalidNameError(
@@ -101,13 +101,13 @@ def check_path(path: object) -> str:
     """
     if not isinstance(path, str) or not path:
         raise InvalidPathError(f"invalid path {path!r} in artifact: it must be a non-empty string")
-    if _PLAIN_PATH.match(path) and "/./" not in f"/{path}/" and "/../" not in f"/{path}/":
+    if _PLAIN_PATH.fullmatch(path) and "/./" not in f"/{path}/" and "/../" not in f"/{path}/":
         return path  # the common case (ASCII names, no empty parts): every rule below holds
     bad = (
         path.startswith("/")
         or "\\" in path
         or "\x00" in path
-        or re.match(r"^[A-Za-z]:", path) is not None
+        or re.match(r"[A-Za-z]:", path) is not None
         or any(part in ("", ".", "..") for part in path.split("/"))
         or posixpath.normpath(path) != path
     )

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from storage.streams import as_callback, copy_file_hashing
 
-from .artifact import Staged
+from .artifact import Staged, refuse_special
 from .errors import ArtifactsError, IntegrityError, NotFoundError
 from .manifest import canonical_json
 from .names import check_path
@@ -48,6 +48,7 @@ from .tensors import (
     decode_key_path,
     encode_key_path,
 )
+from .untrusted import load_json
 
 if TYPE_CHECKING:
     from fsspec.callbacks import Callback
@@ -226,6 +227,7 @@ def read_header(path: str | os.PathLike[str]) -> SafetensorsHeader:
     """Read and validate the header of a ``.safetensors`` file (reads only the header)."""
     where = os.fspath(path)
     try:
+        refuse_special(Path(where), os.stat(where))  # stat first: a FIFO would block the open
         f = open(where, "rb")  # noqa: SIM115 - closed below
     except FileNotFoundError:
         raise NotFoundError(f"cannot add {where}: no such file") from None
@@ -351,7 +353,7 @@ def _export_plan(
         )
     metadata = {"format": "pt"}
     with contextlib.suppress(NotFoundError, ValueError, KeyError, TypeError):
-        doc = json.loads(version.read_bytes(p + STATE_FILE))
+        doc = load_json(version.read_bytes(p + STATE_FILE), p + STATE_FILE)
         stored = doc.get("metadata")
         if isinstance(stored, dict) and all(isinstance(v, str) for v in stored.values()):
             metadata = stored

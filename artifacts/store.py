@@ -32,7 +32,13 @@ from .catalog.log import CommitLog
 from .catalog.records import RunRecord
 from .catalog.rules import run_node, version_node
 from .compare import RunComparison, VersionDiff, compare_runs, diff_versions
-from .errors import InvalidNameError, InvalidValueError, NotFoundError, QuotaExceededError
+from .errors import (
+    InvalidNameError,
+    InvalidStateError,
+    InvalidValueError,
+    NotFoundError,
+    QuotaExceededError,
+)
 from .lineage import Lineage, LineageEdge, LineageNode
 from .live import check_interval
 from .manifest import FileEntry, Manifest
@@ -193,9 +199,7 @@ class Store:
         check_name(project, "project name")
         if isinstance(tags, str):
             tags = [tags]
-        tags = list(tags or ())
-        if not all(isinstance(t, str) and t and len(t) <= 128 for t in tags):
-            raise InvalidValueError("tags must be non-empty strings of at most 128 chars")
+        tags = check_tags(list(tags or ()))
         for label, value in (("run name", name), ("group", group), ("job_type", job_type)):
             if value is not None and (not isinstance(value, str) or not value or len(value) > 128):
                 raise InvalidValueError(f"{label} must be a non-empty string of at most 128 chars")
@@ -340,19 +344,7 @@ class Store:
         With a quota set, the exact growth of the user's usage is computed from digests before any
         upload, and checked again at commit against the replayed head.
         """
-        if isinstance(aliases, str):
-            aliases = [aliases]
-        aliases = sorted({check_alias(a) for a in aliases})
-        if len(artifact) == 0:
-            raise InvalidValueError(
-                f"artifact {artifact.name!r} is empty: add files before logging it"
-            )
-        self.sync()
-        mem_digests: dict[str, str] = {}
-        if self.index.quota(self.user) is not None:
-            # hashed once here; the upload names each buffer's blob by this digest
-            mem_digests = {s.path: hash_bytes(s.data) for s in artifact if s.data is not None}
-            self._precheck_quota(artifact, mem_digests)
+        aliases, mem_digests = self._precheck(artifact, aliases)
         manifest = self._upload(artifact, callback, mem_digests)
         same = self._same_as_latest(artifact, manifest.digest, aliases) if run is None else None
         if same is not None:
@@ -372,6 +364,37 @@ class Store:
         )
         assert applied.version is not None
         return self._version(artifact.name, applied.version)
+
+    def precheck(self, artifact: Artifact, aliases: Iterable[str] = ()) -> None:
+        """Raise what `log_artifact` would refuse before any upload (bad aliases, an empty artifact,
+        a type other than the name's, the quota), so a caller can fail before it records anything
+        (``artifacts put --project`` checks before it starts its run)."""
+        self._precheck(artifact, aliases)
+
+    def _precheck(
+        self, artifact: Artifact, aliases: Iterable[str]
+    ) -> tuple[list[str], dict[str, str]]:
+        """The checked aliases, and the in-memory buffers' digests when a quota needed them."""
+        if isinstance(aliases, str):
+            aliases = [aliases]
+        checked = sorted({check_alias(a) for a in aliases})
+        if len(artifact) == 0:
+            raise InvalidValueError(
+                f"artifact {artifact.name!r} is empty: add files before logging it"
+            )
+        self.sync()
+        known = self.index.artifact_type(artifact.name)
+        if known is not None and known != artifact.type:
+            raise InvalidStateError(
+                f"artifact {artifact.name!r} has type {known!r}, not {artifact.type!r}; "
+                "use another name"
+            )
+        mem_digests: dict[str, str] = {}
+        if self.index.quota(self.user) is not None:
+            # hashed once here; the upload names each buffer's blob by this digest
+            mem_digests = {s.path: hash_bytes(s.data) for s in artifact if s.data is not None}
+            self._precheck_quota(artifact, mem_digests)
+        return checked, mem_digests
 
     def _same_as_latest(
         self, artifact: Artifact, digest: str, aliases: list[str]

@@ -18,7 +18,6 @@ Key paths and dtype names are in `artifacts.tensors` (shared with the torch-free
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import sys
@@ -47,6 +46,7 @@ from .tensors import (
     encode_key_path,
     encode_segment,
 )
+from .untrusted import load_json
 
 if TYPE_CHECKING:
     from .compare import VersionDiff
@@ -348,7 +348,11 @@ class _Loader:
                         if not isinstance(pair, list) or len(pair) != 2:
                             raise CheckpointError(f"{self.where()}: malformed dict item {pair!r}")
                         out[self.build_key(pair[0])] = self.build(pair[1])
-                    if "_metadata" in node:
+                    if "_metadata" in node:  # only an OrderedDict can carry it, as nn.Module's do
+                        if kind != "odict":
+                            raise CheckpointError(
+                                f"{self.where()}: malformed node: _metadata on a plain dict"
+                            )
                         out._metadata = self.build(node["_metadata"])  # type: ignore[attr-defined]
                     return out
         raise CheckpointError(f"{self.where()}: malformed node {str(node)[:200]}")
@@ -409,7 +413,7 @@ def load_state_dict(
     if entry.size > _MAX_STATE_JSON:
         raise CheckpointError(f"{version.ref}: {entry.path} is {entry.size} bytes; too large")
     try:
-        doc = json.loads(version.read_bytes(entry.path, verify=verify))
+        doc = load_json(version.read_bytes(entry.path, verify=verify), entry.path)
         fmt, tree = doc["format"], doc["tree"]
     except (ValueError, KeyError, TypeError) as e:
         raise CheckpointError(
@@ -570,8 +574,10 @@ def restore_checkpoint(
 ) -> dict[str, Any]:
     """Restore what `checkpoint_artifact` stored; returns ``{"epoch": ..., "extra": ...}``."""
     try:
-        info = json.loads(version.read_bytes(CHECKPOINT_FILE, verify=verify))
+        info = load_json(version.read_bytes(CHECKPOINT_FILE, verify=verify), CHECKPOINT_FILE)
         parts = info["parts"]
+        if not isinstance(parts, list) or not all(isinstance(p, str) for p in parts):
+            raise TypeError("parts must be a list of names")
     except NotFoundError:
         raise CheckpointError(
             f"{version.ref} is not a checkpoint made by checkpoint_artifact (no {CHECKPOINT_FILE}); "

@@ -4,9 +4,12 @@
 A copy replays the source's accepted log entries, in log order, as new entries of the destination,
 committed by the copying user (so the destination's quota applies to them) with the original time.
 Each copied entry carries ``"source": {"store": <source store id>, "seq": <source entry>, "user":
-<who wrote it>}``; the destination numbers versions by its own log. Before committing anything a
-copy reads the destination's log for entries copied from this source earlier, so running it again
-commits nothing twice, and a copy killed half-way resumes where it stopped.
+<who wrote it>}``; the destination numbers versions by its own log. The destination's index keeps
+which source entries were copied, and a rule refuses a second copy of one source entry
+(`AlreadyCopiedError`, decided alike by every reader), so running a copy again commits nothing twice,
+a copy killed half-way resumes where it stopped, and two copies into one store at once (two nodes
+syncing, or a sync and its retry) never duplicate a version or a run: the later one skips what the
+other committed first.
 
 Blobs go first (only those the destination lacks, concurrently, verified as they are stored), entries
 after, so no entry ever points at a missing blob. Quota is checked before the first byte moves.
@@ -25,6 +28,7 @@ from fsspec.callbacks import Callback
 from storage.streams import Relay, as_callback
 
 from .catalog.entries import build
+from .catalog.rules import AlreadyCopiedError
 from .errors import (
     ConflictError,
     IntegrityError,
@@ -33,6 +37,7 @@ from .errors import (
     QuotaExceededError,
 )
 from .manifest import Manifest
+from .untrusted import load_json
 
 if TYPE_CHECKING:
     import sqlite3
@@ -105,7 +110,7 @@ def _entries(store: Store) -> list[tuple[int, dict[str, Any]]]:
         if raw.seq in rejected:
             continue
         try:
-            obj = json.loads(raw.data)
+            obj = load_json(raw.data, f"log entry {raw.seq}")
         except ValueError:
             continue
         if isinstance(obj, dict) and isinstance(obj.get("op"), str):
@@ -139,13 +144,9 @@ def _selection(
 
 
 def _copied(dst: Store, src_id: str) -> dict[int, int]:
-    """Source entry -> destination entry, for everything copied from ``src_id`` before."""
-    out: dict[int, int] = {}
-    for seq, obj in _entries(dst):
-        s = obj.get("source")
-        if isinstance(s, dict) and s.get("store") == src_id and isinstance(s.get("seq"), int):
-            out.setdefault(s["seq"], seq)
-    return out
+    """Source entry -> destination entry, for everything copied from ``src_id`` before (the index
+    keeps them: no read of the destination's whole log)."""
+    return dst.index.copies(src_id)
 
 
 def copy_to(
@@ -210,15 +211,15 @@ def copy_to(
     for vl in plan:  # manifests are blobs too
         if vl[1]["op"] == "version_logged":
             dst.blobs.put_bytes(Manifest.from_json(vl[1]["manifest"]).encode())
-    counts = {"versions": 0, "runs": 0}
+    counts = {"versions": 0, "runs": 0, "entries": 0, "skipped": skipped}
     for seq, obj in plan:
         _commit_copy(src_id, dst, seq, obj, vmap, sv, counts)
     written = sum(todo[d] for d in stored)
     return CopyReport(
         src.url,
         dst.url,
-        len(plan),
-        skipped,
+        counts["entries"],
+        counts["skipped"],
         counts["versions"],
         counts["runs"],
         len(stored),
@@ -302,6 +303,9 @@ def _commit_copy(
     op = obj["op"]
     payload = {k: v for k, v in obj.items() if k not in _HEAD}
     payload["source"] = {"store": src_id, "seq": seq, "user": obj.get("user")}
+    if dst.index.copy_of(src_id, seq) is not None:  # a concurrent copy committed it meanwhile
+        _copied_meanwhile(src_id, dst, seq, obj, vmap, sv, counts)
+        return
     if op == "run_started":
         run_id = payload["run"]["id"]
         try:
@@ -330,12 +334,39 @@ def _commit_copy(
             dst.index.resolve(obj["name"], alias=obj["alias"])
         except NotFoundError:
             return
-    applied = dst.catalog.commit(build(op, payload), ts=obj.get("ts"))
+    try:
+        applied = dst.catalog.commit(build(op, payload), ts=obj.get("ts"))
+    except AlreadyCopiedError:  # another sync into this store committed it just before us
+        _copied_meanwhile(src_id, dst, seq, obj, vmap, sv, counts)
+        return
+    counts["entries"] += 1
     if op == "version_logged":
         key = sv.of(seq, obj["name"], obj["digest"])  # type: ignore[assignment]
         if key is not None and applied.version is not None:
             vmap[key] = applied.version  # a new version, or the latest one it equals
         counts["versions"] += 1
+
+
+def _copied_meanwhile(
+    src_id: str,
+    dst: Store,
+    seq: int,
+    obj: dict[str, Any],
+    vmap: dict[tuple[str, int], int],
+    sv: _Versions,
+    counts: dict[str, int],
+) -> None:
+    """Count an entry another copy committed as skipped, and learn the version it made."""
+    counts["skipped"] += 1
+    if obj["op"] != "version_logged":
+        return
+    key = sv.of(seq, obj["name"], obj["digest"])
+    there = dst.index.copy_of(src_id, seq)
+    if key is None or there is None:
+        return
+    mapped = _Versions(dst).of(there, key[0], obj["digest"])
+    if mapped is not None:
+        vmap[key] = mapped[1]
 
 
 def _running(dst: Store, run_id: str | None) -> bool:

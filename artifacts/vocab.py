@@ -7,7 +7,6 @@ whitespace. Building is deterministic: tokens are ordered by decreasing count, t
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from .artifact import Artifact
 from .errors import ArtifactsError, NotFoundError
 from .manifest import canonical_json
+from .untrusted import load_json
 
 if TYPE_CHECKING:
     from .version import ArtifactVersion
@@ -200,9 +200,10 @@ class Vocabulary:
     @classmethod
     def from_bytes(cls, data: bytes, where: str = "vocabulary") -> Vocabulary:
         try:
-            obj = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as e:
-            raise VocabularyError(f"{where} is not a vocabulary (not JSON: {e})") from None
+            obj = load_json(data, where, expect=None)
+        except ValueError as e:
+            why = str(e).removeprefix(f"{where} is ")  # "not JSON (...)", "nested too deeply..."
+            raise VocabularyError(f"{where} is not a vocabulary ({why})") from None
         return cls.from_json(obj, where)
 
 

@@ -12,6 +12,7 @@ our error family: a missing bucket, a refused connection or bad credentials beco
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from collections.abc import Iterator
 from typing import IO, Any, ClassVar
@@ -48,9 +49,7 @@ def backend_errors(what: str, url: str) -> Iterator[None]:
             f"{what}: access denied by {url} ({_first_line(e)}); check the credentials and bucket policy"
         ) from e
     except (OSError, TimeoutError) as e:
-        raise BackendError(
-            f"{what}: cannot reach {url} ({_first_line(e)}); check the endpoint and the network"
-        ) from e
+        raise BackendError(_os_error_message(what, url, e)) from e
     except Exception as e:  # botocore/aiohttp errors that s3fs does not translate
         name = type(e).__name__
         if any(k in name for k in ("Endpoint", "Connect", "Credential", "ClientError", "Timeout")):
@@ -59,6 +58,24 @@ def backend_errors(what: str, url: str) -> Iterator[None]:
                 "check the endpoint, the credentials and the bucket"
             ) from e
         raise
+
+
+#: OS errors that are the store's own state, not the network's: say what is wrong there (a full
+#: disk is `disk_full_errors`' to name).
+_LOCAL_CAUSES = {
+    errno.EROFS: "the store is on a read-only file system ({e})",
+    errno.EISDIR: "a directory is in the way ({e}): something other than this library made it; "
+    "move it out of the store",
+    errno.ENOTDIR: "a file is in the way of a directory ({e}): move it out of the store",
+    errno.EIO: "the disk of the store reports an I/O error ({e}); check the disk",
+}
+
+
+def _os_error_message(what: str, url: str, e: OSError) -> str:
+    cause = _LOCAL_CAUSES.get(e.errno) if e.errno is not None else None
+    if cause is not None:
+        return f"{what} in {url}: {cause.format(e=_first_line(e))}"
+    return f"{what}: cannot reach {url} ({_first_line(e)}); check the endpoint and the network"
 
 
 def _is_missing_bucket(e: BaseException) -> bool:

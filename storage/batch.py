@@ -88,10 +88,13 @@ def read_small(path: str, key: StatKey, attempts: int = 3) -> tuple[bytes, StatK
     """
     for _ in range(attempts):
         try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            # O_NONBLOCK: a FIFO swapped in since the walk's stat must not block the open
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
         except FileNotFoundError:
             raise NotFoundError(f"no such file: {path} (removed while being added?)") from None
         try:
+            if not _stat.S_ISREG(os.fstat(fd).st_mode):
+                raise InvalidPathError(f"cannot add {path}: it is no longer a regular file")
             parts = []
             want = key[0] + 1
             while chunk := os.read(fd, max(want, 65536)):

@@ -23,7 +23,7 @@ from fsspec.callbacks import Callback, NoOpCallback
 from . import _download, _localput, _remoteput, sweep
 from .backend import Root, mtime_of
 from .errors import IntegrityError, InvalidPathError, NotFoundError
-from .hashing import CHUNK_SIZE, check_digest, hash_bytes, hash_file
+from .hashing import CHUNK_SIZE, DIGEST_RE, check_digest, hash_bytes, hash_file
 from .quarantine import missing_error, set_aside
 from .statcache import StatCache, StatKey, stat_key
 from .streams import (
@@ -456,13 +456,14 @@ class BlobStore:
     def iter_blobs(self) -> Iterator[BlobInfo]:
         """Every stored blob with its size and modification time (used by gc and verify)."""
         for rel, info in sorted(self.root.find(BLOBS).items()):
-            parts = rel.split("/")
-            if len(parts) != 3 or len(parts[1]) != 2:
-                continue
-            digest = parts[1] + parts[2]
-            if len(digest) != 64:
-                continue
-            yield BlobInfo(digest, int(info.get("size") or 0), mtime_of(info))
+            digest = _blob_digest(rel)
+            if digest is not None:  # anything else is a stray name (`stray_names`): never a blob
+                yield BlobInfo(digest, int(info.get("size") or 0), mtime_of(info))
+
+    def stray_names(self) -> list[str]:
+        """Objects under ``blobs/`` that are not named as a blob (``blobs/AB/CCC...``, a short name):
+        nothing refers to them, gc never deletes them, verify names them for a person to remove."""
+        return sorted(rel for rel in self.root.find(BLOBS) if _blob_digest(rel) is None)
 
     def iter_digests(self) -> Iterator[str]:
         for b in self.iter_blobs():
@@ -510,6 +511,15 @@ class BlobStore:
         """Restore trashed blobs that are ``live``, purge the others trashed before ``cutoff``
         (``everything``: all others); returns the digests put back."""
         return sweep.empty_trash(self, live, cutoff, everything=everything)
+
+
+def _blob_digest(rel: str) -> str | None:
+    """The digest a path under ``blobs/`` names (``blobs/ab/cdef...``), None for any other name."""
+    parts = rel.split("/")
+    if len(parts) != 3 or len(parts[1]) != 2:
+        return None
+    digest = parts[1] + parts[2]
+    return digest if DIGEST_RE.fullmatch(digest) else None
 
 
 def _source_path(path: str | os.PathLike[str]) -> str:

@@ -34,7 +34,7 @@ CHUNK_SIZE = 4 * 1024 * 1024
 #: Inputs at least this large are hashed with several threads; below it thread start-up costs more.
 _THREADED_MIN = 1024 * 1024
 
-DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
+DIGEST_RE = re.compile(r"[0-9a-f]{64}")  # use with fullmatch: `$` would pass a final "\n"
 
 
 class Hasher:
@@ -56,7 +56,7 @@ class Hasher:
 
 def check_digest(digest: object) -> str:
     """Return ``digest`` if it is a well-formed BLAKE3 hex digest, else raise `InvalidDigestError`."""
-    if not isinstance(digest, str) or not DIGEST_RE.match(digest):
+    if not isinstance(digest, str) or not DIGEST_RE.fullmatch(digest):
         raise InvalidDigestError(
             f"malformed digest {digest!r}: expected 64 lowercase hex characters (a BLAKE3 digest)"
         )

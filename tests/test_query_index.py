@@ -31,7 +31,7 @@ def test_format4_index_from_main_is_rebuilt_and_queryable(tmp_path: Path) -> Non
     old.close()
 
     store = artifacts.open_store(store_dir)
-    assert store.index._format() == INDEX_FORMAT == 5
+    assert store.index._format() == INDEX_FORMAT == 6
     best = store.runs(where='group = "baseline" and config.lr < 1e-2', order_by="-summary.val_acc")
     assert [r.config["lr"] for r in best] == [1e-3]
     assert [(g.key["group"], g.count) for g in store.run_groups(by="group")] == [

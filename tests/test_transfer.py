@@ -196,3 +196,56 @@ def test_cli_sync(tmp_path: Path) -> None:
     assert r.returncode == 1 and r.stderr.startswith("error: ") and r.stderr.count("\n") == 1
     r = subprocess.run([*cmd[:-1], src], capture_output=True, text=True, env=env)
     assert r.returncode == 1 and "same store" in r.stderr
+
+
+SYNC = (
+    "import artifacts, json, sys\n"
+    "s = artifacts.open_store(sys.argv[1])\n"
+    "d = artifacts.open_store(sys.argv[2], storage_options=json.loads(sys.argv[3]))\n"
+    "print(s.copy_to(d).to_json())\n"
+)
+
+
+def test_two_syncs_at_once_into_one_store_copy_each_entry_once(
+    shared_backend: Backend, tmp_path: Path
+) -> None:
+    """Two nodes syncing the same source into one team store at the same moment: the store's rule
+    refuses a second copy of a source entry, so neither duplicates a version or a run."""
+    src_url = str(tmp_path / "src")
+    src = open_(Backend("local", src_url))
+    populate(src)
+    for i in range(30):
+        src.log_artifact(Artifact(f"a{i % 2}", "data").add_bytes("f", f"content {i}".encode()))
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    argv = [src_url, shared_backend.url, json.dumps(shared_backend.storage_options)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", SYNC, *argv], env=env, stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    reports = [json.loads(p.communicate(timeout=600)[0]) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0]
+    dst = open_(shared_backend)
+    copied = [json.loads(e.data)["source"]["seq"] for e in dst.log.read_after(0)]
+    assert len(copied) == len(set(copied)), "a source entry was copied twice"
+    assert sum(r["entries"] for r in reports) == len(copied)
+    assert all(r["entries"] + r["skipped"] == len(copied) for r in reports)
+    assert dst.index.rejected() == []
+    assert answers(dst) == answers(src)
+    assert src.copy_to(dst).entries == 0
+
+
+def test_what_was_copied_is_rebuilt_from_the_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The index's record of copies is a cache like the rest: a machine with an empty cache (or an
+    index of an older format, rebuilt on open) knows from the log alone what was copied."""
+    src = open_(Backend("local", str(tmp_path / "src")))
+    populate(src)
+    dst_url = str(tmp_path / "dst")
+    first = src.copy_to(open_(Backend("local", dst_url)))
+    monkeypatch.setenv("ARTIFACTS_CACHE_DIR", str(tmp_path / "other-machine"))
+    dst = open_(Backend("local", dst_url))
+    again = src.copy_to(dst)
+    assert again.entries == 0 and again.skipped == first.entries

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as _dt
-import json
 import sqlite3
 import sys
 import threading
@@ -33,6 +32,7 @@ from ..errors import (
 )
 from ..manifest import canonical_json
 from ..names import check_name
+from ..untrusted import load_json
 from .entries import Entry, EntryError, decode, encode
 from .identity import check_store_id, index_path
 from .index import INDEX_FORMAT, Index, IndexMoved
@@ -120,7 +120,7 @@ class Catalog:
                 print(f"artifacts: created a new store at {self.url}", file=sys.stderr)
             data = self.root.read(STORE_FILE)
         try:
-            info = json.loads(data)
+            info = load_json(data, STORE_FILE)
             fmt = info["format"]
             check_store_id(info["id"], f"{self.url}/{STORE_FILE}")
             check_name(info["created_by"], "user name")

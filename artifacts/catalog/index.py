@@ -19,7 +19,7 @@ from storage.statcache import init_lock
 
 from ..errors import ArtifactsError, NotFoundError
 from ..runquery import resolve_run_id
-from .entries import Entry, decode
+from .entries import Entry, EntryError, decode
 from .full import index_write_errors, is_disk_full
 from .log import RawEntry
 from .records import RunRecord, VersionRecord
@@ -30,7 +30,27 @@ __all__ = ["INDEX_FORMAT", "Index", "IndexMoved"]
 #: 4: entries are decoded with full field validation (an index built before may hold entries that
 #: are now rejected, so it is rebuilt from the log) and meta keeps the store's total size.
 #: 5: runs.tags, notes, live history chunks; the query engine's indexes and run_keys table.
-INDEX_FORMAT = 5
+INDEX_FORMAT = 6  # 6: copies (which source entries a copy committed)
+
+
+#: What entry 1 names as its predecessor: nothing (an entry 1 with a ``prev`` is forged or misplaced).
+_FIRST = ""
+
+
+def _check_prev(entry: Entry, known: str | None) -> None:
+    """The hash chain, checked on replay: an entry that names a predecessor other than the bytes
+    applied before it is rejected, by every reader alike (all hash the same bytes). ``known`` is None
+    only where the digest of the previous entry was never recorded (an index or snapshot written
+    before the chain existed); entries without ``prev`` (written before it) are not checked."""
+    if entry.prev is None or known is None or entry.prev == known:
+        return
+    if known == _FIRST:
+        raise EntryError("it names a previous entry (prev) but it is the first entry of the log")
+    raise EntryError(
+        f"its prev ({entry.prev[:16]}...) is not the digest of log entry {entry.seq - 1} "
+        f"({known[:16]}...): entry {entry.seq - 1} was changed after this one was written, or this "
+        "one was written for another log"
+    )
 
 
 class IndexMoved(Exception):
@@ -165,6 +185,10 @@ class Index(Rules):
             db.table("quotas").create({"user": str, "bytes": int}, pk="user")
             db.table("admins").create({"user": str}, pk="user")
             db.table("rejected").create({"seq": int, "reason": str}, pk="seq")
+            # source store id + source entry -> the entry that copied it (`artifacts.transfer`)
+            db.table("copies").create(
+                {"store": str, "src_seq": int, "seq": int}, pk=("store", "src_seq")
+            )
             c.executemany(
                 "INSERT INTO meta VALUES (?, ?)",
                 [
@@ -238,6 +262,7 @@ class Index(Rules):
         digest: str | None = None
         with self.transaction() as c:
             last = self._last_seq(c)
+            known = self.last_digest(last) if last else _FIRST  # what entry last + 1 must name
             for raw in entries:
                 if raw.seq <= last:
                     continue
@@ -245,7 +270,9 @@ class Index(Rules):
                     break  # a gap: the caller will fetch the missing entries next sync
                 c.execute("SAVEPOINT entry")
                 try:
-                    self._apply_entry(c, decode(raw.seq, raw.data))
+                    entry = decode(raw.seq, raw.data)
+                    _check_prev(entry, known)
+                    self._apply_entry(c, entry)
                 except (ArtifactsError, ValueError) as e:  # EntryError is a ValueError
                     c.execute("ROLLBACK TO entry")
                     reason = str(e)
@@ -253,6 +280,7 @@ class Index(Rules):
                     rejected.append((raw.seq, reason))
                 c.execute("RELEASE entry")
                 last, digest = raw.seq, hash_bytes(raw.data)
+                known = digest
             c.execute("UPDATE meta SET value=? WHERE key='last_seq'", (str(last),))
             if digest is not None:  # the hash chain's link for the next writer (see entries.prev)
                 c.execute(
@@ -325,6 +353,11 @@ class Index(Rules):
                 )
             )
         return row
+
+    def artifact_type(self, name: str) -> str | None:
+        """The type of artifact ``name``, None when no version of it was ever logged."""
+        row = self._conn.execute("SELECT type FROM artifacts WHERE name=?", (name,)).fetchone()
+        return None if row is None else str(row[0])
 
     def exists(self, name: str) -> bool:
         return (
@@ -493,6 +526,22 @@ class Index(Rules):
         for r in c.execute("SELECT history, id FROM runs WHERE history IS NOT NULL"):
             out.setdefault(r[0], f"history of run {r[1]}")
         return out
+
+    def copy_of(self, store_id: str, src_seq: int) -> int | None:
+        """The entry that copied entry ``src_seq`` of store ``store_id`` here, if one did."""
+        row = self._conn.execute(
+            "SELECT seq FROM copies WHERE store=? AND src_seq=?", (store_id, src_seq)
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def copies(self, store_id: str) -> dict[int, int]:
+        """Every entry of store ``store_id`` copied here: source entry -> the entry that copied it."""
+        return {
+            int(r[0]): int(r[1])
+            for r in self._conn.execute(
+                "SELECT src_seq, seq FROM copies WHERE store=?", (store_id,)
+            )
+        }
 
     def rejected(self) -> list[tuple[int, str]]:
         return [

@@ -31,7 +31,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -116,6 +116,11 @@ def verify(
         problems += [f"unexpected object {rel} in the log" for rel in odd]
         problems += _log_problems(store, paths, applied, reparse=not quick)
         problems += verify_scale(store, replay=snapshots)
+        problems += _listed(
+            store.blobs.stray_names(),
+            "unexpected object {} under blobs/ (not a blob's name; gc leaves it): remove it",
+            "unexpected objects under blobs/",
+        )
         wanted = store.index.all_referenced()
     else:
         wanted = dict(only)
@@ -267,7 +272,7 @@ def _log_problems(
     return problems
 
 
-def _listed(seqs: list[int], one: str, many: str) -> list[str]:
+def _listed(seqs: Sequence[object], one: str, many: str) -> list[str]:
     out = [one.format(s) for s in seqs[:_MAX_LISTED]]
     if len(seqs) > _MAX_LISTED:
         out.append(f"... and {len(seqs) - _MAX_LISTED} more {many}")

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from storage import hash_bytes
 
 from ..manifest import canonical_json
+from ..untrusted import load_json
 from .log import RawEntry
 
 __all__ = [
@@ -37,7 +38,7 @@ __all__ = [
 
 PACK_DIR = "packs"
 PACK_FORMAT = 1
-_NAME = re.compile(r"^(\d{20})-(\d{20})\.pack$")
+_NAME = re.compile(r"(\d{20})-(\d{20})\.pack")
 _MAX_HEADER = 1 << 24
 
 
@@ -65,7 +66,7 @@ def pack_path(first: int, last: int) -> str:
 
 def parse_pack_name(name: str) -> PackName | None:
     """The range a listed name covers, or None for anything that is not a pack name."""
-    m = _NAME.match(name.rsplit("/", 1)[-1])
+    m = _NAME.fullmatch(name.rsplit("/", 1)[-1])
     if not m:
         return None
     first, last = int(m.group(1)), int(m.group(2))
@@ -104,7 +105,7 @@ def decode_pack(name: PackName, data: bytes) -> list[RawEntry]:
     if cut < 0:
         raise PackError(f"pack {where} is unparsable: no header (truncated or not a pack)")
     try:
-        head = json.loads(data[:cut])
+        head = load_json(data[:cut], f"the header of pack {where}")
         fmt, first, count, lengths, digest = (
             head["format"],
             head["first"],

@@ -38,7 +38,7 @@ from .entries import (
     VersionLogged,
 )
 
-__all__ = ["Applied", "Rules", "run_node", "version_node"]
+__all__ = ["AlreadyCopiedError", "Applied", "Rules", "run_node", "version_node"]
 
 
 def _j(obj: Any) -> str:
@@ -60,6 +60,21 @@ class Applied:
     seq: int
     entry: Entry
     version: int | None = None
+
+
+class AlreadyCopiedError(InvalidStateError):
+    """A copy of an entry another copy (a concurrent sync into the same store) committed first: every
+    source entry is copied at most once, so two syncs at once never duplicate a version or a run."""
+
+
+def _origin(e: Entry) -> tuple[str, int] | None:
+    s = e.source
+    if s is None:
+        return None
+    store, seq = s.get("store"), s.get("seq")
+    if isinstance(store, str) and type(seq) is int and 0 < seq < 2**63:
+        return store, seq
+    return None
 
 
 class Rules:
@@ -85,7 +100,19 @@ class Rules:
         handler = getattr(self, f"_apply_{e.OP}", None)
         if handler is None:  # a registered operation without a rule: a bug, refused like garbage
             raise EntryError(f"no rule for operation {e.OP!r}")
-        return Applied(e.seq, e, handler(c, e))
+        origin = _origin(e)
+        if origin is not None:
+            row = c.execute(
+                "SELECT seq FROM copies WHERE store=? AND src_seq=?", origin
+            ).fetchone()
+            if row is not None:
+                raise AlreadyCopiedError(
+                    f"entry {origin[1]} of store {origin[0]} was copied here already (entry {row[0]})"
+                )
+        applied = Applied(e.seq, e, handler(c, e))
+        if origin is not None:
+            c.execute("INSERT INTO copies VALUES (?, ?, ?)", (*origin, e.seq))
+        return applied
 
     # one method per operation; each raises the rule an entry breaks
     def _apply_run_started(self, c: sqlite3.Connection, e: RunStarted) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import json
 import os
 import re
 import sqlite3
@@ -31,6 +30,7 @@ from storage import Root, hash_bytes
 
 from ..errors import ArtifactsError, ConflictError, NotFoundError
 from ..manifest import canonical_json
+from ..untrusted import load_json
 
 __all__ = [
     "DATA_DIR",
@@ -55,7 +55,7 @@ SNAPSHOT_DIR = "snapshots"
 DATA_DIR = "snapshot-data"
 HINT = f"{SNAPSHOT_DIR}/hint.json"
 SNAPSHOT_FORMAT = 1
-_NAME = re.compile(r"^(\d{20})-([0-9a-f]{16})\.json$")
+_NAME = re.compile(r"(\d{20})-([0-9a-f]{16})\.json")
 
 
 class SnapshotError(ValueError):
@@ -106,7 +106,7 @@ def descriptor_path(seq: int, digest: str) -> str:
 
 
 def parse_descriptor_name(name: str) -> int | None:
-    m = _NAME.match(name.rsplit("/", 1)[-1])
+    m = _NAME.fullmatch(name.rsplit("/", 1)[-1])
     return int(m.group(1)) if m else None
 
 
@@ -205,7 +205,7 @@ def list_snapshots(root: Root, *, before: int | None = None) -> list[str]:
     after = ""
     if before is None:
         with contextlib.suppress(ArtifactsError, ValueError, KeyError, TypeError):
-            hinted = json.loads(root.read(HINT))["seq"]
+            hinted = load_json(root.read(HINT), HINT)["seq"]
             if isinstance(hinted, int) and not isinstance(hinted, bool) and hinted > 0:
                 after = f"{hinted - 1:020d}-~"  # the hinted seq and anything newer
     names = _listed(root, after)
@@ -237,7 +237,7 @@ def _listed(root: Root, after: str) -> list[str]:
 def read_descriptor(root: Root, where: str) -> Snapshot:
     seq = parse_descriptor_name(where)
     try:
-        obj = json.loads(root.read(where))
+        obj = load_json(root.read(where), f"snapshot {where}")
         snap = Snapshot(
             seq=obj["seq"],
             index_format=obj["index_format"],
@@ -299,11 +299,37 @@ def check_snapshot(
         last, sid = _meta(conn, "last_seq"), _meta(conn, "store_id")
         if last != str(seq) or sid != store_id:
             raise SnapshotError(f"snapshot {where}: its database covers seq {last} of store {sid}")
+        for table, column, kinds in _JSON_COLUMNS:
+            if conn.execute(_bad_json(table, column, kinds)).fetchone() is not None:
+                raise SnapshotError(
+                    f"snapshot {where}: {table}.{column} holds a value that is not a JSON {kinds[0]}"
+                )
     except sqlite3.DatabaseError as e:
         raise SnapshotError(f"snapshot {where} is not a usable database ({e})") from None
     finally:
         conn.close()
     return snap, path
+
+
+#: The index's JSON columns and the JSON types their readers expect (NULL or '' read as empty).
+#: A snapshot is store content: its rows are checked, as a log entry's fields are, before any use.
+_JSON_COLUMNS = (
+    ("versions", "metadata", ("object",)),
+    ("files", "meta", ("object",)),
+    ("runs", "config", ("object",)),
+    ("runs", "summary", ("object",)),
+    ("runs", "env", ("object",)),
+    ("runs", "tags", ("array",)),
+    ("runs", "command", ("array", "null")),
+)
+
+
+def _bad_json(table: str, column: str, kinds: tuple[str, ...]) -> str:
+    c, allowed = f'"{column}"', ", ".join(f"'{k}'" for k in kinds)
+    return (
+        f'SELECT 1 FROM "{table}" WHERE {c} IS NOT NULL AND {c} != \'\' AND '
+        f"(NOT json_valid({c}) OR json_type({c}) NOT IN ({allowed})) LIMIT 1"
+    )
 
 
 def load_snapshot(conn: sqlite3.Connection, path: Path) -> bool:

@@ -125,18 +125,38 @@ def _check_head(index: Any, last: int, got: list[RawEntry]) -> None:
         raise LogMismatch(f"log entry {last} is not the entry this index applied")
 
 
-def _check_link(index: Any, last: int, got: list[RawEntry]) -> None:
-    """The first new entry names (``prev``) the digest of the last one applied, when both are known."""
+def _check_link(
+    index: Any, last: int, got: list[RawEntry], fetch: Callable[[list[int]], list[RawEntry]]
+) -> None:
+    """The first new entry names (``prev``) the digest of the last one applied, when both are known.
+
+    On a mismatch entry ``last`` is read again: if it still holds the bytes applied, the log is this
+    index's and the new entry itself is wrong (apply rejects it, as a full replay does); otherwise
+    the log was replaced. An index that was never told the digest of ``last`` (written before the
+    chain, or loaded from such a snapshot) learns it from the log, so it checks the link as a full
+    replay would.
+    """
     first = next((e for e in got if e.seq == last + 1), None)
     if first is None or last == 0 or b'"prev"' not in first.data:
         return
     try:
         prev = json.loads(first.data).get("prev")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         return  # not an entry: apply rejects it with its reason
+    if not isinstance(prev, str):
+        return
     known = index.last_digest(last)
-    if isinstance(prev, str) and known is not None and prev != known:
-        raise LogMismatch(f"log entry {last + 1} follows another entry {last} than this index applied")
+    if known is None or prev != known:
+        again = fetch([last])
+        if not again:
+            raise LogMismatch(f"log entry {last}, the last one applied, is not in the log")
+        digest = hash_bytes(again[0].data)
+        if known is None:
+            index.remember_digest(last, digest)
+        elif digest != known:
+            raise LogMismatch(
+                f"log entry {last + 1} follows another entry {last} than this index applied"
+            )
 
 
 class LogReader:
@@ -177,7 +197,7 @@ class LogReader:
             if check_head:
                 _check_head(index, last, self._fetch([last]))
             got += self._probe(after)
-            _check_link(index, last, got)
+            _check_link(index, last, got, self._fetch)
             return self.apply(index, got) if got else []
         want = self._list_new(after, with_last=check_head)
         size = self.config.pack_size or ScaleConfig.pack_size
@@ -185,7 +205,7 @@ class LogReader:
             got = [e for p in self._read_packs(last) for e in p]
             want = [s for s in want if not got or s > got[-1].seq]
         got += self._fetch(want)
-        _check_link(index, last, got)
+        _check_link(index, last, got, self._fetch)
         return self.apply(index, got) if got else []
 
     def _probe(self, last: int) -> list[RawEntry]:

@@ -46,12 +46,12 @@ FIELDS = (
     "started_at",
     "finished_at",
 )
-_KEY_RE = re.compile(r"^(config|summary)\.([A-Za-z0-9_][A-Za-z0-9_.\-]{0,200})$")
+_KEY_RE = re.compile(r"(config|summary)\.([A-Za-z0-9_][A-Za-z0-9_.\-]{0,200})")
 
 
 def check_column(col: str) -> str:
     """A column is a run field or ``config.<key.path>`` / ``summary.<key.path>``."""
-    if col in FIELDS or _KEY_RE.match(col):
+    if col in FIELDS or _KEY_RE.fullmatch(col):
         return col
     raise InvalidValueError(
         f"unknown column {col[:80]!r}: use one of {', '.join(FIELDS)}, config.KEY or summary.KEY"
