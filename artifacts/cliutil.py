@@ -349,7 +349,7 @@ class CliContext:
         root = open_root(self.url, self.options)
         if root.exists("store.json"):
             return True
-        if not root.is_local and not root.is_memory:
+        if root.remote:
             root.check_reachable()  # a missing bucket or a bad endpoint says so, not "no store"
         return False
 

@@ -146,7 +146,9 @@ class Catalog:
             check_store_id(info["id"], f"{self.url}/{STORE_FILE}")
             check_name(info["created_by"], "user name")
         except (ValueError, KeyError, TypeError) as e:  # InvalidNameError is a ValueError
-            raise IntegrityError(f"{self.url}/{STORE_FILE} is not a store description: {e}") from None
+            raise IntegrityError(
+                f"{self.url}/{STORE_FILE} is not a store description: {e}"
+            ) from None
         if fmt != STORE_FORMAT:
             raise IntegrityError(
                 f"{self.url} uses store format {fmt}; this library reads format {STORE_FORMAT}: upgrade"
@@ -236,7 +238,9 @@ class Catalog:
             if seq in rejected:  # cannot happen when check() passed; keep the log honest anyway
                 raise InvalidStateError(f"log entry {seq} was rejected: {rejected[seq]}")
             return applied
-        raise ConflictError(f"gave up committing {entry.OP} after {_MAX_ATTEMPTS} lost races; retry later")
+        raise ConflictError(
+            f"gave up committing {entry.OP} after {_MAX_ATTEMPTS} lost races; retry later"
+        )
 
     def _landed(self, seq: int, commit_id: str) -> bool:
         """True if entry ``seq`` is this very commit: a create retried after its first reply was
