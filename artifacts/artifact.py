@@ -19,7 +19,7 @@ from storage.statcache import stat_key
 
 from .errors import InvalidPathError, InvalidValueError, NotFoundError
 from .manifest import canonical_json
-from .names import check_name, check_path
+from .names import check_depth, check_name, check_path
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -110,7 +110,7 @@ class Artifact:
         return sum(s.size for s in self._staged.values())
 
     def _stage(self, staged: Staged) -> None:
-        check_path(staged.path)
+        check_depth(check_path(staged.path), f"artifact {self.name!r}")
         if staged.path in self._staged:
             raise InvalidPathError(f"{staged.path!r} was already added to artifact {self.name!r}")
         self._staged[staged.path] = staged

@@ -46,7 +46,7 @@ from storage import default_cache_dir
 
 from .bounds import check_int
 from .errors import ConflictError, InvalidPathError, InvalidValueError
-from .names import check_path
+from .names import check_depth, check_path
 
 if TYPE_CHECKING:
     from fsspec.callbacks import Callback
@@ -348,7 +348,7 @@ def _plan(version: ArtifactVersion, target: Path) -> list[tuple[FileEntry, Path]
     real_dest = Path(os.path.realpath(target))
     plan = []
     for f in version.files():
-        check_path(f.path)
+        check_depth(check_path(f.path), version.ref)  # before realpath recurses through 1,500 levels
         out = target / f.path
         if real_dest not in Path(os.path.realpath(out)).parents:
             raise InvalidPathError(

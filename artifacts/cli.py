@@ -35,6 +35,7 @@ from .cliutil import (
     parse_metadata,
     parse_size,
     print_json,
+    quiet_orphan_tasks,
     run_dict,
     run_line,
     table,
@@ -92,6 +93,7 @@ def main(
     REF is NAME (the latest version), NAME:latest, NAME:vN or NAME:ALIAS. Sizes are like 10GB
     (powers of 1000) or 512MiB (powers of 1024).
     """
+    quiet_orphan_tasks()
     options: dict[str, Any] = {}
     if storage_options:
         try:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import json
+import logging
 import os
 import re
+import sqlite3
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -39,6 +41,7 @@ __all__ = [
     "parse_metadata",
     "parse_size",
     "print_json",
+    "quiet_orphan_tasks",
     "run_dict",
     "run_line",
     "table",
@@ -276,19 +279,61 @@ class Group(click.Group):
     """Turns the errors a user can cause into one line on stderr instead of a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        args = (list(ctx._protected_args), list(ctx.args))  # consumed by the first try
         try:
-            return super().invoke(ctx)
+            try:
+                return super().invoke(ctx)
+            except sqlite3.DatabaseError as e:  # the local index (a cache), never the store
+                if not _heal_index(ctx, e):
+                    raise
+                ctx._protected_args, ctx.args = args
+                return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except BrokenPipeError:  # `artifacts cat ... | head`: the reader has all it wanted
             with contextlib.suppress(OSError, ValueError, AttributeError):
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             ctx.exit(141)
-        except (ArtifactsError, OSError) as e:  # OSError: a local file the user named
+        except (ArtifactsError, OSError, sqlite3.Error) as e:  # OSError: a local file the user named
             raise CliError(one_line(e)) from None
         except KeyboardInterrupt:
             click.echo("error: interrupted", err=True)
             ctx.exit(130)
+
+
+class _OrphanTasks(logging.Filter):
+    """Drops asyncio's "Task exception was never retrieved" reports: when an S3 endpoint dies
+    mid-put, every upload task still in flight ends with the same connection error, which the
+    command already reported in its one line (once 351 stderr lines)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).split("\n", 1)[0].endswith("exception was never retrieved")
+
+
+def quiet_orphan_tasks() -> None:
+    """Install `_OrphanTasks` on the asyncio logger, once (the CLI only: a library leaves logging be)."""
+    log = logging.getLogger("asyncio")
+    if not any(isinstance(f, _OrphanTasks) for f in log.filters):
+        log.addFilter(_OrphanTasks())
+
+
+def _heal_index(ctx: click.Context, e: sqlite3.DatabaseError) -> bool:
+    """A damaged index is rebuilt from the log; True when the command may simply run again (it had
+    committed nothing), False when the error is another one or the command's change already landed."""
+    from .catalog.engine import is_corrupt
+
+    obj = ctx.obj
+    store = getattr(obj, "_store", None)
+    if not is_corrupt(e) or store is None:
+        return False
+    committed = store.catalog.commits
+    store.catalog.heal(e)
+    if committed:
+        raise CliError(
+            f"the local index was damaged ({e}) after this command committed its change; the index "
+            "was rebuilt from the log: check the result (for example with `artifacts ls`)"
+        ) from None
+    return True
 
 
 class CliContext:
@@ -304,7 +349,7 @@ class CliContext:
         root = open_root(self.url, self.options)
         if root.exists("store.json"):
             return True
-        if not root.is_local and not root.is_memory:
+        if root.remote:
             root.check_reachable()  # a missing bucket or a bad endpoint says so, not "no store"
         return False
 

@@ -12,8 +12,6 @@ from storage.errors import (
     InvalidNameError,
     InvalidPathError,
     NotFoundError,
-    PermissionDeniedError,
-    QuotaExceededError,
 )
 
 __all__ = [
@@ -70,3 +68,17 @@ class AmbiguousError(ArtifactsError, LookupError):
 class StoreWarning(UserWarning):
     """Something in the store was unusable and skipped (a corrupt pack or snapshot); answers stay right
     because the reader fell back to the log itself. The message names the object."""
+
+
+class QuotaExceededError(ArtifactsError):
+    """Committing would take a user past their storage quota; nothing was uploaded or committed."""
+
+
+class PermissionDeniedError(ArtifactsError, PermissionError):
+    """The acting user may not do this (for example set a quota without being a store admin)."""
+
+
+# The family's public home is `artifacts`: tracebacks and reprs say ``artifacts.QuotaExceededError``,
+# not where each class happens to be defined.
+for _name in __all__:
+    globals()[_name].__module__ = "artifacts"

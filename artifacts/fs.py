@@ -269,12 +269,8 @@ class ArtifactsFileSystem(AbstractFileSystem, metaclass=_StoreAwareCache):
 
     # -- reading -----------------------------------------------------------------------------------
     def _read_range(self, digest: str, start: int, end: int) -> bytes:
-        root = self.store.blobs.root
-        full = root.full(self.store.blobs.relpath(digest))
-        try:
-            return root.fs.cat_file(full, start=start, end=end)
-        except FileNotFoundError:
-            raise NotFoundError(f"blob {digest} not found in {root.url}") from None
+        """A part of a blob, through the blob store (its errors, its trash recovery)."""
+        return self.store.blobs.read_range(digest, start, end)
 
     def cat_file(
         self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any

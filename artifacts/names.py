@@ -14,9 +14,20 @@ from dataclasses import dataclass
 from .bounds import INT64_MAX
 from .errors import InvalidNameError, InvalidPathError
 
-__all__ = ["Ref", "check_alias", "check_name", "check_path", "parse_ref"]
+__all__ = [
+    "MAX_PATH_DEPTH",
+    "Ref",
+    "check_alias",
+    "check_depth",
+    "check_name",
+    "check_path",
+    "parse_ref",
+]
 
 MAX_NAME = 128
+#: Directory levels a file path may have where files are written (add, download): deeper trees make
+#: the OS calls themselves (``makedirs``, ``realpath``) fail, so they are refused in one line first.
+MAX_PATH_DEPTH = 255
 _NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
 _VERSION_RE = re.compile(r"v(0|[1-9][0-9]*)")
 RESERVED_ALIASES = frozenset({"latest"})
@@ -91,6 +102,17 @@ def parse_ref(ref: object) -> Ref:
 #: ASCII segments joined by single '/', with no leading or trailing '/': NFC, UTF-8, no drive, no
 #: backslash or NUL by construction, so only '.' and '..' parts remain to be ruled out.
 _PLAIN_PATH = re.compile(r"[A-Za-z0-9_.~+=,@ -]+(?:/[A-Za-z0-9_.~+=,@ -]+)*\Z")
+
+
+def check_depth(path: str, what: str = "artifact") -> str:
+    """``path`` (already a valid artifact path) if it is at most `MAX_PATH_DEPTH` levels deep."""
+    depth = path.count("/") + 1
+    if depth > MAX_PATH_DEPTH:
+        raise InvalidPathError(
+            f"invalid path {path[:60]!r}... in {what}: it is {depth} levels deep, more than "
+            f"{MAX_PATH_DEPTH}; flatten the tree"
+        )
+    return path
 
 
 def check_path(path: object) -> str:

@@ -6,14 +6,13 @@ import getpass
 import os
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from fsspec.callbacks import Callback
 
 from storage import BlobStore, Root, hash_bytes, open_root
-from storage.blobs import Relay
+from storage.streams import Relay
 
 from .artifact import Artifact
 from .bounds import INT64_MAX, check_int
@@ -469,26 +468,23 @@ class Store:
                 for s, r in zip(files, results, strict=True)
             ]
         if ranges:
-            relay = Relay(callback)
-
-            def put_range(s: Any) -> FileEntry:
-                r = self.blobs.put_range(s.source, s.offset, s.size, callback=relay)
-                return FileEntry(s.path, r.digest, r.size, s.meta)
-
-            entries += self.blobs._map(put_range, ranges, None if not self.root.is_local else 2)
+            results = self.blobs.put_ranges(
+                [(s.source, s.offset or 0, s.size) for s in ranges if s.source is not None],
+                callback=callback,
+            )
+            entries += [
+                FileEntry(s.path, r.digest, r.size, s.meta)
+                for s, r in zip(ranges, results, strict=True)
+            ]
         if mem:
-
-            def put(s: Any) -> FileEntry:
-                r = self.blobs.put_bytes(s.data, digest=mem_digests.get(s.path))
-                if callback is not None:
-                    callback.relative_update(s.size)
-                return FileEntry(s.path, r.digest, r.size, s.meta)
-
-            if len(mem) > 1 and not self.root.is_local:
-                with ThreadPoolExecutor(min(16, len(mem))) as pool:
-                    entries += list(pool.map(put, mem))
-            else:
-                entries += [put(s) for s in mem]
+            results = self.blobs.put_many_bytes(
+                [s.data if s.data is not None else b"" for s in mem],
+                digests=[mem_digests.get(s.path) for s in mem],
+                callback=callback,
+            )
+            entries += [
+                FileEntry(s.path, r.digest, r.size, s.meta) for s, r in zip(mem, results, strict=True)
+            ]
         return Manifest.build(entries)
 
     def artifact(self, ref: str) -> ArtifactVersion:

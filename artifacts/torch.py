@@ -19,7 +19,6 @@ Key paths and dtype names are in `artifacts.tensors` (shared with the torch-free
 from __future__ import annotations
 
 import math
-import os
 import random
 import sys
 from collections import OrderedDict
@@ -277,35 +276,24 @@ class _Loader:
     def _read_raw(self, entry: FileEntry, nbytes: int, rel: str) -> torch.Tensor:
         if nbytes == 0:
             return torch.empty(0, dtype=torch.uint8)
-        blobs = getattr(getattr(self.version, "store", None), "blobs", None)
         # The blob store maps a digest to its file directly: no index query per tensor.
-        local = (
-            blobs.local_path(entry.digest)
-            if blobs is not None
-            else self.version.local_blob_path(entry.path)
-        )
+        try:
+            local = self.version.store.blobs.local_blob(entry.digest)
+        except NotFoundError:
+            raise CheckpointError(
+                f"{self.where(rel)}: its blob {entry.digest} is missing from the store"
+            ) from None
         if local is not None:
-            try:
-                st = os.stat(local)
-            except FileNotFoundError:
-                raise CheckpointError(
-                    f"{self.where(rel)}: its blob {entry.digest} is missing from the store"
-                ) from None
-            if st.st_size != nbytes:
+            if local.size != nbytes:
                 raise IntegrityError(
-                    f"{self.where(rel)}: blob {entry.digest} holds {st.st_size} bytes, the manifest "
+                    f"{self.where(rel)}: blob {entry.digest} holds {local.size} bytes, the manifest "
                     f"says {nbytes}; run `artifacts verify`"
                 )
             # MAP_PRIVATE: writes to the tensor never reach the blob file.
-            raw = torch.from_file(str(local), shared=False, size=nbytes, dtype=torch.uint8)
-            if self.verify:
-                # A blob hashed before and unchanged since (same size, mtime, ctime, inode: the stat
-                # cache's rule for every local file) is not hashed again; `artifacts verify` re-hashes.
-                cache = getattr(blobs, "stat_cache", None)
-                if cache is None or cache.lookup(str(local), st) != entry.digest:
-                    self._check(hash_bytes(memoryview(raw.numpy())), entry, rel)  # type: ignore[arg-type]
-                    if cache is not None:
-                        cache.store(str(local), st, entry.digest)
+            raw = torch.from_file(str(local.path), shared=False, size=nbytes, dtype=torch.uint8)
+            if self.verify and not local.trusted:  # trusted: hashed before, unchanged since
+                self._check(hash_bytes(memoryview(raw.numpy())), entry, rel)  # type: ignore[arg-type]
+                self.version.store.blobs.trust(local)
             return raw
         try:
             data = self.version.read_bytes(entry.path, verify=self.verify)

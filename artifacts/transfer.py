@@ -285,8 +285,8 @@ def _copy_blobs(
 
     items = sorted(todo)
     workers = max(1, min(max_workers, len(items)))
-    if workers == 1 or (src.root.is_local and dst.root.is_local and workers > 2):
-        workers = min(workers, 2)
+    # two disks gain nothing past two copies at once; a round trip on either side wants many
+    workers = min(workers, max(src.blobs.concurrency, dst.blobs.concurrency))
     with ThreadPoolExecutor(workers) as pool:
         return [d for d in pool.map(one, items) if d is not None]
 

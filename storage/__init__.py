@@ -1,6 +1,15 @@
 """Content-addressed blob storage over fsspec: local disk, S3 (s3fs) and memory.
 
 This package knows nothing of artifacts, runs or versions; `artifacts` builds the catalog on top of it.
+It owns every backend decision; above it only capability flags are read. Which module holds what:
+
+- ``backend``: the `Root` interface, `open_root`, backend errors; ``_local``, ``_memory``, ``_fsspec``:
+  one `Root` class per backend (``LocalRoot``, ``MemoryRoot``, ``RemoteRoot``/``S3Root``);
+- ``blobs``: `BlobStore` (names, puts, reads, local paths, listing); ``_localput`` and ``_remoteput``:
+  how a put lands with and without OS paths; ``_download``: verified downloads; ``batch``: many files;
+- ``sweep``, ``trash``, ``quarantine``: gc's sweep, remote trash, damaged blobs set aside;
+- ``hashing``, ``streams``, ``upload``, ``statcache``, ``values``: digests, copy loops, multipart
+  uploads, the stat cache, the values answered.
 """
 
 from __future__ import annotations
@@ -18,23 +27,23 @@ from .errors import (
     InvalidNameError,
     InvalidPathError,
     NotFoundError,
-    PermissionDeniedError,
-    QuotaExceededError,
 )
 
 if TYPE_CHECKING:
     from .backend import Root, open_root
-    from .blobs import BlobInfo, BlobStore, PutResult
+    from .blobs import BlobStore
     from .hashing import check_digest, hash_bytes, hash_file
     from .statcache import StatCache, default_cache_dir
+    from .values import BlobInfo, LocalBlob, PutResult
 
 #: imported on first use (fsspec and blake3 are not needed to name an error)
 _LAZY = {
     "Root": ".backend",
     "open_root": ".backend",
-    "BlobInfo": ".blobs",
+    "BlobInfo": ".values",
     "BlobStore": ".blobs",
-    "PutResult": ".blobs",
+    "LocalBlob": ".values",
+    "PutResult": ".values",
     "check_digest": ".hashing",
     "hash_bytes": ".hashing",
     "hash_file": ".hashing",
@@ -54,10 +63,9 @@ __all__ = [
     "InvalidDigestError",
     "InvalidNameError",
     "InvalidPathError",
+    "LocalBlob",
     "NotFoundError",
-    "PermissionDeniedError",
     "PutResult",
-    "QuotaExceededError",
     "Root",
     "StatCache",
     "check_digest",

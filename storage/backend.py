@@ -1,8 +1,12 @@
-"""Open a store root from a URL and speak to it in small objects; map backend failures to our errors.
+"""The `Root` interface: one store root spoken to in small objects; backend failures become our errors.
 
-A root is an fsspec filesystem plus a path inside it. Everything above this module sees only our error
-family: a missing bucket, a refused connection or bad credentials become one-line `BackendError`s that say
-what to do, instead of a botocore traceback.
+A root is an fsspec filesystem plus a path inside it. There is one class per backend, each in its own
+module (`storage._local`, `storage._memory`, `storage._fsspec` for S3 and other fsspec filesystems), and
+`open_root` picks one from the URL. Where backends differ in behaviour the class says so with capability
+flags (``os_paths``, ``remote``, ``multipart``, ``mtime_slack``, ``prefers_listing``) or implements the
+operation its own way; nothing outside `storage/` asks which backend it has. Everything above sees only
+our error family: a missing bucket, a refused connection or bad credentials become one-line
+`BackendError`s that say what to do, instead of a botocore traceback.
 """
 
 from __future__ import annotations
@@ -10,25 +14,17 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any, ClassVar
 
 import fsspec
-from fsspec.implementations.local import LocalFileSystem
-from fsspec.implementations.memory import MemoryFileSystem
+from fsspec.callbacks import Callback
 
 from .errors import ArtifactsError, BackendError, ConflictError, NotFoundError, disk_full_errors
 
-__all__ = ["Root", "open_root"]
+__all__ = ["Root", "backend_errors", "mtime_of", "open_root"]
 
 _KNOWN_PROTOCOLS = {"file", "local", "s3", "s3a", "memory"}
-
-
-def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
-    p = fs.protocol
-    return (p,) if isinstance(p, str) else tuple(p)
 
 
 @contextlib.contextmanager
@@ -102,129 +98,84 @@ def _first_line(e: BaseException) -> str:
     return text[0] if text else type(e).__name__
 
 
-@dataclass
 class Root:
     """One store root: a filesystem and a path in it, with the few operations the store needs.
 
-    Paths given to methods are relative to the root and use ``/``.
+    Paths given to methods are relative to the root and use ``/``. Subclasses set the capability
+    flags and override what their backend does differently; the defaults speak plain fsspec.
     """
 
-    fs: fsspec.AbstractFileSystem
-    path: str
-    url: str
+    #: objects are OS files: blobs are published by link/rename, copied by the kernel, memory-mapped
+    os_paths: ClassVar[bool] = False
+    #: every request is a network round trip: batch reads, run requests concurrently, PUT first
+    remote: ClassVar[bool] = False
+    #: large uploads go as a multipart upload that completes only if its bytes hash alike
+    multipart: ClassVar[bool] = False
+    #: resolution of modification times, in seconds (S3 keeps whole seconds)
+    mtime_slack: ClassVar[float] = 0.0
+    #: finding what is new costs less by one listing than by probing names: True on an object store
+    #: (a LIST page of 1,000 names is one request, like one probing GET), False where a probe is a
+    #: local syscall and a listing reads the whole directory
+    prefers_listing: ClassVar[bool] = False
 
-    @property
-    def is_local(self) -> bool:
-        return isinstance(self.fs, LocalFileSystem)
+    def __init__(self, fs: fsspec.AbstractFileSystem, path: str, url: str) -> None:
+        self.fs, self.path, self.url = fs, path, url
 
-    @property
-    def is_memory(self) -> bool:
-        return isinstance(self.fs, MemoryFileSystem)
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
 
-    @property
-    def prefers_listing(self) -> bool:
-        """Capability: finding what is new costs less by one listing than by probing names.
-
-        True on an object store (a LIST page of 1,000 names is one request, like one probing GET);
-        False where a probe is a local syscall and a listing reads the whole directory.
-        """
-        return not (self.is_local or self.is_memory)
+    @staticmethod
+    def serves(fs: fsspec.AbstractFileSystem) -> bool:
+        """Whether this class is the one for ``fs`` (see `open_root`)."""
+        return True
 
     def full(self, rel: str) -> str:
         return f"{self.path}/{rel}" if self.path else rel
 
     def local(self, rel: str) -> str:
-        """OS path of ``rel``; only meaningful on a local root."""
-        return self.full(rel)
+        """OS path of ``rel``; only roots with ``os_paths`` have one."""
+        raise BackendError(f"{self.url} is not on local disk: {rel} has no OS path")
+
+    def location(self) -> dict[str, str]:
+        """What tells this root apart from any other holding a store of the same id (an index cache
+        key): its URL and the endpoint it is reached at (one bucket name on two services is two)."""
+        opts = getattr(self.fs, "storage_options", None) or {}
+        client = opts.get("client_kwargs") if isinstance(opts.get("client_kwargs"), dict) else {}
+        endpoint = opts.get("endpoint_url") or (client or {}).get("endpoint_url")
+        return {"url": self.fs.unstrip_protocol(self.path), "endpoint": str(endpoint or "")}
 
     # -- small objects -------------------------------------------------------------------------
     def create_exclusive(self, rel: str, data: bytes) -> None:
-        """Create ``rel`` holding ``data`` only if it does not exist yet; all or nothing.
-
-        Local: a temp file, fsync, then ``os.link`` (which fails if the name exists), so a reader never sees a
-        partial object. S3: ``PutObject`` with ``If-None-Match: *`` (HTTP 412 -> `ConflictError`).
-        """
-        target = self.full(rel)
+        """Create ``rel`` holding ``data`` only if it does not exist yet; all or nothing
+        (`ConflictError` if it exists). A reader never sees a partial object."""
         with backend_errors(f"create {rel}", self.url):
-            if self.is_local:
-                self._create_exclusive_local(target, data)
-            elif self.is_memory:
-                self._create_exclusive_memory(target, data)
-            else:
-                self.fs.pipe_file(target, data, mode="create")
-
-    def _create_exclusive_local(self, target: str, data: bytes) -> None:
-        if os.path.exists(target):  # lost already: skip the temp file and its fsync
-            raise ConflictError(f"{target} already exists")
-        directory = os.path.dirname(target)
-        os.makedirs(directory, exist_ok=True)
-        tmp = os.path.join(directory, f".tmp-{uuid.uuid4().hex}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            try:
-                os.link(tmp, target)
-            except FileExistsError:
-                raise ConflictError(f"{target} already exists") from None
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-
-    _memory_lock = __import__("threading").Lock()
-
-    def _create_exclusive_memory(self, target: str, data: bytes) -> None:
-        with Root._memory_lock:
-            if self.fs.exists(target):
-                raise ConflictError(f"{target} already exists")
-            self.fs.pipe_file(target, data)
+            self.fs.pipe_file(self.full(rel), data, mode="create")
 
     def read(self, rel: str) -> bytes:
         with backend_errors(f"read {rel}", self.url):
-            if _is_s3(self.fs):
-                from fsspec.asyn import sync
-
-                return sync(self.fs.loop, self._get_s3, self.full(rel))
             return self.fs.cat_file(self.full(rel))
 
-    async def _get_s3(self, full: str) -> bytes:
-        """One GET. s3fs's ``cat_file`` first HEADs the key (to split big objects into ranges), and on a
-        missing key its HEAD adds a LIST (is it a directory?): three requests where one will do."""
-        from s3fs.core import _error_wrapper  # s3fs's own retries for a body cut off mid-read
-
-        bucket, key, _ = self.fs.split_path(full)
-
-        async def call_and_read() -> bytes:
-            resp = await self.fs._call_s3("get_object", Bucket=bucket, Key=key)
-            try:
-                return bytes(await resp["Body"].read())
-            finally:
-                resp["Body"].close()
-
-        return await _error_wrapper(call_and_read, retries=self.fs.retries)
+    def read_range(self, rel: str, start: int, end: int) -> bytes:
+        """Bytes ``start`` to ``end`` (exclusive) of ``rel``."""
+        with backend_errors(f"read {rel}", self.url):
+            return self.fs.cat_file(self.full(rel), start=start, end=end)
 
     def read_many(self, rels: list[str]) -> dict[str, bytes]:
-        """Fetch several small objects at once (concurrently on S3); missing ones are left out."""
+        """Fetch several small objects at once (concurrently where the filesystem is async); missing
+        ones are left out."""
         if not rels:
             return {}
         full = {self.full(r): r for r in rels}
         with backend_errors("read log entries", self.url):
-            if self.is_local:
-                out = {}
-                for f, r in full.items():
-                    try:
-                        with open(f, "rb") as fh:
-                            out[r] = fh.read()
-                    except FileNotFoundError:
-                        pass
-                return out
             if getattr(self.fs, "async_impl", False):
                 datas = self._cat_async(list(full))
                 return {r: d for r, d in zip(full.values(), datas, strict=True) if d is not None}
             got = self.fs.cat(list(full), on_error="omit")
         return {full[k if k in full else self.fs._strip_protocol(k)]: v for k, v in got.items()}
+
+    async def _get(self, full: str) -> bytes:
+        """One object, on an async filesystem's event loop (see `_cat_async`)."""
+        return bytes(await self.fs._cat_file(full))
 
     def _cat_async(self, paths: list[str]) -> list[bytes | None]:
         """GET each path concurrently on the filesystem's own event loop; None where missing.
@@ -234,7 +185,7 @@ class Root:
         """
         from fsspec.asyn import sync
 
-        get = self._get_s3 if _is_s3(self.fs) else self.fs._cat_file
+        get = self._get
 
         async def one(p: str) -> bytes | None:
             try:
@@ -252,47 +203,18 @@ class Root:
     def write(self, rel: str, data: bytes) -> None:
         """Plain overwrite for objects whose content is fixed by their name (blobs) or that are caches."""
         with backend_errors(f"write {rel}", self.url):
-            if self.is_local:
-                os.makedirs(os.path.dirname(self.full(rel)), exist_ok=True)
             self.fs.pipe_file(self.full(rel), data)
 
     def exists(self, rel: str) -> bool:
         with backend_errors(f"check {rel}", self.url):
-            if self.is_local:
-                return os.path.exists(self.full(rel))
-            if _is_s3(self.fs):  # one HEAD; fs.exists() adds a LIST on a miss (is it a directory?)
-                from fsspec.asyn import sync
-
-                bucket, key, _ = self.fs.split_path(self.full(rel))
-                try:
-                    sync(self.fs.loop, self.fs._call_s3, "head_object", Bucket=bucket, Key=key)
-                except FileNotFoundError:
-                    return False
-                return True
-            return self.fs.exists(self.full(rel))
+            return bool(self.fs.exists(self.full(rel)))
 
     def head(self, rel: str) -> dict[str, Any] | None:
         """Detail of one object (at least ``size``; a modification time where the backend has one), or
-        None if it does not exist. On S3 this is one HEAD; ``fs.info`` would add a LIST on a miss."""
+        None if it does not exist."""
         with backend_errors(f"check {rel}", self.url):
-            if _is_s3(self.fs):
-                from fsspec.asyn import sync
-
-                bucket, key, _ = self.fs.split_path(self.full(rel))
-                try:
-                    out = sync(
-                        self.fs.loop, self.fs._call_s3, "head_object", Bucket=bucket, Key=key
-                    )
-                except FileNotFoundError:
-                    return None
-                return {
-                    "name": self.full(rel),
-                    "size": out.get("ContentLength"),
-                    "LastModified": out.get("LastModified"),
-                    "type": "file",
-                }
             try:
-                return self.fs.info(self.full(rel))
+                return dict(self.fs.info(self.full(rel)))
             except FileNotFoundError:
                 return None
 
@@ -302,58 +224,52 @@ class Root:
 
     def info(self, rel: str) -> dict[str, Any]:
         with backend_errors(f"stat {rel}", self.url):
-            return self.fs.info(self.full(rel))
+            return dict(self.fs.info(self.full(rel)))
+
+    def copy(self, src: str, dst: str) -> None:
+        """Copy an object within the root (server-side where the backend can)."""
+        with backend_errors(f"copy {src}", self.url):
+            self.fs.copy(self.full(src), self.full(dst))
+
+    def move(self, src: str, dst: str) -> bool:
+        """Move an object within the root; False if ``src`` is missing. Copy, then delete, unless
+        the backend renames."""
+        try:
+            data = self.read(src)
+        except NotFoundError:
+            return False
+        self.write(dst, data)
+        self.delete(src)
+        return True
+
+    def touch(self, rel: str) -> bool:
+        """Refresh ``rel``'s modification time (a dedup hit, for gc); False if it is missing.
+        Backends that cannot refresh it leave it as it is and answer True while it exists."""
+        return self.exists(rel)
 
     def listdir(self, rel: str) -> list[dict[str, Any]]:
         """Entries directly under ``rel`` (detail dicts); empty when it does not exist."""
         with backend_errors(f"list {rel}", self.url):
             try:
-                return (
-                    self.fs.ls(self.full(rel), detail=True, refresh=True)
-                    if not self.is_local
-                    else self.fs.ls(self.full(rel), detail=True)
-                )
+                return list(self.fs.ls(self.full(rel), detail=True, refresh=True))
             except FileNotFoundError:
                 return []
 
     def list_after(self, rel: str, after: str = "") -> list[str]:
-        """Names of the objects directly under ``rel`` that sort after ``after``, in order.
-
-        On S3 this is ListObjectsV2 with ``StartAfter`` (one request per 1,000 names), so a reader that
-        knows the last key it saw pays only for what is new; s3fs's ``ls`` would list the whole prefix.
-        """
+        """Names of the objects directly under ``rel`` that sort after ``after``, in order."""
         with backend_errors(f"list {rel}", self.url):
-            if _is_s3(self.fs):
-                return self._list_after_s3(rel, after)
             try:
-                if self.is_local:
-                    names = os.listdir(self.full(rel))
-                else:
-                    names = [
-                        i["name"].rstrip("/").rsplit("/", 1)[-1]
-                        for i in self.fs.ls(self.full(rel), detail=True)
-                        if i.get("type") != "directory"
-                    ]
+                names = self._names(rel)
             except (FileNotFoundError, NotADirectoryError):
                 return []
             return sorted(n for n in names if n > after)
 
-    def _list_after_s3(self, rel: str, after: str) -> list[str]:
-        from fsspec.asyn import sync
-
-        bucket, key, _ = self.fs.split_path(self.full(rel))
-        prefix = f"{key}/" if key else ""
-        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "Delimiter": "/"}
-        if after:
-            kwargs["StartAfter"] = prefix + after
-        out: list[str] = []
-        while True:
-            page = sync(self.fs.loop, self.fs._call_s3, "list_objects_v2", **kwargs)
-            out += [o["Key"][len(prefix) :] for o in page.get("Contents", [])]
-            token = page.get("NextContinuationToken")
-            if not page.get("IsTruncated") or not token:
-                return out
-            kwargs["ContinuationToken"] = token
+    def _names(self, rel: str) -> list[str]:
+        return [
+            i["name"].rstrip("/").rsplit("/", 1)[-1]
+            for i in self.fs.ls(self.full(rel), detail=True)
+            if i.get("type") != "directory"
+        ]
 
     def find(self, rel: str) -> dict[str, dict[str, Any]]:
         """Every file below ``rel``, keyed by path relative to the root, with detail."""
@@ -369,26 +285,49 @@ class Root:
             out[k[len(prefix) :] if k.startswith(prefix) else k] = v
         return out
 
+    # -- whole objects -------------------------------------------------------------------------
+    def open_read(self, rel: str) -> IO[bytes]:
+        """A binary stream of ``rel`` with its own position (one per reader)."""
+        with backend_errors(f"open {rel}", self.url):
+            return self.fs.open(self.full(rel), "rb")  # type: ignore[no-any-return]
+
+    def upload_file(self, local_path: str, rel: str, callback: Callback) -> None:
+        """Create ``rel`` from a private local file, exclusively (`ConflictError` if it exists)."""
+        with backend_errors(f"upload {local_path}", self.url):
+            self.fs.put_file(local_path, self.full(rel), callback=callback, mode="create")
+
+    def download(self, rel: str, local_path: str, callback: Callback) -> None:
+        """Write ``rel`` to the local file ``local_path``."""
+        with backend_errors(f"download {rel}", self.url):
+            self.fs.get_file(self.full(rel), local_path, callback=callback)
+
     def check_reachable(self, *, create: bool = True) -> None:
         """Fail fast with a clear message if the root cannot be used (missing bucket, bad endpoint);
-        a local root's folder is made unless not ``create``."""
+        ``create``: whether a local root may make its folder."""
         with backend_errors("open store", self.url):
-            if self.is_local:
-                if create:
-                    os.makedirs(self.path, exist_ok=True)
-                if os.path.exists(self.path) and not os.path.isdir(self.path):
-                    raise BackendError(f"store root {self.path} is not a directory")
-            elif not self.is_memory:
-                bucket = self.path.split("/", 1)[0]
-                self.fs.ls(bucket, refresh=True)
+            bucket = self.path.split("/", 1)[0]
+            self.fs.ls(bucket, refresh=True)
 
 
-def _is_s3(fs: fsspec.AbstractFileSystem) -> bool:
-    return "s3" in _protocols(fs) and hasattr(fs, "_call_s3")
+def mtime_of(info: dict[str, Any]) -> float | None:
+    """The modification time in an fsspec detail dict, whichever key the backend uses."""
+    for key in ("mtime", "LastModified", "last_modified", "created"):
+        v = info.get(key)
+        if v is None:
+            continue
+        if hasattr(v, "timestamp"):
+            return float(v.timestamp())
+        with contextlib.suppress(TypeError, ValueError):
+            return float(v)
+    return None
 
 
 def open_root(url: str, storage_options: dict[str, Any] | None = None) -> Root:
     """Open ``url`` (a path, ``file://``, ``s3://bucket/prefix`` or ``memory://``) as a store root."""
+    from ._fsspec import remote_root
+    from ._local import LocalRoot
+    from ._memory import MemoryRoot
+
     url = os.fspath(url)
     if "://" in url:
         scheme = url.split("://", 1)[0].lower()
@@ -409,8 +348,11 @@ def open_root(url: str, storage_options: dict[str, Any] | None = None) -> Root:
     except (ImportError, ValueError, TypeError) as e:
         raise BackendError(f"cannot open store {url!r}: {_first_line(e)}") from e
     path = path.rstrip("/")
-    if not isinstance(fs, LocalFileSystem | MemoryFileSystem) and not path:
+    for cls in (LocalRoot, MemoryRoot):
+        if cls.serves(fs):
+            return cls(fs, path, url)
+    if not path:
         raise BackendError(
             f"store URL {url!r} names no bucket: use s3://bucket or s3://bucket/prefix"
         )
-    return Root(fs=fs, path=path, url=url)
+    return remote_root(fs, path, url)

@@ -28,7 +28,8 @@ from .streams import Relay
 from .upload import SourceChangedError
 
 if TYPE_CHECKING:
-    from .blobs import BlobStore, PutResult
+    from .blobs import BlobStore
+    from .values import PutResult
 
 __all__ = ["LocalSource", "hash_many", "local_sources", "put_many"]
 
@@ -126,7 +127,7 @@ def _run_slices(n: int, workers: int, fn: Callable[[int, int], None]) -> None:
 
 def _workers(blobs: BlobStore, max_workers: int | None) -> int:
     limit = max_workers or blobs.max_workers
-    return min(limit, LOCAL_WORKERS) if blobs.root.is_local else limit
+    return min(limit, LOCAL_WORKERS) if blobs.root.os_paths else limit
 
 
 def put_many(
@@ -142,7 +143,7 @@ def put_many(
     ``known``: digests the caller already looked up (path -> digest), so the stat cache is not asked
     twice.
     """
-    from .blobs import PutResult
+    from .values import PutResult
 
     cache = blobs.stat_cache
     if known is None:

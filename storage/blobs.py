@@ -13,68 +13,38 @@ import io
 import os
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from fsspec.callbacks import Callback, NoOpCallback
 
-from .backend import Root, backend_errors
-from .errors import (
-    BackendError,
-    ConflictError,
-    IntegrityError,
-    InvalidPathError,
-    NotFoundError,
-    disk_full_errors,
-)
+from . import _download, _localput, _remoteput, sweep
+from .backend import Root, mtime_of
+from .errors import IntegrityError, InvalidPathError, NotFoundError
 from .hashing import CHUNK_SIZE, DIGEST_RE, check_digest, hash_bytes, hash_file
 from .quarantine import missing_error, set_aside
 from .statcache import StatCache, StatKey, stat_key
 from .streams import (
     RangeReader,
     Relay,
-    Tally,
     VerifyingReader,
     as_callback,
-    copy_file_hashing,
     copy_hashing,
-    write_all,
 )
 from .trash import restore
-from .upload import SINGLE_PUT_MAX, SourceChangedError, read_whole, upload_parts
+from .upload import SourceChangedError
+from .values import BlobInfo, LocalBlob, PutResult
 
-__all__ = ["BlobInfo", "BlobStore", "PutResult", "Relay"]
+__all__ = ["BLOBS", "FRESHEN_AFTER", "TMP", "BlobStore"]
 
 BLOBS = "blobs"
 TMP = "tmp"
 #: On S3, a dedup hit on a blob older than this many seconds refreshes its LastModified (see BlobStore).
 FRESHEN_AFTER = 3600.0
-#: On S3, content up to this size is PUT straight away with If-None-Match (one request; HTTP 412 if the
-#: blob exists) instead of a HEAD first and then a PUT: below about a round trip's worth of bytes,
-#: re-sending them costs less than asking first.
-PUT_FIRST_MAX = 1024 * 1024
 #: On a non-local root, a file range up to this size is read into memory for its put; larger ones spool.
 RANGE_IN_MEMORY = 64 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class PutResult:
-    """What a put did: the digest and size, and whether bytes were actually written (False = dedup)."""
-
-    digest: str
-    size: int
-    written: bool
-
-
-@dataclass(frozen=True)
-class BlobInfo:
-    digest: str
-    size: int
-    mtime: float | None
 
 
 class BlobStore:
@@ -115,9 +85,39 @@ class BlobStore:
 
     def local_path(self, digest: str) -> Path | None:
         """The blob's OS path when the store is on local disk (for memory-mapping), else None."""
-        if not self.root.is_local:
+        if not self.root.os_paths:
             return None
         return Path(self.root.local(self.relpath(digest)))
+
+    def local_blob(self, digest: str) -> LocalBlob | None:
+        """The blob as a local file to memory-map, or None when the root has no OS paths.
+
+        ``trusted`` says whether it may be used without hashing it again: it was hashed on this
+        machine before and is unchanged since (size, mtime, ctime, inode: the stat cache's rule for
+        every local file). A missing blob raises `NotFoundError`. After hashing an untrusted one,
+        `trust` it so the next read is a stat.
+        """
+        path = self.local_path(digest)
+        if path is None:
+            return None
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            raise missing_error(self.root, digest) from None
+        cache = self.stat_cache
+        trusted = cache is not None and cache.lookup(str(path), st) == digest
+        return LocalBlob(digest, path, st.st_size, trusted, st)
+
+    def trust(self, blob: LocalBlob) -> None:
+        """Record that ``blob`` was hashed and matched its digest (see `local_blob`)."""
+        if self.stat_cache is not None:
+            self.stat_cache.store(str(blob.path), blob.stat, blob.digest)
+
+    @property
+    def concurrency(self) -> int:
+        """How many puts of files or ranges at once pay off: a round trip each on a remote root,
+        two on a disk (the kernel copies; more threads only contend)."""
+        return 2 if self.root.os_paths else self.max_workers
 
     # -- hashing ---------------------------------------------------------------------------------
     def hash_local_file(self, path: str | os.PathLike[str]) -> tuple[str, int]:
@@ -164,10 +164,10 @@ class BlobStore:
                 cb.relative_update(st.st_size)
                 return PutResult(known, st.st_size, False)
             try:
-                if self.root.is_local:
-                    result = self._put_local_stream(path, cb)
+                if self.root.os_paths:
+                    result = _localput.put_local_stream(self, path, cb)
                 else:
-                    result = self._put_remote_file(path, st.st_size, known, cb)
+                    result = _remoteput.put_remote_file(self, path, st.st_size, known, cb)
             except SourceChangedError:
                 continue
             if stat_key(os.stat(path)) != stat_key(st):
@@ -179,86 +179,6 @@ class BlobStore:
             f"{path} kept changing while it was being stored ({attempts} tries); nothing was "
             "recorded for it: store it again once it is no longer being written"
         )
-
-    def _put_remote_file(self, path: str, size: int, known: str | None, cb: Callback) -> PutResult:
-        """Store a local file on a non-local root; the bytes sent are the bytes hashed (see
-        `storage.upload`). Small files are read once into memory; large ones are hashed first (for the
-        dedup lookup) and then sent as a multipart upload that completes only if it hashes alike."""
-        if size <= SINGLE_PUT_MAX or self.root.is_memory:
-            data = read_whole(path, size)
-            digest = hash_bytes(data)
-            rel = self.relpath(digest)
-
-            def send(progress: Callback) -> None:
-                self.root.create_exclusive(rel, data)
-                progress.relative_update(len(data))
-
-            return self._put_remote(digest, len(data), send, cb, absent=known is not None)
-        digest, size = (known, size) if known is not None else self.hash_local_file(path)
-
-        def upload(progress: Callback) -> None:
-            with backend_errors(f"upload {path}", self.root.url):
-                upload_parts(
-                    self.root.fs, self.root.full(self.relpath(digest)), path, digest, progress
-                )
-
-        return self._put_remote(digest, size, upload, cb)
-
-    def _upload_file(
-        self, path: str, digest: str, size: int, cb: Callback, *, absent: bool = False
-    ) -> PutResult:
-        """Upload a private local file (a spool nobody else writes) whose digest is known."""
-
-        def upload(progress: Callback) -> None:
-            rel = self.relpath(digest)
-            if self.root.is_memory:
-                with open(path, "rb") as f:
-                    self.root.create_exclusive(rel, f.read())
-                progress.relative_update(size)
-            else:
-                with backend_errors(f"upload {path}", self.root.url):
-                    self.root.fs.put_file(
-                        path, self.root.full(rel), callback=progress, mode="create"
-                    )
-
-        return self._put_remote(digest, size, upload, cb, absent=absent)
-
-    def _put_remote(
-        self,
-        digest: str,
-        size: int,
-        upload: Callable[[Callback], None],
-        cb: Callback,
-        *,
-        absent: bool = False,
-    ) -> PutResult:
-        """Store a blob on a non-local root with an exclusive create (S3: If-None-Match), so that of
-        concurrent puts of one content exactly one reports a write and none overwrites the blob.
-
-        Large content is looked up first (a HEAD) to avoid sending bytes that are already stored; small
-        content on S3 is sent straight away and a 412 means it was already there.
-        """
-        put_first = absent or (not self.root.is_memory and size <= PUT_FIRST_MAX)
-        if not put_first and self._freshen(digest, size):
-            cb.relative_update(size)
-            return PutResult(digest, size, False)
-        tally = Tally(cb)
-        try:
-            upload(tally)
-            return PutResult(digest, size, True)
-        except ConflictError:
-            pass
-        # Stored already (or by a concurrent writer): freshen it for gc like any dedup hit. If gc swept it
-        # between our PUT and now, store it after all.
-        if put_first and not self._freshen(digest, size):
-            try:
-                upload(Tally(NoOpCallback()))
-                cb.relative_update(size - tally.n)
-                return PutResult(digest, size, True)
-            except ConflictError:
-                pass
-        cb.relative_update(size - tally.n)
-        return PutResult(digest, size, False)
 
     def put_bytes(
         self, data: bytes | bytearray | memoryview, *, digest: str | None = None
@@ -273,36 +193,9 @@ class BlobStore:
         """
         if digest is not None:
             check_digest(digest)
-        if not self.root.is_local:
-            if isinstance(data, bytes) and digest is not None:
-                payload = data
-            else:
-                payload = data if isinstance(data, bytes) else bytes(memoryview(data).cast("B"))
-                digest = hash_bytes(payload)
-
-            def upload(_: Callback) -> None:
-                self.root.create_exclusive(self.relpath(digest), payload)  # type: ignore[arg-type]
-
-            return self._put_remote(digest, len(payload), upload, NoOpCallback())
-        view = memoryview(data).cast("B") if not isinstance(data, bytes) else data
-        digest = digest if digest is not None else hash_bytes(view)
-        size = len(view)
-        rel = self.relpath(digest)
-        if self._freshen(digest, size):
-            return PutResult(digest, size, False)
-        tmp = self._local_tmp()
-        try:
-            with disk_full_errors(f"store blob {digest}", self.root.url):
-                with open(tmp, "wb", buffering=0) as f:
-                    write_all(f, view)
-                    if self.fsync:
-                        os.fsync(f.fileno())
-                written = self._publish_local(tmp, self.root.local(rel), size)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        return PutResult(digest, size, written)
+        if self.root.os_paths:
+            return _localput.put_local_bytes(self, data, digest)
+        return _remoteput.put_remote_bytes(self, data, digest)
 
     def put_stream(self, f: BinaryIO, *, callback: Callback | None = None) -> PutResult:
         """Store whatever a binary stream yields, in bounded memory.
@@ -311,14 +204,14 @@ class BlobStore:
         object, so the stream is spooled to a local temp file while hashing, then uploaded.
         """
         cb = as_callback(callback)
-        if self.root.is_local:
-            return self._put_local_stream(f, cb)
+        if self.root.os_paths:
+            return _localput.put_local_stream(self, f, cb)
         with tempfile.NamedTemporaryFile(prefix="artifacts-spool-", delete=False) as spool:
             try:
                 digest, size = copy_hashing(f, spool, cb)  # type: ignore[arg-type]
                 spool.close()
                 # the spool was hashed on the way in; upload it under that digest without re-reading it
-                return self._upload_file(spool.name, digest, size, NoOpCallback())
+                return _remoteput.upload_spool(self, spool.name, digest, size, NoOpCallback())
             finally:
                 os.unlink(spool.name)
 
@@ -338,8 +231,8 @@ class BlobStore:
         path = _source_path(path)
         cb = as_callback(callback)
         with open(path, "rb", buffering=0) as f:
-            if self.root.is_local:
-                return self._put_local_range(f, offset, length, cb)
+            if self.root.os_paths:
+                return _localput.put_local_range(self, f, offset, length, cb)
             if length <= RANGE_IN_MEMORY:
                 data = bytearray(length)
                 if RangeReader(f.fileno(), offset, length).readinto(data) != length:
@@ -349,33 +242,40 @@ class BlobStore:
                 return result
             return self.put_stream(RangeReader(f.fileno(), offset, length), callback=cb)  # type: ignore[arg-type]
 
-    def _put_local_range(self, f: BinaryIO, offset: int, length: int, cb: Callback) -> PutResult:
-        def write(out: BinaryIO) -> tuple[str, int]:
-            got = copy_file_hashing(f.fileno(), out.fileno(), cb, src_offset=offset, length=length)
-            if got is None:
-                reader = io.BufferedReader(RangeReader(f.fileno(), offset, length), CHUNK_SIZE)
-                got = copy_hashing(reader, out, cb)
-            if got[1] != length:
-                raise OSError(errno.EIO, f"read {got[1]} of {length} bytes at {offset}")
-            return got
+    def put_many_bytes(
+        self,
+        datas: Sequence[bytes | bytearray | memoryview],
+        *,
+        digests: Sequence[str | None] | None = None,
+        callback: Callback | None = None,
+    ) -> list[PutResult]:
+        """Store many in-memory buffers (tensors); results in order. Concurrent where each put is a
+        round trip; one after another on a local disk, where each is a memory copy. ``digests``: the
+        caller's digests of these very buffers (see `put_bytes`), None where it has none."""
+        cb = as_callback(callback)
+        known = list(digests) if digests is not None else [None] * len(datas)
 
-        return self._put_local_via_tmp(write)
+        def put(i: int) -> PutResult:
+            r = self.put_bytes(datas[i], digest=known[i])
+            cb.relative_update(r.size)
+            return r
 
-    def _put_local_via_tmp(self, write: Callable[[BinaryIO], tuple[str, int]]) -> PutResult:
-        """Write a new blob into a temp file with ``write`` (returns digest, size), then publish it."""
-        tmp = self._local_tmp()
-        try:
-            with disk_full_errors("store a blob", self.root.url):
-                with open(tmp, "w+b", buffering=0) as out:
-                    digest, size = write(out)
-                    if self.fsync:
-                        os.fsync(out.fileno())
-                written = self._publish_local(tmp, self.root.local(self.relpath(digest)), size)
-            return PutResult(digest, size, written)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        workers = 1 if self.root.os_paths else min(16, self.max_workers)
+        return self._map(put, list(range(len(datas))), workers)
+
+    def put_ranges(
+        self,
+        ranges: Sequence[tuple[str | os.PathLike[str], int, int]],
+        *,
+        callback: Callback | None = None,
+    ) -> list[PutResult]:
+        """Store many (path, offset, length) ranges of local files; results in order."""
+        cb = as_callback(callback)
+        return self._map(
+            lambda r: self.put_range(r[0], r[1], r[2], callback=Relay(cb)),
+            list(ranges),
+            self.concurrency,
+        )
 
     def hash_range(self, path: str | os.PathLike[str], offset: int, length: int) -> str:
         """The digest of ``length`` bytes of a local file from ``offset`` (for quota prechecks)."""
@@ -416,52 +316,6 @@ class BlobStore:
         with ThreadPoolExecutor(workers) as pool:
             return list(pool.map(fn, items))
 
-    def _ensure_dir(self, d: str) -> None:
-        """``makedirs`` once per directory and process: a checkpoint puts many blobs, and the failing
-        ``mkdir`` calls of ``exist_ok`` cost more than writing its small tensors."""
-        if d not in self._dirs:
-            os.makedirs(d, exist_ok=True)
-            self._dirs.add(d)
-
-    def _local_tmp(self) -> str:
-        d = self.root.local(TMP)
-        self._ensure_dir(d)
-        return os.path.join(d, f"{os.getpid()}-{uuid.uuid4().hex}")
-
-    def _publish_local(self, tmp: str, target: str, size: int) -> bool:
-        """Make ``tmp`` visible as ``target`` atomically; if it already exists keep the existing one,
-        unless that one has the wrong size (a damaged blob never satisfies dedup: ours replaces it)."""
-        self._ensure_dir(os.path.dirname(target))
-        try:
-            os.link(tmp, target)
-            written = True
-        except FileExistsError:
-            written = False
-            state = self._freshen_local(target, size)
-            if state is None:  # swept by gc just now: publish ours after all
-                return self._publish_local(tmp, target, size)
-            if not state:
-                os.replace(tmp, target)
-                return True
-        except OSError:  # filesystems without hard links: rename is atomic too
-            if self._freshen_local(target, size):
-                written = False
-            else:
-                os.replace(tmp, target)
-                return True
-        os.unlink(tmp)
-        return written
-
-    def _put_local_stream(self, src: str | BinaryIO, cb: Callback) -> PutResult:
-        def write(out: BinaryIO) -> tuple[str, int]:
-            if not isinstance(src, str):
-                return copy_hashing(src, out, cb)
-            with open(src, "rb", buffering=0) as f:
-                got = copy_file_hashing(f.fileno(), out.fileno(), cb)
-                return got if got is not None else copy_hashing(f, out, cb)
-
-        return self._put_local_via_tmp(write)
-
     def _freshen(self, digest: str, size: int | None = None) -> bool:
         """True if the blob is stored; on a hit also refresh its modification time for gc (see class).
 
@@ -469,9 +323,9 @@ class BlobStore:
         the content again) rather than deduplicated onto.
         """
         rel = self.relpath(digest)
-        if self.root.is_local:
+        if self.root.os_paths:
             path = self.root.local(rel)
-            state = self._freshen_local(path, size)
+            state = _localput.freshen_local(path, size)
             if state is False:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(path)
@@ -482,39 +336,14 @@ class BlobStore:
         if size is not None and info.get("size") is not None and int(info["size"]) != size:
             self.root.delete(rel)
             return False
-        if self.root.is_memory:
-            return True
-        mtime = _mtime(info)
+        mtime = mtime_of(info)
         if mtime is None or time.time() - mtime >= self.freshen_after:
-            try:  # an in-place copy with new metadata is how S3 refreshes LastModified
-                with backend_errors(f"freshen blob {digest}", self.root.url):
-                    self.root.fs.setxattr(self.root.full(rel), artifacts_freshened=str(time.time()))
-            except NotFoundError:
-                return False  # swept meanwhile: upload it again
-            except (BackendError, AttributeError, ValueError):
-                pass  # cannot refresh (policy, object over 5 GB): the blob is still there
-        return True
-
-    @staticmethod
-    def _freshen_local(path: str, size: int | None = None) -> bool | None:
-        """Refresh a local blob's mtime: True if it is there (with ``size``, if given), False if it has
-        another size, None if it is missing."""
-        try:
-            if size is not None and os.stat(path).st_size != size:
-                return False
-            os.utime(path)
-        except FileNotFoundError:
-            return None
-        except PermissionError:  # another user's blob on a shared disk
-            return True if os.path.exists(path) else None
+            return self.root.touch(rel)  # False: swept meanwhile, upload it again
         return True
 
     # -- get -------------------------------------------------------------------------------------
     def exists(self, digest: str) -> bool:
-        rel = self.relpath(digest)
-        if self.root.is_local:
-            return os.path.exists(self.root.local(rel))
-        return self.root.exists(rel)
+        return self.root.exists(self.relpath(digest))
 
     def size(self, digest: str) -> int:
         try:
@@ -528,15 +357,7 @@ class BlobStore:
         """A binary stream of the blob; with ``verify`` a full read raises `IntegrityError` on mismatch."""
         rel = self.relpath(digest)
         try:
-            with backend_errors(f"open blob {digest}", self.root.url):
-                if self.root.is_memory:
-                    # memory:// hands every opener the same file object (one shared position), so
-                    # concurrent readers would interleave; give each reader its own snapshot instead.
-                    raw = io.BytesIO(self.root.fs.cat_file(self.root.full(rel)))
-                elif self.root.is_local:  # the OS file itself: no fsspec wrapper in the read loop
-                    raw = open(self.root.local(rel), "rb")  # type: ignore[assignment]  # noqa: SIM115 - returned to the caller
-                else:
-                    raw = self.root.fs.open(self.root.full(rel), "rb")
+            raw: BinaryIO = self.root.open_read(rel)  # type: ignore[assignment]
         except NotFoundError:
             if self._restored(digest):
                 return self.open(digest, verify=verify)
@@ -558,9 +379,24 @@ class BlobStore:
             if actual != digest:
                 raise IntegrityError(
                     f"blob {digest} is corrupt: its content hashes to {actual} ({self.root.url}); "
-                    "run `artifacts verify`"
+                    "verify the store"
                 )
         return data
+
+    def read_range(self, digest: str, start: int, end: int) -> bytes:
+        """Bytes ``start`` to ``end`` (exclusive) of a blob, unverified (a part cannot be hashed)."""
+        try:
+            return self.root.read_range(self.relpath(digest), start, end)
+        except NotFoundError:
+            if self._restored(digest):
+                return self.read_range(digest, start, end)
+            raise missing_error(self.root, digest) from None
+
+    def read_many(self, digests: Sequence[str]) -> dict[str, bytes]:
+        """Many small blobs at once (concurrently on a remote root), unverified; missing ones are
+        left out."""
+        rels = {self.relpath(d): d for d in digests}
+        return {rels[r]: data for r, data in self.root.read_many(list(rels)).items()}
 
     def get_file(
         self,
@@ -571,48 +407,7 @@ class BlobStore:
         callback: Callback | None = None,
     ) -> None:
         """Write the blob to ``dest`` via a temp file beside it; ``dest`` appears only if verified."""
-        dest = os.fspath(dest)
-        cb = as_callback(callback)
-        parent = os.path.dirname(os.path.abspath(dest))
-        os.makedirs(parent, exist_ok=True)
-        tmp = os.path.join(parent, f".{os.path.basename(dest)}.tmp-{uuid.uuid4().hex[:12]}")
-        try:
-            if self.root.is_local:
-                try:
-                    f = open(self.root.local(self.relpath(digest)), "rb", buffering=0)  # noqa: SIM115
-                except FileNotFoundError:
-                    raise missing_error(self.root, digest) from None
-                with f, open(tmp, "w+b", buffering=0) as out:
-                    got = copy_file_hashing(f.fileno(), out.fileno(), cb)
-                    actual, _ = got if got is not None else copy_hashing(f, out, cb)
-            elif self.root.is_memory:
-                with self.open(digest, verify=False) as f, open(tmp, "wb", buffering=0) as out:  # type: ignore[assignment]
-                    actual, _ = copy_hashing(f, out, cb)
-            else:
-                for attempt in range(2):
-                    try:
-                        with backend_errors(f"download blob {digest}", self.root.url):
-                            self.root.fs.get_file(
-                                self.root.full(self.relpath(digest)), tmp, callback=cb
-                            )
-                        break
-                    except NotFoundError:
-                        if attempt or not self._restored(digest):
-                            raise missing_error(self.root, digest) from None
-                actual = None
-                if verify:
-                    with open(tmp, "rb", buffering=0) as f:
-                        actual, _ = hash_file(f)
-            if verify and actual != digest:
-                raise IntegrityError(
-                    f"blob {digest} is corrupt: its content hashes to {actual} ({self.root.url}); "
-                    "run `artifacts verify`"
-                )
-            os.replace(tmp, dest)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        _download.get_file(self, digest, dest, verify=verify, callback=callback)
 
     def get_files(
         self,
@@ -648,7 +443,7 @@ class BlobStore:
 
     def _restored(self, digest: str) -> bool:
         """A blob missed on a remote root may sit in gc's trash: put it back (see `storage.trash`)."""
-        return not self.root.is_local and restore(self.root, self.relpath(digest), digest)
+        return not self.root.os_paths and restore(self.root, self.relpath(digest), digest)
 
     def set_aside(self, digest: str) -> None:
         """Move a blob known to be damaged out of the way of dedup (see `storage.quarantine`)."""
@@ -663,7 +458,7 @@ class BlobStore:
         for rel, info in sorted(self.root.find(BLOBS).items()):
             digest = _blob_digest(rel)
             if digest is not None:  # anything else is a stray name (`stray_names`): never a blob
-                yield BlobInfo(digest, int(info.get("size") or 0), _mtime(info))
+                yield BlobInfo(digest, int(info.get("size") or 0), mtime_of(info))
 
     def stray_names(self) -> list[str]:
         """Objects under ``blobs/`` that are not named as a blob (``blobs/AB/CCC...``, a short name):
@@ -676,7 +471,7 @@ class BlobStore:
 
     def clean_tmp(self, older_than: float) -> int:
         """Remove leftovers of killed local puts older than ``older_than`` seconds; returns a count."""
-        if not self.root.is_local:
+        if not self.root.os_paths:
             return 0
         d = Path(self.root.local(TMP))
         n = 0
@@ -687,6 +482,35 @@ class BlobStore:
                     p.unlink()
                     n += 1
         return n
+
+
+    # -- gc (see `storage.sweep`) ----------------------------------------------------------------
+    @property
+    def tmp_dir(self) -> str:
+        """Where local puts write before publishing (and gc quarantines), relative to the root."""
+        return TMP
+
+    def older(self, mtime: float | None, cutoff: float) -> bool:
+        """True if a blob modified at ``mtime`` is older than ``cutoff``, allowing for the backend's
+        timestamp resolution."""
+        return sweep.older(self, mtime, cutoff)
+
+    def sweep_many(self, blobs: Sequence[BlobInfo], cutoff: float) -> list[bool]:
+        """Remove each unreferenced blob unless a put reused it since it was listed (one at a time on
+        a disk, concurrently on a remote root); True where it went."""
+        workers = 1 if self.root.os_paths else min(16, self.max_workers)
+        return self._map(lambda b: sweep.sweep(self, b, cutoff), list(blobs), workers)
+
+    def recover_quarantine(self) -> None:
+        """Put back blobs that a killed gc had quarantined but not deleted; they are judged again."""
+        sweep.recover_quarantine(self)
+
+    def empty_trash(
+        self, live: Iterable[str], cutoff: float, *, everything: bool = False
+    ) -> tuple[str, ...]:
+        """Restore trashed blobs that are ``live``, purge the others trashed before ``cutoff``
+        (``everything``: all others); returns the digests put back."""
+        return sweep.empty_trash(self, live, cutoff, everything=everything)
 
 
 def _blob_digest(rel: str) -> str | None:
@@ -706,14 +530,3 @@ def _source_path(path: str | os.PathLike[str]) -> str:
         raise InvalidPathError(f"{p} is a directory, expected a file (use add_dir for directories)")
     return os.path.abspath(p)
 
-
-def _mtime(info: dict[str, Any]) -> float | None:
-    for key in ("mtime", "LastModified", "last_modified", "created"):
-        v = info.get(key)
-        if v is None:
-            continue
-        if hasattr(v, "timestamp"):
-            return float(v.timestamp())
-        with contextlib.suppress(TypeError, ValueError):
-            return float(v)
-    return None

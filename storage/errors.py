@@ -22,8 +22,6 @@ __all__ = [
     "InvalidNameError",
     "InvalidPathError",
     "NotFoundError",
-    "PermissionDeniedError",
-    "QuotaExceededError",
     "disk_full_errors",
 ]
 
@@ -57,14 +55,6 @@ class InvalidDigestError(InvalidNameError):
 
 class InvalidPathError(ArtifactsError, ValueError):
     """A path inside an artifact is absolute, contains '..', or would escape its destination."""
-
-
-class QuotaExceededError(ArtifactsError):
-    """Committing would take a user past their storage quota; nothing was uploaded or committed."""
-
-
-class PermissionDeniedError(ArtifactsError, PermissionError):
-    """The acting user may not do this (for example set a quota without being a store admin)."""
 
 
 class BackendError(ArtifactsError, OSError):

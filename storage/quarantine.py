@@ -9,9 +9,6 @@ version that refers to it. Until then a read names it as corrupt, not as missing
 
 from __future__ import annotations
 
-import contextlib
-import os
-
 from .backend import Root
 from .errors import ArtifactsError, IntegrityError, NotFoundError
 
@@ -33,17 +30,7 @@ def corrupt_message(digest: str) -> str:
 
 def set_aside(root: Root, blob_rel: str, digest: str) -> None:
     """Move the damaged blob out of ``blobs/`` (local: one rename; elsewhere: copy, then delete)."""
-    dst = _rel(digest)
-    if root.is_local:
-        os.makedirs(root.local(CORRUPT), exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            os.replace(root.local(blob_rel), root.local(dst))
-        return
-    try:
-        root.write(dst, root.read(blob_rel))
-    except NotFoundError:
-        return
-    root.delete(blob_rel)
+    root.move(blob_rel, _rel(digest))
 
 
 def is_set_aside(root: Root, digest: str) -> bool:

@@ -80,7 +80,7 @@ class VerifyingReader(io.RawIOBase):
             if actual != self._digest:
                 raise IntegrityError(
                     f"blob {self._digest} is corrupt: its content hashes to {actual} ({self._what}); "
-                    "run `artifacts verify`"
+                    "verify the store"
                 )
 
     def readinto(self, b: Any) -> int:

@@ -29,9 +29,7 @@ def _rel(digest: str) -> str:
 def move_to_trash(root: Root, blob_rel: str, digest: str) -> bool:
     """Copy the blob into the trash, then delete it from ``blobs/``; False if it was already gone."""
     try:
-        root.fs.copy(root.full(blob_rel), root.full(_rel(digest)))
-    except FileNotFoundError:
-        return False
+        root.copy(blob_rel, _rel(digest))
     except NotFoundError:
         return False
     root.delete(blob_rel)

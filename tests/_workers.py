@@ -418,9 +418,9 @@ def make_old(store: artifacts.Store, digests: Iterable[str], seconds: float = 72
     when = time.time() - seconds
     for digest in digests:
         full = store.root.full(store.blobs.relpath(digest))
-        if store.root.is_local:
+        if store.root.os_paths:
             os.utime(full, (when, when))
-        elif store.root.is_memory:
+        elif type(store.root).__name__ == "MemoryRoot":
             store.root.fs.store[full].created = datetime.fromtimestamp(when, timezone.utc)
         else:
             from moto.core import DEFAULT_ACCOUNT_ID

@@ -131,10 +131,12 @@ def test_quota_hashes_each_buffer_once(
     store = artifacts.open_store(backend.url, storage_options=backend.storage_options)
     store.set_quota(store.user, 10**6)
     import artifacts.store as store_mod
+    import storage._localput as local_mod
+    import storage._remoteput as remote_mod
     import storage.blobs as blobs_mod
 
     calls: list[int] = []
-    for mod in (store_mod, blobs_mod):
+    for mod in (store_mod, blobs_mod, local_mod, remote_mod):
         real = mod.hash_bytes
         monkeypatch.setattr(mod, "hash_bytes", lambda d, real=real: calls.append(len(d)) or real(d))
     art = Artifact("m", "model").add_bytes("a", b"a" * 1000).add_bytes("b", b"b" * 2000)

@@ -195,7 +195,7 @@ class TestBlobStore:
 
     # -- dedup -------------------------------------------------------------------------------
     # small content is sent straight away on S3 (If-None-Match); larger content is looked up first
-    @pytest.mark.parametrize("size", [20_000, storage.blobs.PUT_FIRST_MAX + 1])
+    @pytest.mark.parametrize("size", [20_000, storage._remoteput.PUT_FIRST_MAX + 1])
     def test_dedup_second_put_writes_nothing(
         self, backend: Backend, tmp_path: Path, size: int
     ) -> None:
@@ -404,15 +404,20 @@ class TestBlobStore:
         assert cache.lookup(str(src), os.stat(src)) == first.digest == b3(b"w" * 100_000)
 
         # Re-putting the unchanged file must not read it: make every way of reading it fail.
+        import storage._localput as local_mod
+        import storage._remoteput as remote_mod
         import storage.blobs as blobs_mod
 
         def no_read(*a: Any, **k: Any) -> Any:
             raise AssertionError("the unchanged file was read")
 
         with monkeypatch.context() as m:
-            m.setattr(blobs_mod, "open", no_read, raising=False)
+            for mod in (blobs_mod, local_mod, remote_mod):
+                m.setattr(mod, "open", no_read, raising=False)
             m.setattr(blobs_mod, "hash_file", no_read)
-            m.setattr(blobs_mod, "copy_hashing", no_read)
+            m.setattr(local_mod, "copy_hashing", no_read)
+            m.setattr(local_mod, "copy_file_hashing", no_read)
+            m.setattr(remote_mod, "read_whole", no_read)
             m.setattr(store.root.fs, "put_file", no_read)
             again = store.put_file(src)
         assert (again.digest, again.written) == (first.digest, False)

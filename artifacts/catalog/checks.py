@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from storage.blobs import _mtime
+from storage.backend import mtime_of
 
 from ..errors import ArtifactsError
 from . import snapshots as snaps
@@ -205,5 +205,5 @@ def _rel(prefix: str, info: dict[str, Any]) -> str:
 
 
 def _old(info: dict[str, Any], cutoff: float) -> bool:
-    m = _mtime(info)
+    m = mtime_of(info)
     return m is not None and m + 1.0 < cutoff

@@ -41,7 +41,7 @@ from .log import CommitLog, RawEntry, backoff, log_path
 from .rules import Applied
 from .tail import LogMismatch, LogReader, warn
 
-__all__ = ["STORE_FILE", "STORE_FORMAT", "Catalog", "now"]
+__all__ = ["STORE_FILE", "STORE_FORMAT", "Catalog", "is_corrupt", "now"]
 
 STORE_FORMAT = 1
 STORE_FILE = "store.json"
@@ -51,6 +51,14 @@ _MAX_ATTEMPTS = 200
 def now() -> str:
     """The time stamp written into entries: UTC, ISO 8601, microseconds."""
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
+
+
+def is_corrupt(e: BaseException) -> bool:
+    """SQLite says the file's pages are damaged (SQLITE_CORRUPT, SQLITE_NOTADB), not full or busy."""
+    code = getattr(e, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (11, 26)
+    return "malformed" in str(e) or "not a database" in str(e)
 
 
 class Catalog:
@@ -66,11 +74,24 @@ class Catalog:
         #: one SQLite connection: one transaction at a time; held across a check and what follows it
         self.lock = threading.RLock()
         self.index = self._open_index()
+        #: log entries this catalog created (a caller retrying after a damaged index checks it)
+        self.commits = 0
         #: finds new entries (snapshots, packs, then single entries) and makes packs and snapshots
         self.reader = LogReader(root, store_id=self.info["id"], index_format=INDEX_FORMAT)
         #: the open's own sync stands for the first one a command asks for (`trust_open`)
         self._open_synced = False
-        self._sync(check_head=True)
+        try:
+            self._sync(check_head=True)
+        except sqlite3.DatabaseError as e:
+            if not is_corrupt(e):
+                raise
+            self.heal(e)
+
+    def heal(self, e: sqlite3.DatabaseError) -> None:
+        """Rebuild an index whose pages are damaged (``database disk image is malformed``): it is a
+        cache of the log, so nothing is lost; as a damaged header already is, on open."""
+        warn(f"the local index of {self.url} is damaged ({e}); rebuilding it from the store's log")
+        self.reindex()
 
     @property
     def id(self) -> str:
@@ -134,7 +155,9 @@ class Catalog:
             check_store_id(info["id"], f"{self.url}/{STORE_FILE}")
             check_name(info["created_by"], "user name")
         except (ValueError, KeyError, TypeError) as e:  # InvalidNameError is a ValueError
-            raise IntegrityError(f"{self.url}/{STORE_FILE} is not a store description: {e}") from None
+            raise IntegrityError(
+                f"{self.url}/{STORE_FILE} is not a store description: {e}"
+            ) from None
         if fmt != STORE_FORMAT:
             raise IntegrityError(
                 f"{self.url} uses store format {fmt}; this library reads format {STORE_FORMAT}: upgrade"
@@ -175,7 +198,8 @@ class Catalog:
     def reindex(self) -> int:
         """Drop the local index and rebuild it from the log; returns the entries replayed."""
         with self.lock:
-            self.index.close()
+            with contextlib.suppress(sqlite3.Error):  # a damaged file may not even close cleanly
+                self.index.close()
             self.index = self._open_index(fresh=True)  # emptied under the index's init lock
             self.sync()
             return self.index.last_seq
@@ -188,7 +212,9 @@ class Catalog:
         ``ts``: the entry's time when it is a copy of an older one (`copy_to`), else now.
         """
         with self.lock:
-            return self._commit_locked(entry, ts)
+            applied = self._commit_locked(entry, ts)
+            self.commits += 1
+            return applied
 
     def _commit_locked(self, entry: Entry, ts: str | None) -> Applied:
         commit_id = uuid.uuid4().hex  # one per change, kept across retries (see _landed)
@@ -235,7 +261,9 @@ class Catalog:
             if seq in rejected:  # cannot happen when check() passed; keep the log honest anyway
                 raise InvalidStateError(f"log entry {seq} was rejected: {rejected[seq]}")
             return applied
-        raise ConflictError(f"gave up committing {entry.OP} after {_MAX_ATTEMPTS} lost races; retry later")
+        raise ConflictError(
+            f"gave up committing {entry.OP} after {_MAX_ATTEMPTS} lost races; retry later"
+        )
 
     def _landed(self, seq: int, commit_id: str) -> bool:
         """True if entry ``seq`` is this very commit: a create retried after its first reply was

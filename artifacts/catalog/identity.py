@@ -18,7 +18,6 @@ new name rebuilds from the log (or a snapshot), which is always right.
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,14 +52,7 @@ def root_fingerprint(root: Root) -> str:
     A local root is its real path (two spellings of one directory share an index); any other is its
     URL plus the endpoint it is reached at (one bucket name on two S3 services is two stores).
     """
-    if root.is_local:
-        where: dict[str, Any] = {"path": os.path.realpath(root.path)}
-    else:
-        opts = getattr(root.fs, "storage_options", None) or {}
-        client = opts.get("client_kwargs") if isinstance(opts.get("client_kwargs"), dict) else {}
-        endpoint = opts.get("endpoint_url") or (client or {}).get("endpoint_url")
-        where = {"url": root.fs.unstrip_protocol(root.path), "endpoint": str(endpoint or "")}
-    return hash_bytes(json.dumps(where, sort_keys=True).encode())[:16]
+    return hash_bytes(json.dumps(root.location(), sort_keys=True).encode())[:16]
 
 
 def index_path(cache_dir: Path, store_id: str, root: Root) -> Path:

@@ -31,17 +31,13 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from storage import hash_bytes
-from storage.blobs import TMP, BlobInfo, _mtime
 from storage.quarantine import corrupt_message, is_set_aside
-from storage.trash import list_trash, move_to_trash, purge
-from storage.trash import restore as trash_restore
 
 from ..errors import IntegrityError, InvalidStateError, InvalidValueError, NotFoundError
 from .checks import gc_scale, verify_scale
@@ -56,7 +52,6 @@ __all__ = ["GcReport", "VerifyReport", "gc", "verify"]
 _MAX_LISTED = 20  # per kind of log problem; the rest is summarized in one line
 _BULK_BLOB = 8 * 1024 * 1024  # remote verify fetches blobs up to this size in batches...
 _BULK_BATCH = 64 * 1024 * 1024  # ...of at most this many bytes
-_QUARANTINE = "gc-"
 
 
 @dataclass(frozen=True)
@@ -131,10 +126,10 @@ def verify(
         wanted = dict(only)
     sizes = store.index.file_sizes()
     items = sorted(wanted.items())
-    if only is None and not store.root.is_local:
+    if only is None and store.root.remote:
         problems += _check_blobs_in_bulk(store, items, sizes, quick)
-    else:
-        workers = min(8, os.cpu_count() or 1) if store.root.is_local else 16
+    else:  # on a disk hashing is the work: as many threads as cores (BLAKE3 releases the GIL)
+        workers = 16 if store.root.remote else min(8, os.cpu_count() or 1)
         problems += [
             p for p in _map(lambda i: _check_blob(store, *i, sizes, quick), items, workers) if p  # type: ignore[call-arg]
         ]
@@ -205,9 +200,9 @@ def _check_blobs_in_bulk(
         batches[-1].append((digest, where))
         total += listed[digest]
     for batch in batches:
-        got = store.root.read_many([store.blobs.relpath(d) for d, _ in batch])
+        got = store.blobs.read_many([d for d, _ in batch])
         for digest, where in batch:
-            data = got.get(store.blobs.relpath(digest))
+            data = got.get(digest)
             if data is None:
                 problems.append(f"blob {digest} ({where}) is missing")
             elif hash_bytes(data) != digest and not store.blobs.verify_blob(
@@ -300,8 +295,8 @@ def gc(store: Catalog, *, grace_period: float = 24 * 3600, dry_run: bool = False
             f"grace_period must be a number of seconds >= 0, not {grace_period!r}"
         )
     cutoff = time.time() - grace_period
-    if not dry_run and store.root.is_local:
-        _recover_quarantine(store)
+    if not dry_run:
+        store.blobs.recover_quarantine()
     head = store.log.head()  # listed before syncing: every entry it names must apply
     store.sync()
     _refuse_unsafe(store, head)
@@ -309,8 +304,7 @@ def gc(store: Catalog, *, grace_period: float = 24 * 3600, dry_run: bool = False
     listed = list(store.blobs.iter_blobs())
     store.sync()  # anything committed while we listed is live too
     live |= store.index.live_digests()
-    coarse = not store.root.is_local  # S3 timestamps have whole seconds: count them as 1 s younger
-    doomed = [b for b in listed if b.digest not in live and _older(b.mtime, cutoff, coarse)]
+    doomed = [b for b in listed if b.digest not in live and store.blobs.older(b.mtime, cutoff)]
     old_snapshots = tuple(gc_scale(store, cutoff=cutoff, dry_run=dry_run))
     if dry_run:
         return GcReport(
@@ -320,14 +314,14 @@ def gc(store: Catalog, *, grace_period: float = 24 * 3600, dry_run: bool = False
             True,
             snapshots_removed=old_snapshots,
         )
-    sweep = _sweep_local if store.root.is_local else _sweep_remote
-    results = _map(lambda b: sweep(store, b, cutoff), doomed, 1 if store.root.is_local else 16)
+    results = store.blobs.sweep_many(doomed, cutoff)
     deleted = [b for b, gone in zip(doomed, results, strict=True) if gone]
     spared = tuple(b.digest for b, gone in zip(doomed, results, strict=True) if not gone)
     tmp_removed = store.blobs.clean_tmp(grace_period)
-    restored: tuple[str, ...] = ()
-    if not store.root.is_local:
-        restored = _empty_trash(store, cutoff, grace_period == 0)
+    store.sync()  # after the sweep: a commit that found a blob before it moved has landed by now
+    restored = store.blobs.empty_trash(
+        store.index.live_digests(), cutoff, everything=grace_period == 0
+    )
     return GcReport(
         tuple(b.digest for b in deleted if b.digest not in restored),
         sum(b.size for b in deleted if b.digest not in restored),
@@ -338,25 +332,6 @@ def gc(store: Catalog, *, grace_period: float = 24 * 3600, dry_run: bool = False
         restored,
         old_snapshots,
     )
-
-
-def _empty_trash(store: Catalog, cutoff: float, now: bool) -> tuple[str, ...]:
-    """After replaying the log again: put back trashed blobs that a commit refers to, purge those
-    trashed longer than the grace period ago (``now``: with no grace at all, everything unreferenced)."""
-    store.sync()
-    live = store.index.live_digests()
-    back = []
-    for digest, info in list_trash(store.root):
-        if digest in live:
-            trash_restore(store.root, store.blobs.relpath(digest), digest)
-            back.append(digest)
-        elif now or _older(_mtime(info), cutoff, coarse=True):
-            purge(store.root, digest)
-    return tuple(back)
-
-
-def _older(mtime: float | None, cutoff: float, coarse: bool) -> bool:
-    return mtime is not None and mtime + (1.0 if coarse else 0.0) < cutoff
 
 
 def _refuse_unsafe(store: Catalog, head: int) -> None:
@@ -377,63 +352,6 @@ def _refuse_unsafe(store: Catalog, head: int) -> None:
                 f"gc refused: log entry {seq} is written in log format {fmt}, newer than this "
                 f"library's {LOG_FORMAT}; its blobs would look unreferenced. Upgrade, then run gc"
             )
-
-
-def _sweep_local(store: Catalog, blob: BlobInfo, cutoff: float) -> bool:
-    """Quarantine the blob (atomic rename), re-check its age there, then delete or put it back."""
-    target = str(store.blobs.local_path(blob.digest))
-    quarantine = store.root.local(f"{TMP}/{_QUARANTINE}{blob.digest}-{uuid.uuid4().hex[:8]}")
-    os.makedirs(os.path.dirname(quarantine), exist_ok=True)
-    try:
-        os.rename(target, quarantine)
-    except FileNotFoundError:
-        return False  # another gc took it
-    try:
-        fresh = os.stat(quarantine).st_mtime >= cutoff
-    except FileNotFoundError:
-        return False
-    if fresh:  # a put reused it after we listed: it goes back, whoever rewrote it meanwhile
-        with contextlib.suppress(FileExistsError):
-            os.link(quarantine, target)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(quarantine)
-    return not fresh
-
-
-def _recover_quarantine(store: Catalog) -> None:
-    """Put back blobs that a killed gc had quarantined but not yet deleted; they are judged again."""
-    d = store.root.local(TMP)
-    try:
-        names = os.listdir(d)
-    except FileNotFoundError:
-        return
-    for name in names:
-        if not name.startswith(_QUARANTINE):
-            continue
-        digest = name[len(_QUARANTINE) :].split("-", 1)[0]
-        path = os.path.join(d, name)
-        try:
-            target = str(store.blobs.local_path(digest))
-        except ValueError:
-            continue
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        with contextlib.suppress(FileExistsError, FileNotFoundError):
-            os.link(path, target)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-
-
-def _sweep_remote(store: Catalog, blob: BlobInfo, cutoff: float) -> bool:
-    """HEAD the blob right before deleting it: a dedup hit since the listing made it young again."""
-    rel = store.blobs.relpath(blob.digest)
-    if not store.root.is_memory:
-        try:
-            mtime = _mtime(store.root.info(rel))
-        except NotFoundError:
-            return False
-        if not _older(mtime, cutoff, coarse=True):
-            return False
-    return move_to_trash(store.root, rel, blob.digest)
 
 
 def _map(fn: Callable[[Any], Any], items: Iterable[Any], workers: int) -> list[Any]:

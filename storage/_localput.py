@@ -1,0 +1,154 @@
+"""Puts on a root with OS paths (local disk): one pass into a temp file under ``tmp/``, then the blob
+is published under its digest by a hard link (atomic; an existing blob wins unless it has the wrong
+size). The kernel copies files (``copy_file_range``) while the copy is hashed as it is read back, so
+the digest names exactly the bytes stored. A dedup hit refreshes the blob's mtime for gc.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import io
+import os
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, BinaryIO
+
+from fsspec.callbacks import Callback
+
+from .errors import disk_full_errors
+from .hashing import CHUNK_SIZE, hash_bytes
+from .streams import RangeReader, copy_file_hashing, copy_hashing, write_all
+from .values import PutResult
+
+if TYPE_CHECKING:
+    from .blobs import BlobStore
+
+__all__ = [
+    "freshen_local",
+    "put_local_bytes",
+    "put_local_range",
+    "put_local_stream",
+    "put_local_via_tmp",
+]
+
+
+def put_local_stream(blobs: BlobStore, src: str | BinaryIO, cb: Callback) -> PutResult:
+    def write(out: BinaryIO) -> tuple[str, int]:
+        if not isinstance(src, str):
+            return copy_hashing(src, out, cb)
+        with open(src, "rb", buffering=0) as f:
+            got = copy_file_hashing(f.fileno(), out.fileno(), cb)
+            return got if got is not None else copy_hashing(f, out, cb)
+
+    return put_local_via_tmp(blobs, write)
+
+
+def put_local_range(
+    blobs: BlobStore, f: BinaryIO, offset: int, length: int, cb: Callback
+) -> PutResult:
+    def write(out: BinaryIO) -> tuple[str, int]:
+        got = copy_file_hashing(f.fileno(), out.fileno(), cb, src_offset=offset, length=length)
+        if got is None:
+            reader = io.BufferedReader(RangeReader(f.fileno(), offset, length), CHUNK_SIZE)
+            got = copy_hashing(reader, out, cb)
+        if got[1] != length:
+            raise OSError(errno.EIO, f"read {got[1]} of {length} bytes at {offset}")
+        return got
+
+    return put_local_via_tmp(blobs, write)
+
+
+def put_local_via_tmp(blobs: BlobStore, write: Callable[[BinaryIO], tuple[str, int]]) -> PutResult:
+    """Write a new blob into a temp file with ``write`` (returns digest, size), then publish it."""
+    tmp = local_tmp(blobs)
+    try:
+        with disk_full_errors("store a blob", blobs.root.url):
+            with open(tmp, "w+b", buffering=0) as out:
+                digest, size = write(out)
+                if blobs.fsync:
+                    os.fsync(out.fileno())
+            written = publish_local(blobs, tmp, blobs.root.local(blobs.relpath(digest)), size)
+        return PutResult(digest, size, written)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def publish_local(blobs: BlobStore, tmp: str, target: str, size: int) -> bool:
+    """Make ``tmp`` visible as ``target`` atomically; if it already exists keep the existing one,
+    unless that one has the wrong size (a damaged blob never satisfies dedup: ours replaces it)."""
+    ensure_dir(blobs, os.path.dirname(target))
+    try:
+        os.link(tmp, target)
+        written = True
+    except FileExistsError:
+        written = False
+        state = freshen_local(target, size)
+        if state is None:  # swept by gc just now: publish ours after all
+            return publish_local(blobs, tmp, target, size)
+        if not state:
+            os.replace(tmp, target)
+            return True
+    except OSError:  # filesystems without hard links: rename is atomic too
+        if freshen_local(target, size):
+            written = False
+        else:
+            os.replace(tmp, target)
+            return True
+    os.unlink(tmp)
+    return written
+
+
+def freshen_local(path: str, size: int | None = None) -> bool | None:
+    """Refresh a local blob's mtime: True if it is there (with ``size``, if given), False if it has
+    another size, None if it is missing."""
+    try:
+        if size is not None and os.stat(path).st_size != size:
+            return False
+        os.utime(path)
+    except FileNotFoundError:
+        return None
+    except PermissionError:  # another user's blob on a shared disk
+        return True if os.path.exists(path) else None
+    return True
+
+
+def local_tmp(blobs: BlobStore) -> str:
+    d = blobs.root.local(blobs.tmp_dir)
+    ensure_dir(blobs, d)
+    return os.path.join(d, f"{os.getpid()}-{uuid.uuid4().hex}")
+
+
+def ensure_dir(blobs: BlobStore, d: str) -> None:
+    """``makedirs`` once per directory and process: a checkpoint puts many blobs, and the failing
+    ``mkdir`` calls of ``exist_ok`` cost more than writing its small tensors."""
+    if d not in blobs._dirs:
+        os.makedirs(d, exist_ok=True)
+        blobs._dirs.add(d)
+
+
+def put_local_bytes(
+    blobs: BlobStore, data: bytes | bytearray | memoryview, digest: str | None
+) -> PutResult:
+    """An in-memory buffer, hashed without copying (``digest``: the caller's, already checked)."""
+    view = memoryview(data).cast("B") if not isinstance(data, bytes) else data
+    digest = digest if digest is not None else hash_bytes(view)
+    size = len(view)
+    rel = blobs.relpath(digest)
+    if blobs._freshen(digest, size):
+        return PutResult(digest, size, False)
+    tmp = local_tmp(blobs)
+    try:
+        with disk_full_errors(f"store blob {digest}", blobs.root.url):
+            with open(tmp, "wb", buffering=0) as f:
+                write_all(f, view)
+                if blobs.fsync:
+                    os.fsync(f.fileno())
+            written = publish_local(blobs, tmp, blobs.root.local(rel), size)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return PutResult(digest, size, written)
