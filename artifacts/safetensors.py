@@ -326,7 +326,12 @@ def _export_plan(
         if not f.path.startswith(under) or "dtype" not in f.meta:
             continue
         rel = f.path[len(under) :]
-        name = ".".join(str(k) for k in decode_key_path(rel))
+        try:
+            name = ".".join(str(k) for k in decode_key_path(rel))
+        except ValueError as e:  # a manifest written by someone else: "#..." that is no JSON
+            raise SafetensorsError(
+                f"cannot write {version.ref}: {f.path} names no tensor ({e})"
+            ) from None
         dtype, shape = f.meta.get("dtype"), f.meta.get("shape")
         if dtype not in NAMES:
             raise SafetensorsError(

@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from .errors import ArtifactsError
+from .untrusted import load_json
 
 __all__ = [
     "DTYPE_SIZES",
@@ -71,7 +72,7 @@ def encode_segment(key: Any) -> str:
 def _decode_segment(seg: str) -> Any:
     if not seg.startswith("#"):
         return unquote(seg)
-    value = json.loads(unquote(seg[1:]))
+    value = load_json(unquote(seg[1:]), f"key segment {seg[:40]!r}", expect=None)  # from a manifest
     return _tuplify(value)
 
 

@@ -179,3 +179,30 @@ def test_snapshot_with_mistyped_rows_is_refused(
     cli.ok("ls", "m")
     cli.ok("run", run.id)
     again.close()
+
+
+def test_ui_preview_of_a_deep_json_file_is_plain_text(backend: Backend) -> None:
+    from artifacts.ui.views import file_preview
+
+    store = open_(backend)
+    v = store.log_artifact(Artifact("j", "dataset").add_bytes("deep.json", DEEP[:20_000] + DEEP[-20_000:]))
+    view = file_preview(v, "deep.json")
+    assert view["kind"] != "json" and view["text"].startswith("[[[")
+
+
+def test_export_of_a_manifest_with_a_bad_tensor_key_is_one_error(
+    backend: Backend, tmp_path: Path
+) -> None:
+    from artifacts.safetensors import save_safetensors
+
+    store = open_(backend)
+    bad = {
+        "tensors/#%5B%5B%5B": b"\0\0\0\0",  # "#" marks a JSON key segment: this one is no JSON
+        "tensors/#" + "%5B" * 5000 + "%5D" * 5000: b"\0\0\0\0",  # and this one is too deep
+    }
+    for path, data in bad.items():
+        v = store.log_artifact(
+            Artifact("t", "model").add_bytes(path, data, meta={"dtype": "float32", "shape": [1]})
+        )
+        with pytest.raises(ArtifactsError, match="names no tensor"):
+            save_safetensors(v, tmp_path / "out.safetensors")

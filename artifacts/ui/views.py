@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ..compare import flatten as _flatten
 from ..errors import IntegrityError, InvalidValueError, NotFoundError
 from ..names import check_name, check_path, parse_ref
+from ..untrusted import load_json
 from .charts import DEFAULT_WIDTH, MAX_WIDTH, Series, metric_series, overlay, run_charts
 from .graph import LaidOutGraph, layout
 from .render import Links
@@ -275,7 +276,9 @@ def file_preview(v: ArtifactVersion, path: str) -> dict[str, Any]:
         try:
             view.update(
                 kind="json",
-                text=json.dumps(json.loads(text), indent=2, ensure_ascii=False)[:PREVIEW_BYTES],
+                text=json.dumps(load_json(text, path, expect=None), indent=2, ensure_ascii=False)[
+                    :PREVIEW_BYTES
+                ],
             )
             return view
         except ValueError:
