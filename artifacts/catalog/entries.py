@@ -43,6 +43,7 @@ from storage import check_digest
 from ..errors import ArtifactsError
 from ..manifest import Manifest, canonical_json
 from ..names import check_alias, check_name
+from ..untrusted import check_depth
 from ..values import check_notes, check_tags
 
 __all__ = [
@@ -149,14 +150,10 @@ def _commit_id(value: Any, where: str) -> str:
 
 def json_value(value: Any, where: str) -> Any:
     """Any JSON value nested at most `MAX_JSON_DEPTH` deep (deeper would overflow the stack later)."""
-    stack = [(value, 1)]
-    while stack:
-        v, depth = stack.pop()
-        if isinstance(v, dict | list):
-            if depth > MAX_JSON_DEPTH:
-                raise EntryError(f"{where} is nested deeper than {MAX_JSON_DEPTH} levels")
-            stack.extend((x, depth + 1) for x in (v.values() if isinstance(v, dict) else v))
-    return value
+    try:
+        return check_depth(value, where, MAX_JSON_DEPTH)
+    except ValueError as e:
+        raise EntryError(str(e)) from None
 
 
 def json_object(value: Any, where: str) -> dict[str, Any]:
