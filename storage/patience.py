@@ -43,6 +43,8 @@ _BYTES_PER_SECOND = 1024 * 1024
 _PROBE = 5.0
 #: pauses between attempts: the first, the growth factor, the longest
 _FIRST_PAUSE, _GROWTH, _LONGEST_PAUSE = 0.5, 2.0, 4.0
+#: a retry line within this many seconds of the last one is counted into the next one instead
+_QUIET = 0.3
 
 T = TypeVar("T")
 
@@ -171,6 +173,7 @@ class Patience:
         self._dark_since: float | None = None  # when the endpoint last went silent, if it has
         self._answered = time.monotonic()  # the last answer of any kind
         self._probed = float("-inf")  # the last attempt after the bound had passed
+        self._said, self._hushed = float("-inf"), 0  # the last retry line, retries not written
 
     def left(self, now: float | None = None) -> float:
         """Seconds left before requests fail: the whole bound while the endpoint answers."""
@@ -241,6 +244,16 @@ class Patience:
         )
 
     def _say(self, line: str) -> None:
+        """Write a retry line, unless another one went out just now: requests that fail together
+        (16 uploads at once) are counted into the next line instead of one line each."""
+        now = time.monotonic()
+        if now - self._said < _QUIET:
+            self._hushed += 1
+            return
+        if self._hushed:
+            more = "1 more retry" if self._hushed == 1 else f"{self._hushed} more retries"
+            line += f" (and {more} since the last line)"
+        self._said, self._hushed = now, 0
         out = self._out or sys.stderr
         try:
             out.write(line + "\n")
