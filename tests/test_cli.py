@@ -239,6 +239,18 @@ def test_get_never_writes_outside_dest(cli: Cli, data: Path, tmp_path: Path) -> 
         cli.fails("get", "reviews", str(dest), *force, match="outside")
     assert list(outside.iterdir()) == []
     assert sorted(p.name for p in dest.iterdir()) == ["sub"]
+    # a symlink in a file's own place, leading outside, is refused too (a link inside DEST is not)
+    (dest / "sub").unlink()
+    (dest / "sub").mkdir()
+    victim = outside / "victim.csv"
+    victim.write_text("text,label\nok,1\n")  # the same bytes: a get would keep it as "held"
+    (dest / "sub" / "test.csv").symlink_to(victim)
+    cli.fails("get", "reviews", str(dest), "--force", match="outside")
+    (dest / "sub" / "test.csv").unlink()
+    (dest / "sub" / "test.csv").symlink_to(dest / "train.csv")
+    cli.ok("get", "reviews", str(dest), "--force")
+    assert (dest / "sub" / "test.csv").read_text() == "text,label\nok,1\n"
+    assert victim.read_text() == "text,label\nok,1\n"
 
 
 def test_cat(cli: Cli, tmp_path: Path) -> None:
