@@ -710,9 +710,9 @@ def reindex(c: CliContext) -> None:
 
 
 cli_query.register(main)  # runs, compute, history, compare, diff
-for _command in __import__("artifacts.cli_transfer", fromlist=["COMMANDS"]).COMMANDS:
-    main.add_command(_command)  # sync, cache
-from . import cli_ui  # noqa: E402, F401  (registers `ui` and `report`)
+for _module in ("cli_transfer", "cli_ui"):  # sync, cache; ui, report
+    for _command in __import__(f"artifacts.{_module}", fromlist=["COMMANDS"]).COMMANDS:
+        main.add_command(_command)
 
 if __name__ == "__main__":
     main(prog_name="artifacts")
