@@ -259,9 +259,9 @@ def _garble_middle(index_path: Path) -> None:
 
 def test_cli_rebuilds_an_index_with_garbled_pages(shared_backend: Backend) -> None:
     store = open_(shared_backend)
-    for i in range(120):
+    for i in range(40):  # pages enough to garble a third of them
         store.log_artifact(
-            Artifact(f"a{i % 10}", "dataset", metadata={"pad": "x" * 400}).add_bytes("f", b"%d" % i)
+            Artifact(f"a{i % 10}", "dataset", metadata={"pad": "x" * 1500}).add_bytes("f", b"%d" % i)
         )
     path = Path(store.catalog.index.path)
     store.close()
@@ -271,7 +271,7 @@ def test_cli_rebuilds_an_index_with_garbled_pages(shared_backend: Backend) -> No
         with pytest.warns(artifacts.StoreWarning, match="damaged"):
             result = cli.ok(*args)
         assert "malformed" not in result.stdout
-    assert [v["version"] for v in cli.json("ls", "a1")] == list(range(12))
+    assert [v["version"] for v in cli.json("ls", "a1")] == list(range(4))
     assert list(open_(shared_backend).artifact("a1:v0").aliases) == ["best"]
 
 
