@@ -68,7 +68,7 @@ def parse_size(text: str) -> int | None:
     s = text.strip()
     if s.lower() in ("none", "unlimited"):
         return None
-    m = re.fullmatch(r"(\d+(?:\.\d*)?|\.\d+)\s*([A-Za-z]*)", s)
+    m = re.fullmatch(r"((?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,6})?)\s*([A-Za-z]*)", s)
     if m is None:
         raise CliError(f"invalid size {_short(text)}: expected a number and a unit, like 10GB or 512MiB")
     unit = m.group(2).lower()
@@ -81,10 +81,18 @@ def parse_size(text: str) -> int | None:
         raise CliError(
             f"invalid size {_short(text)}: unknown unit {m.group(2)!r} (use B, kB, MB, GB, TB, KiB, MiB, GiB, TiB)"
         )
-    whole = m.group(1).partition(".")[0].lstrip("0")
+    mantissa, _, exp = m.group(1).lower().partition("e")
+    whole = mantissa.partition(".")[0].lstrip("0")
     from fractions import Fraction  # here: decimal and fractions cost `--version` 4 ms
 
-    n = round(Fraction(m.group(1)[:60]) * _SIZE_UNITS[unit]) if len(whole) <= 30 else INT64_MAX + 1
+    power = int(exp or 0)
+    value = Fraction(mantissa[:60]) if len(whole) <= 30 else None  # None: past 2^63 already
+    if value == 0 or power < -400:
+        n = 0
+    elif value is None or power > 400:  # 1e400GB: far past 2^63, known without computing it
+        n = INT64_MAX + 1
+    else:
+        n = round(value * Fraction(10) ** power * _SIZE_UNITS[unit])
     if n > INT64_MAX:
         raise CliError(
             f"size {_short(text)} is too large: at most {INT64_MAX} bytes (about 9.2 EB); "

@@ -245,9 +245,14 @@ def _garble_middle(index_path: Path) -> None:
     c = sqlite3.connect(index_path)
     c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     size, count = c.execute("PRAGMA page_size").fetchone()[0], c.execute("PRAGMA page_count").fetchone()[0]
+    # the schema's own pages are left alone: a garbled schema is not an index with damaged pages
+    # but no index at all, which the open replaces without a word (`Index.__init__`)
+    schema = {r[0] for r in c.execute("SELECT pageno FROM dbstat WHERE name = 'sqlite_schema'")}
     c.close()
     with open(index_path, "r+b") as f:
         for page in range(count // 3, 2 * count // 3):
+            if page + 1 in schema:  # dbstat counts pages from 1
+                continue
             f.seek(page * size)
             f.write(bytes([0x5A]) * size)
 

@@ -21,7 +21,7 @@ from ..errors import (
     PermissionDeniedError,
     QuotaExceededError,
 )
-from ..runkeys import record_keys
+from ..runvalues import Writer
 from .entries import (
     INT64_MAX,
     AdminAdded,
@@ -43,6 +43,11 @@ __all__ = ["AlreadyCopiedError", "Applied", "Rules", "run_node", "version_node"]
 
 def _j(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def _loads(text: str | None) -> Any:
+    """A runs row's JSON column (written by `_j` above), or None."""
+    return json.loads(text) if text else None
 
 
 def version_node(name: str, version: int) -> str:
@@ -79,7 +84,10 @@ def _origin(e: Entry) -> tuple[str, int] | None:
 
 class Rules:
     """Mixin of `Index`: the state transitions. Queries it relies on (``_latest``, ``_version_row``,
-    ``quota``, ``usage``, ``is_admin``, ``_meta``) are the index's own."""
+    ``quota``, ``usage``, ``is_admin``, ``_meta``) are the index's own, and so is ``_values``,
+    which records each run's config and summary keys (`artifacts.runvalues`)."""
+
+    _values: Writer
 
     def _latest(self, c: sqlite3.Connection, name: str) -> sqlite3.Row | None:
         raise NotImplementedError
@@ -140,7 +148,7 @@ class Rules:
                 e.notes,
             ),
         )
-        record_keys(c, "config", e.config)
+        self._values.write(c, "config", e.seq, None, e.config)
 
     def _attachable(self, c: sqlite3.Connection, e: Entry, run_id: str) -> sqlite3.Row:
         """The run an output or input is attached to: one that is running, or, for a copy, the run
@@ -198,7 +206,9 @@ class Rules:
                 e.run_id,
             ),
         )
-        record_keys(c, "summary", e.summary)
+        self._values.write(c, "summary", row["seq"], _loads(row["summary"]), e.summary)
+        if e.config is not None:
+            self._values.write(c, "config", row["seq"], _loads(row["config"]), e.config)
 
     def _apply_run_updated(self, c: sqlite3.Connection, e: RunUpdated) -> None:
         row = self._run_row(c, e.run_id)
