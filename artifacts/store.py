@@ -29,7 +29,6 @@ from .catalog.index import Index
 from .catalog.log import CommitLog
 from .catalog.records import RunRecord
 from .catalog.rules import run_node, version_node
-from .compare import RunComparison, VersionDiff, compare_runs, diff_versions
 from .errors import (
     InvalidNameError,
     InvalidStateError,
@@ -42,16 +41,6 @@ from .live import check_interval
 from .manifest import FileEntry, Manifest, encode_plain
 from .names import check_alias, check_name, parse_ref
 from .run import Run, environment
-from .runkeys import RunField, run_fields
-from .runquery import (
-    ComputeUsage,
-    RunGroup,
-    RunPage,
-    compute,
-    run_groups,
-    select_runs,
-    select_versions,
-)
 from .values import check_notes, check_tags, plain_mapping
 from .version import ArtifactVersion
 
@@ -60,6 +49,9 @@ if TYPE_CHECKING:
 
     from .catalog.maintenance import GcReport, VerifyReport
     from .catalog.tail import LogReader
+    from .compare import RunComparison, VersionDiff
+    from .runkeys import RunField
+    from .runquery import ComputeUsage, RunGroup, RunPage
 
 __all__ = ["ArtifactSummary", "Store", "open_store"]
 
@@ -291,6 +283,8 @@ class Store:
         """Runs matching the query ``where`` (see the README's query language), oldest first unless
         ``order_by`` says otherwise (``["-summary.val_acc", "started_at"]``). With ``limit``, the
         result's ``next_cursor`` passed as ``after`` gives the next page (keyset pagination)."""
+        from .runquery import RunPage, select_runs  # the query engine: not for a put or an ls
+
         self.sync()
         with self.catalog.reading() as conn:
             rows, cursor = select_runs(
@@ -307,6 +301,8 @@ class Store:
         project: str | None = None,
     ) -> list[RunGroup]:
         """Run counts per distinct ``by`` value, with min/mean/max of each metric (``summary.<key>``)."""
+        from .runquery import run_groups
+
         self.sync()
         with self.catalog.reading() as conn:
             return run_groups(conn, by=by, where=where, metrics=metrics, project=project)
@@ -314,6 +310,8 @@ class Store:
     def run_fields(self) -> list[RunField]:
         """Every ``config.<key>`` / ``summary.<key>`` some run has, with the JSON types seen (columns
         to offer, keys to complete)."""
+        from .runkeys import run_fields
+
         self.sync()
         with self.catalog.reading() as conn:
             return run_fields(conn)
@@ -328,6 +326,8 @@ class Store:
     ) -> list[ComputeUsage]:
         """Runs, wall-clock hours and GPU-hours per ``by`` value (user, project, group, job_type, ...)
         within [since, until); runs still open count to their last heartbeat (or now), as estimates."""
+        from .runquery import compute
+
         self.sync()
         with self.catalog.reading() as conn:
             return compute(conn, by=by, where=where, since=since, until=until)
@@ -548,6 +548,8 @@ class Store:
     def versions(self, name: str, *, where: str | None = None) -> list[ArtifactVersion]:
         """The live versions of ``name``, oldest first, optionally filtered by a query over version
         fields and ``metadata.<key>`` (``where='metadata.epoch >= 3 and aliases = "best"'``)."""
+        from .runquery import select_versions
+
         check_name(name)
         self.sync()
         if not self.index.exists(name):
@@ -589,11 +591,15 @@ class Store:
         """Runs side by side (ids or unique prefixes): config keys that differ, summaries, inputs."""
         if isinstance(ids, str):
             raise InvalidValueError("compare_runs takes a list of run ids")
+        from .compare import compare_runs  # (and the query engine it uses): not for a put or an ls
+
         return compare_runs([self.run(i) for i in ids])
 
     def diff(self, a: str, b: str) -> VersionDiff:
         """Files (tensors) added, removed and changed from version ``a`` to ``b``, and the bytes they
         share; `artifacts.torch.tensor_differences` adds max |b - a| per changed tensor."""
+        from .compare import diff_versions
+
         return diff_versions(self.artifact(a), self.artifact(b))
 
     # -- lineage ---------------------------------------------------------------------------------
