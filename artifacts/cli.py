@@ -410,7 +410,8 @@ def get(
     if dest.exists() and not dest.is_dir():  # a usage error, as click reports a bad path
         raise click.BadParameter(f"directory {str(dest)!r} is a file.", param_hint="'DEST'")
     with Progress.bar(c.quiet, f"get {v.ref}") as cb:
-        cb.set_size(v.size)
+        if cb is not None:
+            cb.set_size(v.size)
         try:
             written = v.download(dest, force=force, callback=cb, link=link)
         except ConflictError:
@@ -698,14 +699,21 @@ def verify(c: CliContext, ref: str | None, quick: bool, snapshots: bool) -> None
 def gc(c: CliContext, dry_run: bool, grace: str) -> None:
     """Delete blobs that nothing refers to any more.
 
-    That is blobs of deleted versions (see `rm`) and leftovers of interrupted uploads, once older than
-    the grace period (which protects uploads in progress).
+    That is blobs of deleted versions (see `rm`) and leftovers of interrupted uploads and commits
+    (S3 multipart uploads a dead endpoint kept from being aborted, temp files of killed commits),
+    once older than the grace period (which protects uploads in progress).
     """
     report = c.store().gc(parse_duration(grace), dry_run=dry_run)
     verb = "would delete" if dry_run else "deleted"
     line = f"{verb} {count(len(report.deleted), 'blob')} ({format_size(report.bytes_freed)}), kept {report.kept}"
     if report.spared:
         line += f", spared {len(report.spared)} reused while collecting"
+    if report.uploads_aborted:
+        verb = "would abort" if dry_run else "aborted"
+        line += f"; {verb} {count(report.uploads_aborted, 'unfinished upload')}"
+    if report.temp_removed:
+        verb = "would remove" if dry_run else "removed"
+        line += f"; {verb} {count(report.temp_removed, 'temp file')} of killed commits"
     out(line)
 
 

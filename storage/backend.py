@@ -15,12 +15,13 @@ import contextlib
 import errno
 import os
 from collections.abc import Iterator
-from typing import IO, Any, ClassVar
-
-import fsspec
-from fsspec.callbacks import Callback
+from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 from .errors import ArtifactsError, BackendError, ConflictError, NotFoundError, disk_full_errors
+
+if TYPE_CHECKING:
+    import fsspec
+    from fsspec.callbacks import Callback
 
 __all__ = ["Root", "backend_errors", "mtime_of", "open_root"]
 
@@ -285,6 +286,15 @@ class Root:
             out[k[len(prefix) :] if k.startswith(prefix) else k] = v
         return out
 
+    # -- leftovers of writers that died (see `storage.leftovers`) -------------------------------
+    def uploads(self) -> list[tuple[str, str, float | None]]:
+        """Multipart uploads begun under this root and neither completed nor aborted, as (path
+        relative to the root, upload id, start time); none where the backend has no such thing."""
+        return []
+
+    def abort_upload(self, rel: str, upload_id: str) -> None:
+        """Abort one of `uploads` (its parts are freed; an upload gone meanwhile is no error)."""
+
     # -- whole objects -------------------------------------------------------------------------
     def open_read(self, rel: str) -> IO[bytes]:
         """A binary stream of ``rel`` with its own position (one per reader)."""
@@ -324,9 +334,7 @@ def mtime_of(info: dict[str, Any]) -> float | None:
 
 def open_root(url: str, storage_options: dict[str, Any] | None = None) -> Root:
     """Open ``url`` (a path, ``file://``, ``s3://bucket/prefix`` or ``memory://``) as a store root."""
-    from ._fsspec import remote_root
     from ._local import LocalRoot
-    from ._memory import MemoryRoot
 
     url = os.fspath(url)
     if "://" in url:
@@ -339,12 +347,25 @@ def open_root(url: str, storage_options: dict[str, Any] | None = None) -> Root:
     else:
         url = os.path.abspath(os.path.expanduser(url))
     options = dict(storage_options or {})
-    if url.split("://", 1)[0].lower() in ("s3", "s3a"):
+    if "://" not in url and not options:  # a plain path: no fsspec until a call needs its filesystem
+        return LocalRoot(None, url.rstrip("/"), url)
+    import fsspec
+
+    from ._fsspec import remote_root
+    from ._memory import MemoryRoot
+
+    s3 = url.split("://", 1)[0].lower() in ("s3", "s3a")
+    if s3:
         # Several machines write one bucket: a cached listing would hide their blobs (false "not found")
         # and keep showing deleted ones, so never answer from s3fs's listings cache.
         options.setdefault("use_listings_cache", False)
     try:
-        fs, path = fsspec.url_to_fs(url, **options)
+        if s3:  # every request bounded by $ARTIFACTS_S3_TIMEOUT (see storage.patience)
+            from ._s3fs import s3_filesystem
+
+            fs, path = s3_filesystem(url, options)
+        else:
+            fs, path = fsspec.url_to_fs(url, **options)
     except (ImportError, ValueError, TypeError) as e:
         raise BackendError(f"cannot open store {url!r}: {_first_line(e)}") from e
     path = path.rstrip("/")

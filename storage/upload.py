@@ -11,14 +11,14 @@ An upload that fails for any reason is aborted too, so no multipart upload is le
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from typing import Any
-
-from fsspec.callbacks import Callback
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConflictError, IntegrityError
 from .hashing import Hasher
+
+if TYPE_CHECKING:
+    from fsspec.callbacks import Callback
 
 __all__ = ["PART_SIZE", "SINGLE_PUT_MAX", "SourceChangedError", "read_whole", "upload_parts"]
 
@@ -57,6 +57,8 @@ def upload_parts(fs: Any, full: str, path: str, digest: str, cb: Callback) -> in
 
 
 async def _upload(fs: Any, bucket: str, key: str, path: str, digest: str, cb: Callback) -> int:
+    import asyncio  # here: a local put imports this module and needs no event loop
+
     mpu = await fs._call_s3("create_multipart_upload", Bucket=bucket, Key=key)
     upload_id = mpu["UploadId"]
     done = False
@@ -123,6 +125,9 @@ async def _upload(fs: Any, bucket: str, key: str, path: str, digest: str, cb: Ca
             )
         except FileExistsError:
             raise ConflictError(f"{key} already exists") from None
+        except FileNotFoundError:  # NoSuchUpload: a retry after our completion's reply was lost?
+            if not await _stored(fs, bucket, key, hasher.size):
+                raise
         except OSError as e:
             if "PreconditionFailed" in str(e) or "412" in str(e):
                 raise ConflictError(f"{key} already exists") from None
@@ -138,3 +143,13 @@ async def _upload(fs: Any, bucket: str, key: str, path: str, digest: str, cb: Ca
                     ),
                     timeout=30,
                 )
+
+
+async def _stored(fs: Any, bucket: str, key: str, size: int) -> bool:
+    """True if ``key`` holds ``size`` bytes: the completion did land (the object is named by its
+    digest, so whole content of that size under it is this content)."""
+    try:
+        head = await fs._call_s3("head_object", Bucket=bucket, Key=key)
+    except FileNotFoundError:
+        return False
+    return bool(head.get("ContentLength") == size)

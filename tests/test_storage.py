@@ -25,6 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import storage
+import storage._remoteput  # noqa: F401  (loaded where a remote put runs; named below)
 from storage import (
     ArtifactsError,
     BackendError,
@@ -584,7 +585,8 @@ def test_s3_url_without_bucket() -> None:
     one_line(e.value)
 
 
-def test_unreachable_s3_endpoint_fails_fast() -> None:
+def test_unreachable_s3_endpoint_fails_fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ARTIFACTS_S3_TIMEOUT", "2")  # retried for 2 s (see tests/test_dark_s3.py)
     opts = s3_options("http://127.0.0.1:9")  # nothing listens on the discard port
     opts["config_kwargs"] = {
         "connect_timeout": 1,
