@@ -23,10 +23,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from fsspec.callbacks import Callback
-
-from storage.streams import Relay, as_callback
-
 from .catalog.entries import build
 from .catalog.rules import AlreadyCopiedError
 from .errors import (
@@ -41,6 +37,8 @@ from .untrusted import load_json
 
 if TYPE_CHECKING:
     import sqlite3
+
+    from fsspec.callbacks import Callback
 
     from .store import Store
 
@@ -210,6 +208,8 @@ def copy_to(
     _precheck_quota(dst, plan, src)
     have = dst.index.live_digests()
     todo = {d: s for d, s in need.items() if d not in have}
+    from storage.progress import as_callback  # fsspec: not for a command that copies nothing
+
     cb = as_callback(callback)
     cb.set_size(sum(todo.values()))
     stored = _copy_blobs(src, dst, todo, cb, max_workers)
@@ -265,6 +265,7 @@ def _copy_blobs(
     src: Store, dst: Store, todo: dict[str, int], cb: Callback, max_workers: int
 ) -> list[str]:
     """Store every blob of ``todo`` in ``dst``, verified against its digest; the ones written."""
+    from storage.progress import Relay
 
     def one(digest: str) -> str | None:
         relay = Relay(cb)

@@ -15,12 +15,13 @@ import contextlib
 import errno
 import os
 from collections.abc import Iterator
-from typing import IO, Any, ClassVar
-
-import fsspec
-from fsspec.callbacks import Callback
+from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 from .errors import ArtifactsError, BackendError, ConflictError, NotFoundError, disk_full_errors
+
+if TYPE_CHECKING:
+    import fsspec
+    from fsspec.callbacks import Callback
 
 __all__ = ["Root", "backend_errors", "mtime_of", "open_root"]
 
@@ -333,9 +334,7 @@ def mtime_of(info: dict[str, Any]) -> float | None:
 
 def open_root(url: str, storage_options: dict[str, Any] | None = None) -> Root:
     """Open ``url`` (a path, ``file://``, ``s3://bucket/prefix`` or ``memory://``) as a store root."""
-    from ._fsspec import remote_root
     from ._local import LocalRoot
-    from ._memory import MemoryRoot
 
     url = os.fspath(url)
     if "://" in url:
@@ -348,6 +347,13 @@ def open_root(url: str, storage_options: dict[str, Any] | None = None) -> Root:
     else:
         url = os.path.abspath(os.path.expanduser(url))
     options = dict(storage_options or {})
+    if "://" not in url and not options:  # a plain path: no fsspec until a call needs its filesystem
+        return LocalRoot(None, url.rstrip("/"), url)
+    import fsspec
+
+    from ._fsspec import remote_root
+    from ._memory import MemoryRoot
+
     s3 = url.split("://", 1)[0].lower() in ("s3", "s3a")
     if s3:
         # Several machines write one bucket: a cached listing would hide their blobs (false "not found")

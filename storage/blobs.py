@@ -16,28 +16,37 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-from fsspec.callbacks import Callback, NoOpCallback
-
-from . import _download, _localput, _remoteput, sweep
+from . import _download, _localput, sweep
 from .backend import Root, mtime_of
 from .errors import IntegrityError, InvalidPathError, NotFoundError
 from .hashing import CHUNK_SIZE, DIGEST_RE, check_digest, hash_bytes, hash_file
 from .quarantine import missing_error, set_aside
 from .statcache import StatCache, StatKey, stat_key
-from .streams import (
-    RangeReader,
-    Relay,
-    VerifyingReader,
-    as_callback,
-    copy_hashing,
-)
+from .streams import RangeReader, VerifyingReader, copy_hashing
 from .trash import restore
 from .upload import SourceChangedError
 from .values import BlobInfo, LocalBlob, PutResult
 
+if TYPE_CHECKING:
+    from fsspec.callbacks import Callback
+
 __all__ = ["BLOBS", "FRESHEN_AFTER", "TMP", "BlobStore"]
+
+
+def as_callback(cb: Callback | None) -> Callback:
+    """`storage.progress.as_callback`, imported on first use: fsspec loads only once a put or a
+    get runs (a command that moves no bytes never pays for it)."""
+    from .progress import as_callback as real
+
+    return real(cb)
+
+
+def _relay(cb: Callback) -> Callback:
+    from .progress import Relay
+
+    return Relay(cb)
 
 BLOBS = "blobs"
 TMP = "tmp"
@@ -167,6 +176,8 @@ class BlobStore:
                 if self.root.os_paths:
                     result = _localput.put_local_stream(self, path, cb)
                 else:
+                    from . import _remoteput  # S3 and memory roots only (fsspec loaded)
+
                     result = _remoteput.put_remote_file(self, path, st.st_size, known, cb)
             except SourceChangedError:
                 continue
@@ -195,6 +206,8 @@ class BlobStore:
             check_digest(digest)
         if self.root.os_paths:
             return _localput.put_local_bytes(self, data, digest)
+        from . import _remoteput  # S3 and memory roots only (fsspec loaded)
+
         return _remoteput.put_remote_bytes(self, data, digest)
 
     def put_stream(self, f: BinaryIO, *, callback: Callback | None = None) -> PutResult:
@@ -211,7 +224,9 @@ class BlobStore:
                 digest, size = copy_hashing(f, spool, cb)  # type: ignore[arg-type]
                 spool.close()
                 # the spool was hashed on the way in; upload it under that digest without re-reading it
-                return _remoteput.upload_spool(self, spool.name, digest, size, NoOpCallback())
+                from . import _remoteput  # S3 and memory roots only (fsspec loaded)
+
+                return _remoteput.upload_spool(self, spool.name, digest, size, as_callback(None))
             finally:
                 os.unlink(spool.name)
 
@@ -272,7 +287,7 @@ class BlobStore:
         """Store many (path, offset, length) ranges of local files; results in order."""
         cb = as_callback(callback)
         return self._map(
-            lambda r: self.put_range(r[0], r[1], r[2], callback=Relay(cb)),
+            lambda r: self.put_range(r[0], r[1], r[2], callback=_relay(cb)),
             list(ranges),
             self.concurrency,
         )
@@ -424,7 +439,7 @@ class BlobStore:
         pairs = list(pairs)
         cb = as_callback(callback)
         self._map(
-            lambda p: self.get_file(p[0], p[1], verify=verify, callback=Relay(cb)),
+            lambda p: self.get_file(p[0], p[1], verify=verify, callback=_relay(cb)),
             pairs,
             max_workers,
         )
