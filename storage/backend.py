@@ -201,6 +201,48 @@ class Root:
 
         return sync(self.fs.loop, gather)
 
+    def create_many(self, items: list[tuple[str, bytes]], limit: int = 64) -> list[bool]:
+        """`create_exclusive` of each (rel, data); True where created, False where it existed.
+
+        On an async filesystem the creates go ``limit`` at a time on its own event loop (one task
+        each, not one thread each), elsewhere one after another. The first other error is raised
+        after every started create has ended.
+        """
+        if not getattr(self.fs, "async_impl", False):
+            out = []
+            for rel, data in items:
+                try:
+                    self.create_exclusive(rel, data)
+                    out.append(True)
+                except ConflictError:
+                    out.append(False)
+            return out
+        import asyncio
+
+        from fsspec.asyn import sync
+
+        async def gather() -> list[bool | BaseException]:
+            gate = asyncio.Semaphore(limit)
+
+            async def one(rel: str, data: bytes) -> bool:
+                async with gate:
+                    try:
+                        await self.fs._pipe_file(self.full(rel), data, mode="create")
+                    except FileExistsError:
+                        return False
+                    return True
+
+            return list(
+                await asyncio.gather(*(one(r, d) for r, d in items), return_exceptions=True)
+            )
+
+        with backend_errors("create objects", self.url):
+            got = sync(self.fs.loop, gather)
+            for g in got:
+                if isinstance(g, BaseException):
+                    raise g
+        return [bool(g) for g in got]
+
     def write(self, rel: str, data: bytes) -> None:
         """Plain overwrite for objects whose content is fixed by their name (blobs) or that are caches."""
         with backend_errors(f"write {rel}", self.url):
