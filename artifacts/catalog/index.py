@@ -18,6 +18,7 @@ from storage import hash_bytes
 from storage.statcache import init_lock
 
 from ..errors import ArtifactsError, NotFoundError
+from ..runquery import resolve_run_id
 from ..runvalues import DDL as VALUES_DDL
 from ..runvalues import Writer, fill
 from .entries import Entry, EntryError, decode
@@ -442,8 +443,6 @@ class Index(Rules):
         """A run by id, or by a unique prefix of its id (at least 4 characters, as git allows)."""
         row = self._conn.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
         if row is None:
-            from ..runquery import resolve_run_id  # the query engine: loaded by the few who need it
-
             full = resolve_run_id(
                 self._conn, run_id
             )  # NotFoundError, or AmbiguousError listing them
