@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from storage.statcache import stat_key
 
+from . import bounds
 from .errors import InvalidPathError, InvalidValueError, NotFoundError
 from .manifest import canonical_json
 from .names import check_depth, check_name, check_path
@@ -111,6 +112,11 @@ class Artifact:
 
     def _stage(self, staged: Staged) -> None:
         check_depth(check_path(staged.path), f"artifact {self.name!r}")
+        if len(self._staged) >= bounds.MAX_FILES and staged.path not in self._staged:
+            raise InvalidValueError(
+                f"artifact {self.name!r} would hold more than {bounds.MAX_FILES} files; split it "
+                "into several artifacts or archive the small files"
+            )
         if staged.path in self._staged:
             raise InvalidPathError(f"{staged.path!r} was already added to artifact {self.name!r}")
         self._staged[staged.path] = staged
