@@ -33,6 +33,7 @@ import contextlib
 import errno
 import json
 import os
+import posixpath
 import re
 import shutil
 import stat
@@ -345,15 +346,33 @@ def _remove_tree(path: Path) -> None:
 
 # -- checkouts into a destination ----------------------------------------------------------------
 def _plan(version: ArtifactVersion, target: Path) -> list[tuple[FileEntry, Path]]:
-    real_dest = Path(os.path.realpath(target))
+    """Each file with the path it is written to, all checked before anything is written.
+
+    Paths are checked lexically (`check_path`: relative, no '..'), then what is already on disk is
+    resolved once per directory, not once per file: a directory (or a symlink to one) under
+    ``target`` that leads outside, or a symlink in the file's place that does, is refused.
+    """
+    real_dest = os.path.realpath(target)
+    inside = real_dest.rstrip(os.sep) + os.sep
+    fresh = not os.path.lexists(target)  # nothing on disk can redirect a write into a new folder
+    dirs: dict[str, bool] = {}
     plan = []
     for f in version.files():
         check_depth(check_path(f.path), version.ref)  # before realpath recurses through 1,500 levels
         out = target / f.path
-        if real_dest not in Path(os.path.realpath(out)).parents:
-            raise InvalidPathError(
-                f"refusing to download {version.ref}: {f.path!r} would be written outside {target}"
-            )
+        if not fresh:
+            parent = posixpath.dirname(f.path)
+            ok = dirs.get(parent)
+            if ok is None:
+                real = os.path.realpath(target / parent) if parent else real_dest
+                ok = dirs[parent] = real == real_dest or real.startswith(inside)
+            if ok and os.path.islink(out):
+                ok = os.path.realpath(out).startswith(inside)
+            if not ok:
+                raise InvalidPathError(
+                    f"refusing to download {version.ref}: {f.path!r} would be written outside "
+                    f"{target}"
+                )
         plan.append((f, out))
     return plan
 

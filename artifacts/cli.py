@@ -45,7 +45,7 @@ from .cliutil import (
     when,
 )
 from .errors import ConflictError, NotFoundError
-from .names import check_name, parse_ref
+from .names import check_alias, check_name, parse_ref
 
 if TYPE_CHECKING:  # a command imports what it uses, so `--help` and `--version` start fast
     from .store import Store
@@ -196,10 +196,18 @@ def put(
     identical to the latest version makes no new version (its aliases are still applied).
     """
     meta = parse_metadata(metadata)
-    store = c.store(create=True)  # as open_store() does; the new store is announced on stderr
-    before = _latest(store, name)
+    check_name(name)
+    for alias in aliases:
+        check_alias(alias)
+    if project is not None:
+        check_name(project, "project name")
+    try:
+        store: Store | None = c.store()
+    except CliError:  # no store there yet: created (and announced) once the input has been read
+        store = None
+    before = _latest(store, name) if store is not None else None
     if type_ is None:
-        known = {a.name: a.type for a in store.artifacts()}
+        known = {a.name: a.type for a in store.artifacts()} if store is not None else {}
         if name not in known:
             raise CliError(
                 f"{name!r} is a new artifact: give its type with --type (e.g. --type dataset)"
@@ -208,13 +216,17 @@ def put(
     from .artifact import Artifact
 
     art = Artifact(name, type_, description=description, metadata=meta)
-    for p in paths:
+    for p in paths:  # a missing or special file fails here, before a new store is created
         if os.path.isdir(p):
             art.add_dir(p)
         elif as_tensors and p.endswith(".safetensors"):
             art.add_safetensors(p, prefix="" if len(paths) == 1 else Path(p).stem)
         else:
             art.add_file(p)
+    if store is None:
+        if inputs:  # a new store has no versions to name as inputs
+            raise CliError(f"no store at {c.url} holds {inputs[0]!r}: nothing was created")
+        store = c.store(create=True)  # as open_store() does; the new store is announced on stderr
     used = [store.artifact(ref) for ref in inputs]  # a typo fails here, before any run is recorded
     if inputs or project:  # so does every other refusal: a failed put records no run
         check_name(project or "cli", "project name")
@@ -686,14 +698,21 @@ def verify(c: CliContext, ref: str | None, quick: bool, snapshots: bool) -> None
 def gc(c: CliContext, dry_run: bool, grace: str) -> None:
     """Delete blobs that nothing refers to any more.
 
-    That is blobs of deleted versions (see `rm`) and leftovers of interrupted uploads, once older than
-    the grace period (which protects uploads in progress).
+    That is blobs of deleted versions (see `rm`) and leftovers of interrupted uploads and commits
+    (S3 multipart uploads a dead endpoint kept from being aborted, temp files of killed commits),
+    once older than the grace period (which protects uploads in progress).
     """
     report = c.store().gc(parse_duration(grace), dry_run=dry_run)
     verb = "would delete" if dry_run else "deleted"
     line = f"{verb} {count(len(report.deleted), 'blob')} ({format_size(report.bytes_freed)}), kept {report.kept}"
     if report.spared:
         line += f", spared {len(report.spared)} reused while collecting"
+    if report.uploads_aborted:
+        verb = "would abort" if dry_run else "aborted"
+        line += f"; {verb} {count(report.uploads_aborted, 'unfinished upload')}"
+    if report.temp_removed:
+        verb = "would remove" if dry_run else "removed"
+        line += f"; {verb} {count(report.temp_removed, 'temp file')} of killed commits"
     out(line)
 
 
@@ -710,9 +729,9 @@ def reindex(c: CliContext) -> None:
 
 
 cli_query.register(main)  # runs, compute, history, compare, diff
-for _command in __import__("artifacts.cli_transfer", fromlist=["COMMANDS"]).COMMANDS:
-    main.add_command(_command)  # sync, cache
-from . import cli_ui  # noqa: E402, F401  (registers `ui` and `report`)
+for _module in ("cli_transfer", "cli_ui"):  # sync, cache; ui, report
+    for _command in __import__(f"artifacts.{_module}", fromlist=["COMMANDS"]).COMMANDS:
+        main.add_command(_command)
 
 if __name__ == "__main__":
     main(prog_name="artifacts")

@@ -13,16 +13,17 @@ the main group by `artifacts.cli` through `register`).
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .cliutil import CliContext, CliError, out, print_json, run_dict, table, when
-from .run import Run
+
+if TYPE_CHECKING:  # a command imports what it uses, so `--help` and `--version` start fast
+    from .run import Run
 
 __all__ = ["cell", "register", "run_value"]
 
@@ -247,6 +248,8 @@ def history(c: CliContext, run_id: str, keys: tuple[str, ...], as_csv: bool, as_
         for row in rows:
             click.echo(json.dumps({k: row.get(k) for k in cols}, sort_keys=True))
     elif as_csv:
+        import csv
+
         w = csv.writer(sys.stdout, lineterminator="\n")
         w.writerow(cols)
         for row in rows:

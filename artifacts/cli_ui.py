@@ -1,26 +1,32 @@
-"""`artifacts ui` (a local browser UI over the store) and `artifacts report` (one shareable HTML file)."""
+"""`artifacts ui` (a local browser UI over the store) and `artifacts report` (one shareable HTML file).
+
+`artifacts.cli` adds `COMMANDS` to its group (this module does not import it, so it also works when
+the CLI runs as ``python -m artifacts.cli``, where a second copy of that module would get them).
+"""
 
 from __future__ import annotations
 
-import ipaddress
-import secrets
-import socket
 import sys
-import threading
-import webbrowser
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from .cli import main, pass_ctx
 from .cliutil import CliContext, CliError, out
 
-__all__ = ["report", "ui"]
+if TYPE_CHECKING:
+    import socket
+
+__all__ = ["COMMANDS", "report", "ui"]
+
+pass_ctx = click.make_pass_decorator(CliContext)
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 
 
 def is_loopback(host: str) -> bool:
+    import ipaddress  # imported here, as the commands import what they use: `--version` starts fast
+
     if host == "localhost":
         return True
     try:
@@ -31,6 +37,8 @@ def is_loopback(host: str) -> bool:
 
 def bind(host: str, port: int) -> socket.socket:
     """The listening socket, bound before the server starts (so port 0 can say which port it got)."""
+    import socket
+
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -46,7 +54,7 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-@main.command()
+@click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
     "--port",
@@ -69,6 +77,10 @@ def ui(c: CliContext, host: str, port: int, open_browser: bool, no_auth: bool) -
     start (open the printed link once; it sets a cookie) unless --no-auth is given. The index follows
     the store's log while it runs: new runs and live metrics appear without a restart.
     """
+    import secrets
+    import threading
+    import webbrowser
+
     import uvicorn
 
     from .ui import create_app
@@ -94,7 +106,7 @@ def ui(c: CliContext, host: str, port: int, open_browser: bool, no_auth: bool) -
     server.run(sockets=[sock])
 
 
-@main.command()
+@click.command()
 @click.argument("target", metavar="REF|run/ID")
 @click.option(
     "-o",
@@ -114,3 +126,6 @@ def report(c: CliContext, target: str, output: Path) -> None:
 
     path = write_report(c.store(), target, output)
     out(f"wrote {path} ({path.stat().st_size:,} bytes) for {target}")
+
+
+COMMANDS = (ui, report)

@@ -5,14 +5,12 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import json
-import logging
 import os
 import re
 import sqlite3
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -70,7 +68,7 @@ def parse_size(text: str) -> int | None:
     s = text.strip()
     if s.lower() in ("none", "unlimited"):
         return None
-    m = re.fullmatch(r"(\d+(?:\.\d*)?|\.\d+)\s*([A-Za-z]*)", s)
+    m = re.fullmatch(r"((?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,6})?)\s*([A-Za-z]*)", s)
     if m is None:
         raise CliError(f"invalid size {_short(text)}: expected a number and a unit, like 10GB or 512MiB")
     unit = m.group(2).lower()
@@ -83,8 +81,18 @@ def parse_size(text: str) -> int | None:
         raise CliError(
             f"invalid size {_short(text)}: unknown unit {m.group(2)!r} (use B, kB, MB, GB, TB, KiB, MiB, GiB, TiB)"
         )
-    whole = m.group(1).partition(".")[0].lstrip("0")
-    n = round(Fraction(m.group(1)[:60]) * _SIZE_UNITS[unit]) if len(whole) <= 30 else INT64_MAX + 1
+    mantissa, _, exp = m.group(1).lower().partition("e")
+    whole = mantissa.partition(".")[0].lstrip("0")
+    from fractions import Fraction  # here: decimal and fractions cost `--version` 4 ms
+
+    power = int(exp or 0)
+    value = Fraction(mantissa[:60]) if len(whole) <= 30 else None  # None: past 2^63 already
+    if value == 0 or power < -400:
+        n = 0
+    elif value is None or power > 400:  # 1e400GB: far past 2^63, known without computing it
+        n = INT64_MAX + 1
+    else:
+        n = round(value * Fraction(10) ** power * _SIZE_UNITS[unit])
     if n > INT64_MAX:
         raise CliError(
             f"size {_short(text)} is too large: at most {INT64_MAX} bytes (about 9.2 EB); "
@@ -308,20 +316,21 @@ class Group(click.Group):
             ctx.exit(130)
 
 
-class _OrphanTasks(logging.Filter):
-    """Drops asyncio's "Task exception was never retrieved" reports: when an S3 endpoint dies
+def _orphan_report(record: Any) -> bool:
+    """False for asyncio's "Task exception was never retrieved" reports: when an S3 endpoint dies
     mid-put, every upload task still in flight ends with the same connection error, which the
     command already reported in its one line (once 351 stderr lines)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).split("\n", 1)[0].endswith("exception was never retrieved")
+    return not str(record.msg).split("\n", 1)[0].endswith("exception was never retrieved")
 
 
 def quiet_orphan_tasks() -> None:
-    """Install `_OrphanTasks` on the asyncio logger, once (the CLI only: a library leaves logging be)."""
+    """Install `_orphan_report` on the asyncio logger, once (the CLI only: a library leaves logging
+    be). ``logging`` is imported here, not at start-up: `--version` and `--help` never need it."""
+    import logging
+
     log = logging.getLogger("asyncio")
-    if not any(isinstance(f, _OrphanTasks) for f in log.filters):
-        log.addFilter(_OrphanTasks())
+    if _orphan_report not in log.filters:
+        log.addFilter(_orphan_report)
 
 
 def _heal_index(ctx: click.Context, e: sqlite3.DatabaseError) -> bool:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from types import MappingProxyType
 from typing import Any
 
@@ -18,7 +19,7 @@ from storage import check_digest, hash_bytes
 from .errors import IntegrityError, InvalidPathError
 from .names import check_path
 
-__all__ = ["FileEntry", "Manifest", "canonical_json"]
+__all__ = ["FileEntry", "Manifest", "canonical_json", "encode_plain"]
 
 MANIFEST_FORMAT = 1
 
@@ -28,6 +29,22 @@ def canonical_json(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
         "utf-8"
     )
+
+
+def encode_plain(rows: Iterable[tuple[str, str, int, Mapping[str, Any]]]) -> bytes | None:
+    """``canonical_json`` of the manifest of ``rows`` (path, digest, size, meta), byte for byte, built
+    as one string: the general encoder (a dict per entry, then sorting every key) took 70 ms of an
+    unchanged 20k-file re-put. None unless every meta is empty, every size a plain int and the paths
+    strictly ascending (what `Manifest.build` gives); the caller then encodes the general way.
+    Digests are hex (`check_digest`), so only the path needs JSON escaping."""
+    parts = []
+    last = ""
+    for path, digest, size, meta in rows:
+        if meta or type(size) is not int or path <= last or not digest.isalnum():
+            return None  # (an alphanumeric digest needs no escaping)
+        parts.append(f'{encode_basestring(path)}:{{"digest":"{digest}","size":{size}}}')
+        last = path
+    return f'{{"files":{{{",".join(parts)}}},"format":{MANIFEST_FORMAT}}}'.encode()
 
 
 @dataclass(frozen=True)
@@ -74,7 +91,8 @@ class Manifest:
     @functools.cached_property
     def _encoded(self) -> bytes:
         """Encoded once: a 20k-file manifest costs ~50 ms to encode and is asked for several times."""
-        return canonical_json(self.to_json())
+        plain = encode_plain((e.path, e.digest, e.size, e.meta) for e in self.entries)
+        return plain if plain is not None else canonical_json(self.to_json())
 
     @functools.cached_property
     def digest(self) -> str:

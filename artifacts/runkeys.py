@@ -1,25 +1,20 @@
 """Which config and summary keys the runs of a store have, and with which JSON types.
 
-The index keeps one row per (source, key path, type) seen, written as entries are applied; queries use
-it to refuse comparisons that can never match (``summary.acc > "x"`` where ``acc`` is always a number)
-and front ends use it to offer columns. Rows are never removed: a key once seen stays known.
+The index keeps one row per (source, key path, type) seen, written as entries are applied
+(`artifacts.runvalues.Writer`); queries use it to refuse comparisons that can never match
+(``summary.acc > "x"`` where ``acc`` is always a number) and front ends use it to offer columns. Rows are never removed: a key once seen stays known.
 """
 
 from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .querysql import KEY as _KEY
-from .querysql import json_path
-
-__all__ = ["RunField", "key_types", "record_keys", "run_fields"]
+__all__ = ["RunField", "key_types", "run_fields"]
 
 _PLAIN = re.compile(r"[A-Za-z0-9_\-]+")
-MAX_DEPTH = 16
 
 
 @dataclass(frozen=True)
@@ -31,32 +26,6 @@ class RunField:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "types": list(self.types)}
-
-
-def _leaves(
-    obj: dict[str, Any], prefix: tuple[str, ...] = ()
-) -> Iterator[tuple[tuple[str, ...], str]]:
-    for k, v in obj.items():
-        if not isinstance(k, str) or not _KEY.fullmatch(k):
-            continue  # a key the query language cannot address is not offered
-        path = (*prefix, k)
-        if isinstance(v, dict):
-            if len(path) < MAX_DEPTH:
-                yield from _leaves(v, path)
-        elif isinstance(v, bool):
-            yield path, "boolean"
-        elif isinstance(v, int | float):
-            yield path, "number"
-        elif isinstance(v, str):
-            yield path, "text"
-
-
-def record_keys(c: sqlite3.Connection, source: str, obj: Any) -> None:
-    if isinstance(obj, dict) and obj:
-        c.executemany(
-            "INSERT OR IGNORE INTO run_keys VALUES (?, ?, ?)",
-            [(source, json_path(p), t) for p, t in _leaves(obj)],
-        )
 
 
 def key_types(c: sqlite3.Connection, source: str, path: str) -> set[str]:

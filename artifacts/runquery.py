@@ -16,11 +16,12 @@ from typing import Any
 
 from .bounds import INT64_MAX, check_int
 from .errors import AmbiguousError, NotFoundError, QueryError
-from .query import Field, parse_field
+from .query import Field, Node, parse, parse_field
 from .querysql import (
     _NUM,
     RUNS,
     VERSIONS,
+    Compiled,
     JsonKey,
     Schema,
     _resolve,
@@ -28,12 +29,11 @@ from .querysql import (
     decode_cursor,
     encode_cursor,
     field_sql,
-    keyset_condition,
-    order_clause,
     order_keys,
     parse_date,
 )
 from .runkeys import key_types
+from .runplan import PLANS, choose, run_rows
 
 __all__ = [
     "ComputeUsage",
@@ -119,33 +119,28 @@ def select_runs(
     order_by: Sequence[str] | str | None = None,
     limit: int | None = None,
     after: str | None = None,
+    plan: str = "auto",
 ) -> tuple[list[sqlite3.Row], str | None]:
     """Matching run rows, and the cursor to pass as ``after`` for the next page (None at the end).
 
     Keyset pagination: the cursor holds the last row's order values, so a page costs the same at any
-    depth and runs committed meanwhile never shift a page.
+    depth and runs committed meanwhile never shift a page. ``plan``: the access path
+    (`artifacts.runplan`), chosen from the data unless a test forces one; every plan gives the same rows.
     """
     if limit is not None:
         check_int(limit, "limit (a number of runs)", high=INT64_MAX - 1, error=QueryError)
+    if plan not in PLANS:
+        raise QueryError(f"plan must be one of {', '.join(PLANS)}, not {plan!r}")
     keys = order_keys(RUNS, order_by)
-    conds, params = _where(RUNS, where, conn)
-    if project is not None:
-        conds.insert(0, "runs.project = ?")
-        params.insert(0, project)
-    if after is not None:
-        k = keyset_condition(RUNS, keys, decode_cursor(keys, after))
-        conds.append(k.sql)
-        params.extend(k.params)
-    select = ", ".join(["runs.*", *(f"{k.sql} AS _k{i}" for i, k in enumerate(keys))])
-    sel_params = [p for k in keys for p in k.params]
-    order = order_clause(RUNS, keys)
-    sql = f"SELECT {select} FROM runs" + (f" WHERE {' AND '.join(conds)}" if conds else "")
-    sql += f" ORDER BY {order.sql}"
-    all_params = [*sel_params, *params, *order.params]
-    if limit is not None:
-        sql += " LIMIT ?"
-        all_params.append(limit + 1)
-    rows = conn.execute(sql, all_params).fetchall()
+    tree: Node | None = None
+    compiled: Compiled | None = None
+    if where is not None and not (isinstance(where, str) and not where.strip()):
+        tree = parse(where) if isinstance(where, str) else where
+        types = lambda source, path: key_types(conn, source, path)  # noqa: E731
+        compiled = compile_where(RUNS, where, types)
+    values = decode_cursor(keys, after) if after is not None else None
+    chosen = choose(conn, tree, project, keys, limit, plan)
+    rows = run_rows(conn, chosen, compiled, project, keys, values, None if limit is None else limit + 1)
     cursor = None
     if limit is not None and len(rows) > limit:
         rows = rows[:limit]

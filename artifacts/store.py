@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from fsspec.callbacks import Callback
 
 from storage import BlobStore, Root, hash_bytes, open_root
+from storage.quarantine import set_aside_among
 from storage.streams import Relay
 
 from .artifact import Artifact
@@ -41,7 +42,7 @@ from .errors import (
 )
 from .lineage import Lineage, LineageEdge, LineageNode
 from .live import check_interval
-from .manifest import FileEntry, Manifest
+from .manifest import FileEntry, Manifest, encode_plain
 from .names import check_alias, check_name, parse_ref
 from .run import Run, environment
 from .runkeys import RunField, run_fields
@@ -347,7 +348,12 @@ class Store:
         upload, and checked again at commit against the replayed head.
         """
         aliases, mem_digests = self._precheck(artifact, aliases)
-        manifest = self._upload(artifact, callback, mem_digests)
+        known: dict[str, str] | None = None
+        if run is None:
+            same, known = self._unchanged(artifact, aliases)
+            if same is not None:
+                return same
+        manifest = self._upload(artifact, callback, mem_digests, known)
         same = self._same_as_latest(artifact, manifest.digest, aliases) if run is None else None
         if same is not None:
             return same
@@ -410,6 +416,39 @@ class Store:
             self.sync()  # looks unchanged: make sure against the head before writing nothing
             return self._latest_if_same(artifact, digest, aliases)
 
+    def _unchanged(
+        self, artifact: Artifact, aliases: list[str]
+    ) -> tuple[ArtifactVersion | None, dict[str, str] | None]:
+        """The latest version when ``artifact`` is whole local files whose stat-cache digests make
+        exactly its manifest (an unchanged re-put), decided before anything is read, stored or
+        freshened; and the digests the stat cache knew (path -> digest; None if it was not asked), for
+        the put when not.
+
+        Skipping the put is sound because the version already exists: its blobs were stored before
+        it was committed and gc keeps what a live version refers to, so nothing needs freshening;
+        a blob that `verify` set aside as corrupt is the exception (its content must be stored
+        again, which repairs the version), so any of those among the digests takes the full put.
+        An unchanged 20k-file re-put costs the walk, one stat-cache query and one manifest encoding
+        (freshening every blob was 0.4 s of its 1.1 s).
+        """
+        cache = self.blobs.stat_cache
+        files = list(artifact)
+        if cache is None or any(s.source is None or s.offset is not None or s.meta for s in files):
+            return None, None
+        known = cache.lookup_many((s.source, s.key) for s in files)  # type: ignore[misc]
+        if len(known) < len(files):
+            return None, known
+        rows = [(s.path, known[s.source], s.size, s.meta) for s in files]  # type: ignore[index]
+        data = encode_plain(rows)  # a walk's order is usually sorted already
+        if data is None:
+            data = encode_plain(sorted(rows))
+        if data is None:
+            return None, known
+        same = self._same_as_latest(artifact, hash_bytes(data), aliases)
+        if same is None or set_aside_among(self.root, {r[1] for r in rows}):
+            return None, known
+        return same, known
+
     def _latest_if_same(
         self, artifact: Artifact, digest: str, aliases: list[str]
     ) -> ArtifactVersion | None:
@@ -447,9 +486,14 @@ class Store:
             )
 
     def _upload(
-        self, artifact: Artifact, callback: Callback | None, mem_digests: dict[str, str]
+        self,
+        artifact: Artifact,
+        callback: Callback | None,
+        mem_digests: dict[str, str],
+        known: dict[str, str] | None = None,
     ) -> Manifest:
-        """Store every staged file and buffer; this method alone owns the progress total."""
+        """Store every staged file and buffer; this method alone owns the progress total. ``known``:
+        the stat cache's digests of files, already looked up (path -> digest)."""
         staged = list(artifact)
         files = [s for s in staged if s.source is not None and s.offset is None]
         ranges = [s for s in staged if s.source is not None and s.offset is not None]
@@ -462,6 +506,7 @@ class Store:
                 [s.source for s in files if s.source is not None],
                 keys=[s.key for s in files],
                 callback=Relay(callback),
+                known=known,
             )
             entries += [
                 FileEntry(s.path, r.digest, r.size, s.meta)

@@ -49,6 +49,8 @@ __all__ = ["CopyReport", "copy_to"]
 #: blobs up to this size are copied through memory (one request each way), larger ones stream
 _SMALL = 8 * 1024 * 1024
 _HEAD = ("format", "seq", "op", "user", "ts", "source")
+#: operations that attach a version to a run (as its output or its input)
+_EDGES = ("version_logged", "artifact_used")
 
 
 @dataclass(frozen=True)
@@ -174,9 +176,12 @@ def copy_to(
     dv = _Versions(dst)
     vmap: dict[tuple[str, int], int] = {}  # (name, source version) -> destination version
     plan: list[tuple[int, dict[str, Any]]] = []
+    starts: dict[str, int] = {}  # run id -> the source entry that started it
     skipped = 0
     for seq, obj in _entries(src):
         op = obj["op"]
+        if op == "run_started" and isinstance(obj["run"].get("id"), str):
+            starts[obj["run"]["id"]] = seq
         if op == "version_logged":
             key = sv.of(seq, obj.get("name"), obj.get("digest"))  # type: ignore[arg-type]
             wanted = key in chosen and (seq in sv.by_seq or obj.get("run_id") in runs)
@@ -218,7 +223,7 @@ def copy_to(
         dst.blobs.put_bytes(manifest.encode())
     counts = {"versions": 0, "runs": 0, "entries": 0, "skipped": skipped}
     for seq, obj in plan:
-        _commit_copy(src_id, dst, seq, obj, vmap, sv, counts)
+        _commit_copy(src_id, dst, seq, obj, vmap, sv, counts, starts)
     written = sum(todo[d] for d in stored)
     return CopyReport(
         src.url,
@@ -305,10 +310,14 @@ def _commit_copy(
     vmap: dict[tuple[str, int], int],
     sv: _Versions,
     counts: dict[str, int],
+    starts: dict[str, int],
 ) -> None:
     op = obj["op"]
     payload = {k: v for k, v in obj.items() if k not in _HEAD}
     payload["source"] = {"store": src_id, "seq": seq, "user": obj.get("user")}
+    run_seq = starts.get(payload.get("run_id")) if op in _EDGES else None  # type: ignore[arg-type]
+    if run_seq is not None:  # lets the edge join the run an earlier, partial sync copied finished
+        payload["source"]["run_seq"] = run_seq
     if dst.index.copy_of(src_id, seq) is not None:  # a concurrent copy committed it meanwhile
         _copied_meanwhile(src_id, dst, seq, obj, vmap, sv, counts)
         return
@@ -324,9 +333,9 @@ def _commit_copy(
                 "nothing more was copied"
             )
         counts["runs"] += 1
-    elif op in ("version_logged", "artifact_used") and not _running(dst, payload.get("run_id")):
-        # the run was copied finished by an earlier sync of other refs: keep the version, lose only
-        # this edge (the destination cannot reopen a finished run)
+    elif op in _EDGES and not _attachable(dst, src_id, payload.get("run_id"), run_seq):
+        # the run is finished in the destination and was not copied from this source by this user:
+        # keep the version, lose only this edge (the destination cannot reopen someone's run)
         if op == "artifact_used":
             return
         payload["run_id"] = None
@@ -375,10 +384,19 @@ def _copied_meanwhile(
         vmap[key] = mapped[1]
 
 
-def _running(dst: Store, run_id: str | None) -> bool:
+def _attachable(dst: Store, src_id: str, run_id: str | None, run_seq: int | None) -> bool:
+    """Whether the destination's rules take an edge to ``run_id``: the run is running, or it is the
+    copy of the source's run (by this user), finished by an earlier sync of other refs."""
     if run_id is None:
         return True
     try:
-        return bool(dst.index.run(run_id)["status"] == "running")
+        row = dst.index.run(run_id)
     except NotFoundError:
         return False
+    if row["status"] == "running":
+        return True
+    return (
+        run_seq is not None
+        and row["user"] == dst.user
+        and dst.index.copy_of(src_id, run_seq) == row["seq"]
+    )

@@ -5,7 +5,10 @@
 - ``cp -r`` of the directory (the physical floor);
 - ``dvc add`` of the directory in a fresh ``git init`` + ``dvc init`` repository, when an anchors venv
   is given (``--anchors-python``, see ``anchors.py``); only ``dvc add`` itself is timed;
-- re-putting the unchanged directory (ours: the stat cache; dvc: its state DB);
+- re-putting the unchanged directory (ours: the stat cache; dvc: its state DB), in process as timed
+  above (imports done), and as a whole new process: ``artifacts put NAME DIR`` through the CLI, and
+  dvc's snippet process (its interpreter, imports and ``dvc add``); ``python -c pass`` beside them
+  is this machine's interpreter start-up at that moment;
 - with ``--rss N``: peak RSS of a put of N files (default off; 200,000 for the issue's target), in a
   subprocess (``ru_maxrss``).
 
@@ -96,6 +99,23 @@ class Bench:
         self._put(box)
         return time.perf_counter() - t
 
+    def ours_reput_cli(self) -> float:
+        """``artifacts put many SRC`` in a new process, as a user types it (the console script's
+        import of ``artifacts.cli.main``), onto the store and cache the in-process put made."""
+        box = self.work / "ours"
+        env = {**os.environ, "PYTHONPATH": str(REPO), "ARTIFACTS_CACHE_DIR": str(box / "cache")}
+        cmd = [sys.executable, "-c", "import sys; from artifacts.cli import main; sys.exit(main())"]
+        args = ["--store", str(box / "store"), "--user", "bench", "-q", "put", "many", str(self.src)]
+        t = time.perf_counter()
+        subprocess.run([*cmd, *args], env=env, check=True, stdout=subprocess.DEVNULL)
+        return time.perf_counter() - t
+
+    @staticmethod
+    def python_start() -> float:
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        return time.perf_counter() - t
+
     def _put(self, box: Path) -> None:
         with artifacts.open_store(box / "store", user="bench") as store:
             art = artifacts.Artifact("many", type="dataset")
@@ -121,13 +141,14 @@ class Bench:
         res, _ = run_snippet(self.python, DVC, [str(repo), "data"], env, 1200, "dvc add")
         return float(res["seconds"])
 
-    def dvc_readd(self) -> float:
+    def dvc_readd(self) -> tuple[float, float]:
+        """``dvc add`` itself, and its whole process (interpreter, imports, add)."""
         assert self.python
         box = self.work / "dvc"
-        res, _ = run_snippet(
+        res, process = run_snippet(
             self.python, DVC, [str(box / "repo"), "data"], anchor_env(box), 1200, "dvc re-add"
         )
-        return float(res["seconds"])
+        return float(res["seconds"]), process
 
 
 def rss(files: int, work: Path) -> tuple[float, float]:
@@ -163,7 +184,9 @@ def main() -> None:
     fresh: dict[str, Callable[[], float]] = {"ours": b.ours, "cp -r": b.cp}
     if args.anchors_python:
         fresh["dvc add"] = b.dvc
-    times: dict[str, list[float]] = {k: [] for k in [*fresh, "ours re-put", "dvc re-add"]}
+    again = ["ours re-put", "ours re-put, CLI process", "python -c pass"]
+    again += ["dvc re-add", "dvc re-add, process"]
+    times: dict[str, list[float]] = {k: [] for k in [*fresh, *again]}
     names = list(fresh)
     for r in range(args.repeat):
         for name in names[r % len(names) :] + names[: r % len(names)]:
@@ -174,8 +197,12 @@ def main() -> None:
                 continue
             if name == "ours":
                 times["ours re-put"].append(b.ours_reput())
+                times["python -c pass"].append(b.python_start())
+                times["ours re-put, CLI process"].append(b.ours_reput_cli())
             elif name == "dvc add":
-                times["dvc re-add"].append(b.dvc_readd())
+                inner, process = b.dvc_readd()
+                times["dvc re-add"].append(inner)
+                times["dvc re-add, process"].append(process)
         print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.3f}" for k, v in times.items() if v))
     med = {k: statistics.median(v) for k, v in times.items() if v}
     rows = [(k, med[k], min(times[k]), med[k] / med["cp -r"]) for k in med]
@@ -184,7 +211,8 @@ def main() -> None:
     if "dvc add" in med:
         print(
             f"dvc add / ours: {med['dvc add'] / med['ours']:.2f}x; "
-            f"dvc re-add / ours re-put: {med['dvc re-add'] / med['ours re-put']:.1f}x"
+            f"dvc re-add / ours re-put: {med['dvc re-add'] / med['ours re-put']:.1f}x in process, "
+            f"{med['dvc re-add, process'] / med['ours re-put, CLI process']:.1f}x as processes"
         )
     if args.rss:
         secs, mib = rss(args.rss, work)

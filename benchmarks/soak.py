@@ -69,6 +69,9 @@ def moto_s3() -> Iterator[tuple[str, dict[str, Any]]]:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         os.environ.setdefault(k, "testing")
+    from tests._moto import atomic_conditional_puts
+
+    atomic_conditional_puts()  # moto's If-None-Match is check-then-put; S3's is one step
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

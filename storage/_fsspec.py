@@ -9,6 +9,7 @@ listing starts after the last key seen, and an exclusive create is ``PutObject``
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any, ClassVar
 
@@ -118,6 +119,41 @@ class S3Root(RemoteRoot):
                 if not page.get("IsTruncated") or not token:
                     return out
                 kwargs["ContinuationToken"] = token
+
+    def uploads(self) -> list[tuple[str, str, float | None]]:
+        """ListMultipartUploads under the root's prefix, one request per 1,000 uploads."""
+        with backend_errors("list multipart uploads", self.url):
+            from fsspec.asyn import sync
+
+            bucket, key, _ = self.fs.split_path(self.path)
+            prefix = f"{key}/" if key else ""
+            kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
+            out: list[tuple[str, str, float | None]] = []
+            while True:
+                page = sync(self.fs.loop, self.fs._call_s3, "list_multipart_uploads", **kwargs)
+                for u in page.get("Uploads", []):
+                    started = u.get("Initiated")
+                    when = float(started.timestamp()) if hasattr(started, "timestamp") else None
+                    out.append((u["Key"][len(prefix) :], u["UploadId"], when))
+                if not page.get("IsTruncated"):
+                    return out
+                kwargs["KeyMarker"] = page.get("NextKeyMarker", "")
+                kwargs["UploadIdMarker"] = page.get("NextUploadIdMarker", "")
+
+    def abort_upload(self, rel: str, upload_id: str) -> None:
+        with backend_errors(f"abort the upload of {rel}", self.url):
+            from fsspec.asyn import sync
+
+            bucket, key, _ = self.fs.split_path(self.full(rel))
+            with contextlib.suppress(FileNotFoundError):  # NoSuchUpload: gone meanwhile
+                sync(
+                    self.fs.loop,
+                    self.fs._call_s3,
+                    "abort_multipart_upload",
+                    Bucket=bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                )
 
 
 def remote_root(fs: fsspec.AbstractFileSystem, path: str, url: str) -> RemoteRoot:

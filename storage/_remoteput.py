@@ -93,9 +93,10 @@ def put_remote(
         return PutResult(digest, size, True)
     except ConflictError:
         pass
-    # Stored already (or by a concurrent writer): freshen it for gc like any dedup hit. If gc swept it
-    # between our PUT and now, store it after all.
-    if put_first and not blobs._freshen(digest, size):
+    # Stored already (by a concurrent writer, or by our own attempt whose reply was lost): freshen it
+    # for gc like any dedup hit, checking its size (a short object is removed, never taken as ours).
+    # If gc swept it between our PUT and now, store it after all.
+    if not blobs._freshen(digest, size):
         try:
             upload(Tally(NoOpCallback()))
             cb.relative_update(size - tally.n)

@@ -285,6 +285,15 @@ class Root:
             out[k[len(prefix) :] if k.startswith(prefix) else k] = v
         return out
 
+    # -- leftovers of writers that died (see `storage.leftovers`) -------------------------------
+    def uploads(self) -> list[tuple[str, str, float | None]]:
+        """Multipart uploads begun under this root and neither completed nor aborted, as (path
+        relative to the root, upload id, start time); none where the backend has no such thing."""
+        return []
+
+    def abort_upload(self, rel: str, upload_id: str) -> None:
+        """Abort one of `uploads` (its parts are freed; an upload gone meanwhile is no error)."""
+
     # -- whole objects -------------------------------------------------------------------------
     def open_read(self, rel: str) -> IO[bytes]:
         """A binary stream of ``rel`` with its own position (one per reader)."""
@@ -339,12 +348,18 @@ def open_root(url: str, storage_options: dict[str, Any] | None = None) -> Root:
     else:
         url = os.path.abspath(os.path.expanduser(url))
     options = dict(storage_options or {})
-    if url.split("://", 1)[0].lower() in ("s3", "s3a"):
+    s3 = url.split("://", 1)[0].lower() in ("s3", "s3a")
+    if s3:
         # Several machines write one bucket: a cached listing would hide their blobs (false "not found")
         # and keep showing deleted ones, so never answer from s3fs's listings cache.
         options.setdefault("use_listings_cache", False)
     try:
-        fs, path = fsspec.url_to_fs(url, **options)
+        if s3:  # every request bounded by $ARTIFACTS_S3_TIMEOUT (see storage.patience)
+            from ._s3fs import s3_filesystem
+
+            fs, path = s3_filesystem(url, options)
+        else:
+            fs, path = fsspec.url_to_fs(url, **options)
     except (ImportError, ValueError, TypeError) as e:
         raise BackendError(f"cannot open store {url!r}: {_first_line(e)}") from e
     path = path.rstrip("/")

@@ -294,19 +294,22 @@ class BlobStore:
         callback: Callback | None = None,
         max_workers: int | None = None,
         keys: Sequence[StatKey | None] | None = None,
+        known: dict[str, str] | None = None,
     ) -> list[PutResult]:
         """Store many local files as one batch (see `storage.batch`); results in the order given.
 
         Every path is checked (one ``stat``) before anything is stored; ``keys`` are stat keys the
         caller's own walk already took (None where it has none), so those files are not stat-ed again
-        (such paths must be absolute). Progress counts bytes; this call sets ``callback``'s total.
+        (such paths must be absolute). ``known``: what the stat cache answered for these very paths
+        and keys (path -> digest), when the caller already asked it. Progress counts bytes; this call
+        sets ``callback``'s total.
         """
         from .batch import local_sources, put_many
 
         sources = local_sources(paths, keys)
         cb = as_callback(callback)
         cb.set_size(sum(s.size for s in sources))
-        return put_many(self, sources, cb, max_workers=max_workers)
+        return put_many(self, sources, cb, max_workers=max_workers, known=known)
 
     def _map(
         self, fn: Callable[[Any], Any], items: list[Any], max_workers: int | None

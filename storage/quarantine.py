@@ -12,7 +12,14 @@ from __future__ import annotations
 from .backend import Root
 from .errors import ArtifactsError, IntegrityError, NotFoundError
 
-__all__ = ["CORRUPT", "corrupt_message", "is_set_aside", "missing_error", "set_aside"]
+__all__ = [
+    "CORRUPT",
+    "corrupt_message",
+    "is_set_aside",
+    "missing_error",
+    "set_aside",
+    "set_aside_among",
+]
 
 CORRUPT = "corrupt"
 
@@ -35,6 +42,12 @@ def set_aside(root: Root, blob_rel: str, digest: str) -> None:
 
 def is_set_aside(root: Root, digest: str) -> bool:
     return root.exists(_rel(digest))
+
+
+def set_aside_among(root: Root, digests: set[str]) -> bool:
+    """Whether any of ``digests`` is set aside: one listing of ``corrupt/`` (usually empty or absent),
+    not one request per digest."""
+    return not digests.isdisjoint(root.list_after(CORRUPT))
 
 
 def missing_error(root: Root, digest: str) -> ArtifactsError:

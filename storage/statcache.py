@@ -125,15 +125,17 @@ class StatCache:
         The paths travel as one JSON array parameter (``json_each``), so 200k files are one statement
         with no limit on bound variables; the match on the key is done here.
         """
-        want = {p: k for p, k in items if self._storable(p)}
+        want = dict(items)
+        if not self._storable("\0".join(want)):  # one encode for all; else drop the few that fail
+            want = {p: k for p, k in want.items() if self._storable(p)}
         if not want:
             return {}
         cols = "SELECT s.path, s.size, s.mtime_ns, s.ino, s.ctime_ns, s.digest FROM stat s"
         args: tuple[str, ...]
-        top = os.path.commonpath(list(want)) if len(want) > 1 else ""
+        top = _common_dir(list(want)) if len(want) > 1 else ""
         try:
             if len(top) > 1:  # one directory's files: a range scan of the primary key is cheapest
-                query, args = f"{cols} WHERE s.path > ? AND s.path < ?", (top + "/", top + "0")
+                query, args = f"{cols} WHERE s.path > ? AND s.path < ?", (top, top[:-1] + "0")
             else:
                 query, args = (
                     f"{cols} JOIN json_each(?) j ON s.path = j.value",
@@ -142,7 +144,7 @@ class StatCache:
             rows = self._db().execute(query, args).fetchall()
         except (sqlite3.Error, ValueError):  # no JSON1, mixed paths or a broken cache: hash all
             return {}
-        return {r[0]: r[5] for r in rows if want.get(r[0]) == tuple(r[1:5])}
+        return {r[0]: r[5] for r in rows if want.get(r[0]) == r[1:5]}  # a row is a tuple
 
     def store_many(self, items: Iterable[tuple[str, StatKey, str]]) -> None:
         """Remember many (path, key, digest) in one transaction (racy-fresh files are skipped)."""
@@ -159,6 +161,14 @@ class StatCache:
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
+
+
+def _common_dir(paths: list[str]) -> str:
+    """The longest prefix ending in '/' that every path shares ('' if none). ``commonprefix`` compares
+    only the least and the greatest path (every string between them shares their prefix), where
+    ``os.path.commonpath`` split every path: 0.1 s for 20k files."""
+    prefix = os.path.commonprefix(paths)
+    return prefix[: prefix.rfind("/") + 1]
 
 
 def stat_key(st: os.stat_result) -> StatKey:

@@ -123,6 +123,9 @@ async def _upload(fs: Any, bucket: str, key: str, path: str, digest: str, cb: Ca
             )
         except FileExistsError:
             raise ConflictError(f"{key} already exists") from None
+        except FileNotFoundError:  # NoSuchUpload: a retry after our completion's reply was lost?
+            if not await _stored(fs, bucket, key, hasher.size):
+                raise
         except OSError as e:
             if "PreconditionFailed" in str(e) or "412" in str(e):
                 raise ConflictError(f"{key} already exists") from None
@@ -138,3 +141,13 @@ async def _upload(fs: Any, bucket: str, key: str, path: str, digest: str, cb: Ca
                     ),
                     timeout=30,
                 )
+
+
+async def _stored(fs: Any, bucket: str, key: str, size: int) -> bool:
+    """True if ``key`` holds ``size`` bytes: the completion did land (the object is named by its
+    digest, so whole content of that size under it is this content)."""
+    try:
+        head = await fs._call_s3("head_object", Bucket=bucket, Key=key)
+    except FileNotFoundError:
+        return False
+    return bool(head.get("ContentLength") == size)

@@ -400,7 +400,7 @@ class Committed:
                 continue
             assert ref not in self.deleted, f"{when}: {ref} was deleted, yet it is there"
             assert row["digest"] == digest, f"{when}: {ref} changed"
-        for ref in fresh:  # read the new ones back (verify re-hashed every blob already)
+        for ref in fresh:  # read the new ones back, verified against their digests
             if ref not in self.maybe_deleted:
                 version = store.artifact(ref)
                 path = "result.json" if version.name == "metrics" else "unique.txt"
@@ -475,7 +475,10 @@ def crash_campaign(
         os.kill(pid, signal.SIGKILL)
         status = zygote.wait(pid)
         assert os.WIFSIGNALED(status), f"kill {cycle}: the writer {exit_info(status)} before it"
-        report = store.verify()
+        # every blob is there at its size after each kill, and re-hashed after every fourth and the
+        # last (a kill cannot change bytes under a name, only leave them short or missing; the full
+        # verify after the uninterrupted run below re-hashes everything once more)
+        report = store.verify(quick=cycle % 4 != 3 and cycle != kills - 1)
         assert report.ok, f"after kill {cycle}: {report.problems}"
         committed.check(store, f"after kill {cycle}")
         if progress:

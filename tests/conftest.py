@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from tests._moto import atomic_conditional_puts
+
 BACKENDS = ["memory", "local", "s3"]
 
 
@@ -43,6 +45,7 @@ def s3_endpoint() -> Iterator[str]:
         "AWS_DEFAULT_REGION": "us-east-1",
     }.items():
         os.environ.setdefault(k, v)
+    atomic_conditional_puts()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

@@ -93,9 +93,15 @@ def test_parse_size() -> None:
     assert parse_size("2kib") == parse_size("2KiB") == 2048
     assert parse_size("1kB") == 1000
     assert parse_size("none") is None and parse_size("None") is None
-    for bad in ["10G", "5M", "ten", "-1GB", "", "1 XB", "1.2.3GB", "GB"]:
+    for bad in ["10G", "5M", "ten", "-1GB", "", "1 XB", "1.2.3GB", "GB", "1e", "1e+GB"]:
         with pytest.raises(cliutil.CliError):
             parse_size(bad)
+    # scientific notation, exact (no float rounding), and far past 2^63 said as such
+    assert parse_size("1.5e3MB") == 1_500_000_000 and parse_size("2e-3kB") == 2
+    assert parse_size("0e999B") == 0 and parse_size("1e-99GB") == 0
+    for huge in ["1e400GB", "1e999999B", "9.3e18B"]:
+        with pytest.raises(cliutil.CliError, match="too large"):
+            parse_size(huge)
 
 
 def test_format_size_and_duration() -> None:
@@ -239,6 +245,18 @@ def test_get_never_writes_outside_dest(cli: Cli, data: Path, tmp_path: Path) -> 
         cli.fails("get", "reviews", str(dest), *force, match="outside")
     assert list(outside.iterdir()) == []
     assert sorted(p.name for p in dest.iterdir()) == ["sub"]
+    # a symlink in a file's own place, leading outside, is refused too (a link inside DEST is not)
+    (dest / "sub").unlink()
+    (dest / "sub").mkdir()
+    victim = outside / "victim.csv"
+    victim.write_text("text,label\nok,1\n")  # the same bytes: a get would keep it as "held"
+    (dest / "sub" / "test.csv").symlink_to(victim)
+    cli.fails("get", "reviews", str(dest), "--force", match="outside")
+    (dest / "sub" / "test.csv").unlink()
+    (dest / "sub" / "test.csv").symlink_to(dest / "train.csv")
+    cli.ok("get", "reviews", str(dest), "--force")
+    assert (dest / "sub" / "test.csv").read_text() == "text,label\nok,1\n"
+    assert victim.read_text() == "text,label\nok,1\n"
 
 
 def test_cat(cli: Cli, tmp_path: Path) -> None:
@@ -590,3 +608,27 @@ def test_documented_session_runs_as_shown(tmp_path: Path) -> None:
             assert checker.check_output(want_text, got, flags), (
                 f"{cmd}\nwant:\n{want_text}got:\n{got}"
             )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["x", "{missing}", "-t", "dataset"],
+        ["bad name!", "{file}", "-t", "dataset"],
+        ["x", "{file}"],  # a new artifact with no type
+        ["x", "/dev/null", "-t", "dataset"],
+        ["x", "{file}", "-t", "dataset", "-a", "bad alias!"],
+        ["x", "{file}", "-t", "dataset", "-i", "y:v0"],
+        ["x", "{file}", "-t", "dataset", "--project", "bad project!"],
+    ],
+)
+def test_a_failed_put_creates_no_store(tmp_path: Path, args: list[str]) -> None:
+    """Bad input to a put into a new store is refused before the store is created."""
+    (tmp_path / "f.txt").write_text("hello")
+    url = tmp_path / "new-store"
+    cli = Cli(str(url))
+    filled = [a.format(file=tmp_path / "f.txt", missing=tmp_path / "nope") for a in args]
+    cli.fails("put", *filled)
+    assert not url.exists()
+    cli.ok("put", "x", str(tmp_path / "f.txt"), "-t", "dataset")  # good input creates it
+    assert (url / "store.json").exists()

@@ -245,18 +245,23 @@ def _garble_middle(index_path: Path) -> None:
     c = sqlite3.connect(index_path)
     c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     size, count = c.execute("PRAGMA page_size").fetchone()[0], c.execute("PRAGMA page_count").fetchone()[0]
+    # the schema's own pages are left alone: a garbled schema is not an index with damaged pages
+    # but no index at all, which the open replaces without a word (`Index.__init__`)
+    schema = {r[0] for r in c.execute("SELECT pageno FROM dbstat WHERE name = 'sqlite_schema'")}
     c.close()
     with open(index_path, "r+b") as f:
         for page in range(count // 3, 2 * count // 3):
+            if page + 1 in schema:  # dbstat counts pages from 1
+                continue
             f.seek(page * size)
             f.write(bytes([0x5A]) * size)
 
 
 def test_cli_rebuilds_an_index_with_garbled_pages(shared_backend: Backend) -> None:
     store = open_(shared_backend)
-    for i in range(120):
+    for i in range(40):  # pages enough to garble a third of them
         store.log_artifact(
-            Artifact(f"a{i % 10}", "dataset", metadata={"pad": "x" * 400}).add_bytes("f", b"%d" % i)
+            Artifact(f"a{i % 10}", "dataset", metadata={"pad": "x" * 1500}).add_bytes("f", b"%d" % i)
         )
     path = Path(store.catalog.index.path)
     store.close()
@@ -266,7 +271,7 @@ def test_cli_rebuilds_an_index_with_garbled_pages(shared_backend: Backend) -> No
         with pytest.warns(artifacts.StoreWarning, match="damaged"):
             result = cli.ok(*args)
         assert "malformed" not in result.stdout
-    assert [v["version"] for v in cli.json("ls", "a1")] == list(range(12))
+    assert [v["version"] for v in cli.json("ls", "a1")] == list(range(4))
     assert list(open_(shared_backend).artifact("a1:v0").aliases) == ["best"]
 
 

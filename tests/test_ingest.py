@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import artifacts
 import storage.batch as batch_mod
@@ -159,3 +161,155 @@ def test_stale_walk_stat_is_read_again_and_the_real_state_remembered(tmp_path: P
     assert r.digest == b3(p.read_bytes())
     assert cache.lookup_many([(str(p), real)]) == {str(p): r.digest}
     assert cache.lookup_many([(str(p), stale)]) == {}
+
+
+# -- the unchanged re-put (issue 16 item 1) ----------------------------------------------------------
+def _no(what: str) -> Any:
+    def fail(*a: Any, **k: Any) -> Any:
+        raise AssertionError(f"an unchanged re-put {what}")
+
+    return fail
+
+
+def test_unchanged_reput_reads_stores_and_freshens_nothing(
+    backend: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = artifacts.open_store(backend.url, storage_options=backend.storage_options)
+    _tree(tmp_path / "data", 70)
+    odd = tmp_path / "data" / "d0-x" / "f.bin"  # the walk gives d0/... first; sorted, d0-x/ is first
+    odd.parent.mkdir()
+    odd.write_bytes(b"odd")
+    os.utime(odd, (time.time() - 60, time.time() - 60))
+    v0 = store.log_artifact(Artifact("ds", "dataset").add_dir(tmp_path / "data"))
+    with monkeypatch.context() as m:
+        m.setattr(store.blobs, "_freshen", _no("freshened a blob"))
+        m.setattr(store.blobs, "put_files", _no("stored files"))
+        m.setattr(store.blobs, "put_bytes", _no("stored a manifest"))
+        m.setattr(batch_mod, "read_small", _no("read a file"))
+        again = store.log_artifact(Artifact("ds", "dataset").add_dir(tmp_path / "data"))
+    assert (again.version, again.digest) == (v0.version, v0.digest)
+
+    # one file changed: the full put, which stores it and makes a new version
+    changed = tmp_path / "data" / "d1" / "f004.bin"
+    changed.write_bytes(b"new content")
+    v1 = store.log_artifact(Artifact("ds", "dataset").add_dir(tmp_path / "data"))
+    assert v1.version == 1 and v1.read_bytes("d1/f004.bin") == b"new content"
+    # the same files under another name, or with in-memory extras: not this path, still no re-upload
+    other = store.log_artifact(Artifact("ds2", "dataset").add_dir(tmp_path / "data"))
+    assert other.digest == v1.digest
+    mixed = Artifact("ds", "dataset").add_dir(tmp_path / "data").add_bytes("extra", b"x")
+    assert store.log_artifact(mixed).version == 2
+
+
+def test_unchanged_reput_stores_again_a_blob_set_aside_as_corrupt(local_backend: Backend, tmp_path: Path) -> None:
+    """`verify` sets a damaged blob aside; putting the same content again must repair it, even when
+    the put is an unchanged re-put of the latest version (the README's promise)."""
+    store = artifacts.open_store(local_backend.url)
+    paths = _tree(tmp_path / "data", 5)
+    v0 = store.log_artifact(Artifact("ds", "dataset").add_dir(tmp_path / "data"))
+    digest = v0.file("d0/f000.bin").digest
+    blob = store.blobs.local_path(digest)
+    os.chmod(blob, 0o644)
+    with open(blob, "r+b") as f:
+        f.write(b"\xff")  # same size, one byte off: only a full verify sees it
+    assert not store.verify().ok  # sets it aside under corrupt/
+    again = store.log_artifact(Artifact("ds", "dataset").add_dir(tmp_path / "data"))
+    assert again.version == v0.version
+    assert store.artifact("ds:v0").read_bytes("d0/f000.bin") == paths[0].read_bytes()
+    assert store.verify().ok
+
+
+def test_walk_checks_names_the_fast_path_does_not_cover(tmp_path: Path) -> None:
+    """Plain ASCII names skip the full path check; anything else still gets it, in a plain or an
+    odd directory alike, with the same refusals as before."""
+    top = tmp_path / "t"
+    (top / "plain").mkdir(parents=True)
+    (top / "plain" / "a.bin").write_bytes(b"a")
+    (top / "café").mkdir()
+    (top / "café" / "b.bin").write_bytes(b"b")  # plain name, non-ASCII (NFC) directory
+    (top / "plain" / "ünï.txt").write_bytes(b"c")
+    art = Artifact("t", "dataset").add_dir(top, prefix="p/q")
+    assert sorted(s.path for s in art) == ["p/q/café/b.bin", "p/q/plain/a.bin", "p/q/plain/ünï.txt"]
+    assert all(s.key == stat_key(os.stat(s.source)) for s in art if s.source)
+
+    nfd = tmp_path / "nfd"
+    (nfd / "cafe\u0301").mkdir(parents=True)  # NFD directory name: refused whatever its files are
+    (nfd / "cafe\u0301" / "x.bin").write_bytes(b"x")
+    with pytest.raises(artifacts.InvalidPathError, match="NFC"):
+        Artifact("n", "dataset").add_dir(nfd)
+    back = tmp_path / "back"
+    back.mkdir()
+    (back / "a\\b").write_bytes(b"x")  # a backslash: refused as before
+    with pytest.raises(artifacts.InvalidPathError):
+        Artifact("b", "dataset").add_dir(back)
+    with pytest.raises(artifacts.InvalidPathError):  # a bad prefix, even over plain names
+        Artifact("p", "dataset").add_dir(top / "plain", prefix="../up")
+
+    art = Artifact("d", "dataset").add_file(top / "plain" / "a.bin", name="x/a.bin")
+    (top / "x").mkdir()
+    (top / "x" / "a.bin").write_bytes(b"dup")
+    (top / "x" / "b.bin").write_bytes(b"b")
+    with pytest.raises(artifacts.InvalidPathError, match="already added"):
+        art.add_dir(top / "x", prefix="x")
+    assert [s.path for s in art] == ["x/a.bin"]  # all or nothing: b.bin was not staged either
+
+
+def test_walked_staged_equals_a_constructed_one(tmp_path: Path) -> None:
+    import dataclasses
+
+    from artifacts.artifact import Staged
+
+    made = Staged("a/b", 3, source="/x/a/b", key=(3, 1, 2, 4))
+    walked = Staged.walked("a/b", 3, "/x/a/b", (3, 1, 2, 4))
+    assert walked == made and walked.meta == {}
+    assert dataclasses.replace(walked, path="c") == Staged("c", 3, source="/x/a/b", key=(3, 1, 2, 4))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        walked.path = "z"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        walked.meta["k"] = 1  # type: ignore[index]  # the shared empty meta is read-only
+
+
+def test_stat_cache_range_scan_finds_exactly_the_files_below_the_common_directory(tmp_path: Path) -> None:
+    """The common directory comes from the least and greatest path; names that sort around '/'
+    ('a-b', 'a.b', 'a0') must neither be missed nor confuse the range."""
+    cache = StatCache(tmp_path / "stat.sqlite")
+    names = ["a/x", "a/y/z", "a-b/x", "a.b/x", "a0/x", "a/b-c/x"]
+    for n in names:
+        (tmp_path / "t" / n).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "t" / n).write_bytes(n.encode())
+        os.utime(tmp_path / "t" / n, (time.time() - 60, time.time() - 60))
+    keys = {str(tmp_path / "t" / n): stat_key(os.stat(tmp_path / "t" / n)) for n in names}
+    cache.store_many((p, k, b3(p.encode())) for p, k in keys.items())
+    for subset in (keys, {p: k for p, k in keys.items() if "/t/a/" in p}):
+        assert cache.lookup_many(subset.items()) == {p: b3(p.encode()) for p in subset}
+
+
+_segment = st.text(st.characters(blacklist_categories=["Cs"]), min_size=1, max_size=8)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(
+        st.lists(_segment, min_size=1, max_size=3).map("/".join),
+        st.tuples(
+            st.text("0123456789abcdef", min_size=64, max_size=64),
+            st.integers(0, 2**63 - 1),
+            st.sampled_from([{}, {}, {"dtype": "F32", "shape": [2, 3]}]),
+        ),
+        max_size=8,
+    )
+)
+def test_plain_manifest_encoding_is_canonical_json_byte_for_byte(files: dict[str, Any]) -> None:
+    """The fast encoding names versions: one byte off and an unchanged re-put would look changed
+    (or, worse, two encoders would disagree about a version's identity). Any path characters (JSON
+    escapes, non-ASCII, quotes), any size; an entry with extras falls back to the general encoder."""
+    from artifacts.manifest import FileEntry, Manifest, canonical_json, encode_plain
+
+    m = Manifest.build([FileEntry(p, d, n, meta) for p, (d, n, meta) in files.items()])
+    general = canonical_json(m.to_json())
+    assert m.encode() == general
+    plain = encode_plain((e.path, e.digest, e.size, e.meta) for e in m.entries)
+    assert plain == (None if any(e.meta for e in m.entries) else general)
+    unsorted = [(e.path, e.digest, e.size, e.meta) for e in reversed(m.entries)]
+    if len(unsorted) > 1:
+        assert encode_plain(unsorted) is None  # not what Manifest.build gives: the caller falls back

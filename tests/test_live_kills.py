@@ -28,7 +28,7 @@ from tests._workers import Zygote, exit_info, other_machine, read_journal
 from tests.conftest import Backend
 
 #: SIGKILLs per backend (30 in all).
-KILLS = {"local": 18, "s3": 12}
+KILLS = {"local": 22, "s3": 8}
 #: Seconds a worker logs before it is killed.
 WINDOW = {"local": (0.02, 0.3), "s3": (0.1, 0.6)}
 INTERVAL = 0.02

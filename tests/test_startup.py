@@ -80,3 +80,31 @@ def test_ls_imports_only_the_catalog(tmp_path: Path) -> None:
     loaded, stdout = _modules("--store", str(store), "ls")
     assert "d" in stdout
     assert not loaded & set(HEAVY), f"artifacts ls imported {loaded & set(HEAVY)}"
+
+
+def test_version_imports_no_command_internals() -> None:
+    """`--version` (target: under 150 ms) loads the command modules and nothing a command imports
+    for its own work: no run/store machinery, no logging, sockets, decimal arithmetic or CSV."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, "--version"], capture_output=True, text=True, env=env, timeout=120
+    )
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("@@MODULES "))
+    loaded = set(json.loads(line[10:]))
+    for name in ("artifacts.run", "artifacts.store", "logging", "socket", "decimal", "csv", "secrets"):
+        assert name not in loaded, name
+
+
+def test_module_form_has_every_command() -> None:
+    """``python -m artifacts.cli`` runs the module as ``__main__``: commands registered from other
+    modules must land on that group too (`ui` and `report` once registered on a second copy)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for cmd in ("ui", "report", "sync", "runs"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "artifacts.cli", cmd, "--help"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        assert proc.returncode == 0 and f"artifacts {cmd}" in proc.stdout, (cmd, proc.stderr)

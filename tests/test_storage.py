@@ -54,6 +54,17 @@ def open_store(backend: Backend, **kw: Any) -> BlobStore:
     return storage.open_blob_store(backend.url, backend.storage_options, **kw)
 
 
+_OPENED: dict[str, BlobStore] = {}
+
+
+def opened(backend: Backend) -> BlobStore:
+    """One store per backend across a property test's examples (a new S3 client per example would
+    cost more than the example: the contract is the same either way)."""
+    if backend.url not in _OPENED:
+        _OPENED[backend.url] = open_store(backend)
+    return _OPENED[backend.url]
+
+
 def raw_fs(backend: Backend) -> tuple[fsspec.AbstractFileSystem, str]:
     """A filesystem independent of the store's, to tamper with the stored bytes behind its back."""
     fs, path = fsspec.url_to_fs(backend.url, **backend.storage_options)
@@ -92,7 +103,7 @@ class TestBlobStore:
     @HYPO
     @given(data=st.binary(max_size=4096))
     def test_round_trip_all_ways(self, backend: Backend, tmp_path: Path, data: bytes) -> None:
-        store = open_store(backend)
+        store = opened(backend)
         src = tmp_path / f"src-{uuid.uuid4().hex}"
         src.write_bytes(data)
         r1 = store.put_bytes(data)
@@ -114,7 +125,7 @@ class TestBlobStore:
     @HYPO
     @given(a=st.binary(min_size=1, max_size=512), b=st.binary(min_size=1, max_size=512))
     def test_distinct_content_distinct_digest(self, backend: Backend, a: bytes, b: bytes) -> None:
-        store = open_store(backend)
+        store = opened(backend)
         ra, rb = store.put_bytes(a), store.put_bytes(b)
         assert (ra.digest == rb.digest) == (a == b)
         assert store.read_bytes(ra.digest) == a
@@ -573,7 +584,8 @@ def test_s3_url_without_bucket() -> None:
     one_line(e.value)
 
 
-def test_unreachable_s3_endpoint_fails_fast() -> None:
+def test_unreachable_s3_endpoint_fails_fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ARTIFACTS_S3_TIMEOUT", "2")  # retried for 2 s (see tests/test_dark_s3.py)
     opts = s3_options("http://127.0.0.1:9")  # nothing listens on the discard port
     opts["config_kwargs"] = {
         "connect_timeout": 1,

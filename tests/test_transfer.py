@@ -137,6 +137,65 @@ def test_destination_numbers_versions_by_its_own_log(tmp_path: Path) -> None:
     assert report.runs == 0 and other.artifact("reviews").produced_by() is None
 
 
+@pytest.mark.parametrize("first", [["reviews"], ["gru:best"]])
+def test_partial_syncs_keep_every_edge_of_a_run_copied_finished(
+    tmp_path: Path, first: list[str]
+) -> None:
+    """A first sync of some refs copies their runs finished; a later sync of other refs still attaches
+    the outputs and inputs those runs had, so the lineage ends as a full sync would leave it."""
+    src = open_(Backend("local", str(tmp_path / "src")))
+    populate(src)
+    full = open_(Backend("local", str(tmp_path / "full")))
+    src.copy_to(full)
+    dst = open_(Backend("local", str(tmp_path / "dst")))
+    src.copy_to(dst, first)
+    src.copy_to(dst)
+    for name in ("gru", "reviews"):  # the destination numbers versions by its own log
+        by_digest = {v.digest: v for v in dst.versions(name)}
+        for want in src.versions(name):
+            got = by_digest[want.digest]
+            producer = want.produced_by()
+            assert producer is not None and got.produced_by() is not None, want.ref
+            assert got.produced_by().id == producer.id, want.ref  # type: ignore[union-attr]
+            assert sorted(r.id for r in got.consumed_by()) == sorted(
+                r.id for r in want.consumed_by()
+            ), want.ref
+    lin = (dst.lineage("gru:best", "both"), full.lineage("gru:best", "both"))
+    assert len(lin[0].edges) == len(lin[1].edges) and len(lin[0].nodes) == len(lin[1].nodes)
+    assert dst.verify().ok
+
+
+def test_a_copied_edge_cannot_claim_another_run(tmp_path: Path) -> None:
+    """``source.run_seq`` only opens the finished run that entry really copied; naming another source
+    entry is refused by the rules, as every reader decides it."""
+    from artifacts.catalog.entries import build
+
+    src = open_(Backend("local", str(tmp_path / "src")))
+    populate(src)
+    dst = open_(Backend("local", str(tmp_path / "dst")))
+    src.copy_to(dst, ["reviews"])
+    train = next(r for r in dst.runs() if r.job_type == "train")
+    prepare = next(r for r in dst.runs() if r.job_type == "prepare")
+    starts = {
+        obj["run"]["id"]: seq
+        for seq, obj in ((raw.seq, json.loads(raw.data)) for raw in src.log.read_after(0))
+        if obj["op"] == "run_started"
+    }
+    entry = {
+        "run_id": train.id,
+        "name": "reviews",
+        "version": 0,
+        "source": {"store": src.info["id"], "seq": 10**6, "run_seq": starts[prepare.id]},
+    }
+    with pytest.raises(artifacts.ArtifactsError, match="finished"):
+        dst.catalog.commit(build("artifact_used", entry))
+    assert prepare.id not in [r.id for r in dst.artifact("reviews").consumed_by()]
+    entry["run_id"] = prepare.id  # the run that source entry started: taken
+    entry["source"]["seq"] = 10**6 + 1
+    dst.catalog.commit(build("artifact_used", entry))
+    assert prepare.id in [r.id for r in dst.artifact("reviews").consumed_by()]
+
+
 def test_destination_quota_applies_to_the_copying_user(tmp_path: Path) -> None:
     src = open_(Backend("local", str(tmp_path / "src")))
     populate(src)

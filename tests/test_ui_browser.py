@@ -285,3 +285,34 @@ def test_report_file_draws_offline_with_no_request(
         )
     finally:
         pg.close()
+
+
+def test_a_live_run_page_grows_its_chart_by_itself(
+    server: str, demo: Demo, page: tuple[Any, Watch]
+) -> None:
+    """The run page of a running run polls the app: rows flushed after the page loaded appear in
+    its chart without a reload, and the page shows the run finished once it is."""
+    pg, watch = page
+    live = demo.live
+    pg.goto(f"{server}/runs/{demo.runs['live']}")
+    pg.wait_for_selector(".chart[data-metric='val_acc'][data-drawn='1']")
+    before = {c["metric"]: c["points"] for c in charts_drawn(pg)}["val_acc"]
+    assert before == len(live.history()) >= 1
+    pg.evaluate("() => { window.__notReloaded = true; }")
+    for step in range(before, before + 12):
+        live.log({"val_acc": 0.2 + step / 100}, step=step)
+    live.flush()
+    pg.wait_for_function(
+        "n => Number(document.querySelector(\".chart[data-metric='val_acc']\").dataset.points) >= n",
+        arg=before + 12,
+        timeout=15_000,
+    )
+    assert pg.evaluate("() => window.__notReloaded === true")  # drawn in place, not reloaded
+    drawn = {c["metric"]: c for c in charts_drawn(pg)}["val_acc"]
+    assert drawn["points"] == before + 12 and drawn["inked"] > 100
+    with pg.expect_navigation(timeout=15_000):  # finished: the page reloads as a finished run's
+        live.finish()
+    pg.wait_for_selector(".chart[data-metric='val_acc'][data-drawn='1']")
+    assert "finished" in pg.locator("h1").inner_text()
+    assert pg.locator("body[data-live]").count() == 0  # no more polling
+    only_local(watch, server)

@@ -188,12 +188,6 @@ def gc_scale(store: Catalog, *, cutoff: float, dry_run: bool) -> list[str]:
         rel = _rel(snaps.DATA_DIR, info)
         if rel not in data_kept and _old(info, cutoff):
             doomed.append(rel)
-    for prefix in (PACK_DIR, snaps.SNAPSHOT_DIR):  # temp files of writers killed mid-create (local)
-        doomed += [
-            _rel(prefix, i)
-            for i in root.listdir(prefix)
-            if _rel(prefix, i).rsplit("/", 1)[-1].startswith(".tmp-") and _old(i, cutoff)
-        ]
     if not dry_run:
         for rel in doomed:
             root.delete(rel)

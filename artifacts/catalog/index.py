@@ -19,6 +19,8 @@ from storage.statcache import init_lock
 
 from ..errors import ArtifactsError, NotFoundError
 from ..runquery import resolve_run_id
+from ..runvalues import DDL as VALUES_DDL
+from ..runvalues import Writer, fill
 from .entries import Entry, EntryError, decode
 from .full import index_write_errors, is_disk_full
 from .log import RawEntry
@@ -30,7 +32,11 @@ __all__ = ["INDEX_FORMAT", "Index", "IndexMoved"]
 #: 4: entries are decoded with full field validation (an index built before may hold entries that
 #: are now rejected, so it is rebuilt from the log) and meta keeps the store's total size.
 #: 5: runs.tags, notes, live history chunks; the query engine's indexes and run_keys table.
-INDEX_FORMAT = 6  # 6: copies (which source entries a copy committed)
+#: 6: copies (which source entries a copy committed).
+#: 7: run_values and run_value_keys (`artifacts.runvalues`): filled from the runs of a format 6 index
+#: when it is opened (no replay of the log), any other format is rebuilt.
+INDEX_FORMAT = 7
+_MIGRATES = {6: "add run_values"}
 
 
 #: What entry 1 names as its predecessor: nothing (an entry 1 with a ``prev`` is forged or misplaced).
@@ -70,6 +76,7 @@ class Index(Rules):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.store_id = store_id
+        self._values = Writer()
         # one process at a time creates (or rebuilds) the file: concurrent first opens would otherwise
         # delete each other's half-made index ("disk I/O error") or race on WAL ("database is locked")
         with init_lock(self.path), index_write_errors(self.path, "open the local index"):
@@ -80,6 +87,8 @@ class Index(Rules):
                 if is_disk_full(e):  # not damaged: keep it for when there is space again
                     raise
                 fmt = None
+            if not fresh and fmt in _MIGRATES:
+                fmt = self._migrate(fmt)
             if fresh or fmt != INDEX_FORMAT:
                 with contextlib.suppress(AttributeError):
                     self._conn.close()
@@ -94,6 +103,7 @@ class Index(Rules):
         conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA cache_size=-32768")  # KiB: pages read again and again in a rebuild
         conn.row_factory = sqlite3.Row
         return conn
 
@@ -103,6 +113,23 @@ class Index(Rules):
         except sqlite3.DatabaseError:  # no meta table yet, or not a database at all: rebuild
             return None
         return int(row[0]) if row else None
+
+    def _migrate(self, fmt: int) -> int | None:
+        """Bring an index of format ``fmt`` to `INDEX_FORMAT` in one transaction; returns the format
+        it has after (None when it is not an index after all: rebuilt then)."""
+        try:
+            with self.transaction() as c:
+                if self._format() != fmt:
+                    return self._format()  # another process migrated it meanwhile
+                for ddl in VALUES_DDL:
+                    c.execute(ddl)
+                fill(c)
+                c.execute("UPDATE meta SET value=? WHERE key='format'", (str(INDEX_FORMAT),))
+        except sqlite3.DatabaseError as e:
+            if is_disk_full(e):
+                raise
+            return None
+        return INDEX_FORMAT
 
     def _create_schema(self, admins: list[str]) -> None:
         if self._has_meta(self._conn):
@@ -149,6 +176,8 @@ class Index(Rules):
             db.table("run_keys").create(
                 {"source": str, "path": str, "type": str}, pk=("source", "path", "type")
             )
+            for ddl in VALUES_DDL:  # config and summary values, typed (`artifacts.runvalues`)
+                c.execute(ddl)
             db.table("artifacts").create({"name": str, "type": str, "next_version": int}, pk="name")
             db.table("versions").create(
                 {
@@ -210,6 +239,7 @@ class Index(Rules):
         """All or nothing, also when the COMMIT is what fails (a full disk): the connection is never
         left inside a transaction that would make every later write fail."""
         c = self._conn
+        self._values.forget()  # ids another transaction made may have been rolled back
         with index_write_errors(self.path):
             c.execute("BEGIN IMMEDIATE")
             try:
@@ -269,18 +299,21 @@ class Index(Rules):
                 if raw.seq != last + 1:
                     break  # a gap: the caller will fetch the missing entries next sync
                 c.execute("SAVEPOINT entry")
+                mark = self._values.mark()
                 try:
                     entry = decode(raw.seq, raw.data)
                     _check_prev(entry, known)
                     self._apply_entry(c, entry)
                 except (ArtifactsError, ValueError) as e:  # EntryError is a ValueError
                     c.execute("ROLLBACK TO entry")
+                    self._values.rollback_to(mark)
                     reason = str(e)
                     c.execute("INSERT OR REPLACE INTO rejected VALUES (?, ?)", (raw.seq, reason))
                     rejected.append((raw.seq, reason))
                 c.execute("RELEASE entry")
                 last, digest = raw.seq, hash_bytes(raw.data)
                 known = digest
+            self._values.flush(c)
             c.execute("UPDATE meta SET value=? WHERE key='last_seq'", (str(last),))
             if digest is not None:  # the hash chain's link for the next writer (see entries.prev)
                 c.execute(

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from storage import hash_bytes
+from storage.leftovers import clean_leftovers
 from storage.quarantine import corrupt_message, is_set_aside
 
 from ..errors import IntegrityError, InvalidStateError, InvalidValueError, NotFoundError
@@ -78,6 +79,9 @@ class GcReport:
     ``kept`` counts the blobs left in place; ``spared`` lists blobs that were doomed when listed but
     were reused by a commit while gc ran; ``tmp_removed`` counts leftovers of killed uploads removed;
     ``restored`` lists blobs put back from a remote root's trash because a commit refers to them.
+    ``uploads_aborted`` counts multipart uploads left by puts that died (S3; a dead endpoint
+    defeats their own abort) and ``temp_removed`` temp files of killed commits (local), both once
+    older than the grace period (see `storage.leftovers`).
     """
 
     deleted: tuple[str, ...]
@@ -88,6 +92,8 @@ class GcReport:
     tmp_removed: int = 0
     restored: tuple[str, ...] = ()
     snapshots_removed: tuple[str, ...] = ()
+    uploads_aborted: int = 0
+    temp_removed: int = 0
 
 
 # -- verify ----------------------------------------------------------------------------------------
@@ -306,6 +312,7 @@ def gc(store: Catalog, *, grace_period: float = 24 * 3600, dry_run: bool = False
     live |= store.index.live_digests()
     doomed = [b for b in listed if b.digest not in live and store.blobs.older(b.mtime, cutoff)]
     old_snapshots = tuple(gc_scale(store, cutoff=cutoff, dry_run=dry_run))
+    left = clean_leftovers(store.root, cutoff, dry_run=dry_run)
     if dry_run:
         return GcReport(
             tuple(b.digest for b in doomed),
@@ -313,6 +320,8 @@ def gc(store: Catalog, *, grace_period: float = 24 * 3600, dry_run: bool = False
             len(listed) - len(doomed),
             True,
             snapshots_removed=old_snapshots,
+            uploads_aborted=len(left.uploads),
+            temp_removed=len(left.temp_files),
         )
     results = store.blobs.sweep_many(doomed, cutoff)
     deleted = [b for b, gone in zip(doomed, results, strict=True) if gone]
@@ -331,6 +340,8 @@ def gc(store: Catalog, *, grace_period: float = 24 * 3600, dry_run: bool = False
         tmp_removed,
         restored,
         old_snapshots,
+        len(left.uploads),
+        len(left.temp_files),
     )
 
 

@@ -21,7 +21,7 @@ from ..errors import (
     PermissionDeniedError,
     QuotaExceededError,
 )
-from ..runkeys import record_keys
+from ..runvalues import Writer
 from .entries import (
     INT64_MAX,
     AdminAdded,
@@ -43,6 +43,11 @@ __all__ = ["AlreadyCopiedError", "Applied", "Rules", "run_node", "version_node"]
 
 def _j(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def _loads(text: str | None) -> Any:
+    """A runs row's JSON column (written by `_j` above), or None."""
+    return json.loads(text) if text else None
 
 
 def version_node(name: str, version: int) -> str:
@@ -79,7 +84,10 @@ def _origin(e: Entry) -> tuple[str, int] | None:
 
 class Rules:
     """Mixin of `Index`: the state transitions. Queries it relies on (``_latest``, ``_version_row``,
-    ``quota``, ``usage``, ``is_admin``, ``_meta``) are the index's own."""
+    ``quota``, ``usage``, ``is_admin``, ``_meta``) are the index's own, and so is ``_values``,
+    which records each run's config and summary keys (`artifacts.runvalues`)."""
+
+    _values: Writer
 
     def _latest(self, c: sqlite3.Connection, name: str) -> sqlite3.Row | None:
         raise NotImplementedError
@@ -140,7 +148,26 @@ class Rules:
                 e.notes,
             ),
         )
-        record_keys(c, "config", e.config)
+        self._values.write(c, "config", e.seq, None, e.config)
+
+    def _attachable(self, c: sqlite3.Connection, e: Entry, run_id: str) -> sqlite3.Row:
+        """The run an output or input is attached to: one that is running, or, for a copy, the run
+        that an earlier copy from the same store brought here finished (a later sync of other refs
+        adds the edges the source run had; ``source.run_seq`` names the source run's start)."""
+        row = self._run_row(c, run_id)
+        origin = _origin(e)
+        run_seq = e.source.get("run_seq") if e.source is not None else None
+        if row["status"] != "running" and origin is not None and type(run_seq) is int:
+            hit = c.execute(
+                "SELECT seq FROM copies WHERE store=? AND src_seq=?", (origin[0], run_seq)
+            ).fetchone()
+            if hit is not None and hit[0] == row["seq"]:
+                if row["user"] != e.user and not self.is_admin(e.user, c):
+                    raise PermissionDeniedError(
+                        f"run {run_id} belongs to {row['user']}, not {e.user}"
+                    )
+                return row
+        return self._running(c, run_id, e.user)
 
     def _run_row(self, c: sqlite3.Connection, run_id: str) -> sqlite3.Row:
         row = c.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
@@ -179,7 +206,9 @@ class Rules:
                 e.run_id,
             ),
         )
-        record_keys(c, "summary", e.summary)
+        self._values.write(c, "summary", row["seq"], _loads(row["summary"]), e.summary)
+        if e.config is not None:
+            self._values.write(c, "config", row["seq"], _loads(row["config"]), e.config)
 
     def _apply_run_updated(self, c: sqlite3.Connection, e: RunUpdated) -> None:
         row = self._run_row(c, e.run_id)
@@ -204,7 +233,7 @@ class Rules:
         if manifest.digest != e.digest:
             raise IntegrityError(f"manifest of {e.name} does not hash to the digest it claims")
         if e.run_id is not None:
-            self._running(c, e.run_id, e.user)
+            self._attachable(c, e, e.run_id)
         art = c.execute(
             "SELECT type, next_version FROM artifacts WHERE name=?", (e.name,)
         ).fetchone()
@@ -277,7 +306,7 @@ class Rules:
             )
 
     def _apply_artifact_used(self, c: sqlite3.Connection, e: ArtifactUsed) -> int:
-        self._running(c, e.run_id, e.user)
+        self._attachable(c, e, e.run_id)
         row = self._version_row(c, e.name, e.version)
         self._edge(
             c, version_node(row["name"], row["version"]), run_node(e.run_id), "consumed", e.seq
