@@ -94,6 +94,10 @@ class ArtifactVersion:
     def files(self) -> list[FileEntry]:
         return [file_entry(r) for r in self._store.index.files(self._id)]
 
+    def file_count(self) -> int:
+        """``len(self.files())``, counted by the index."""
+        return self._store.index.file_count(self._id)
+
     def file(self, path: str) -> FileEntry:
         row = self._store.index.file(self._id, path)
         if row is None:
