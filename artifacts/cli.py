@@ -410,7 +410,8 @@ def get(
     if dest.exists() and not dest.is_dir():  # a usage error, as click reports a bad path
         raise click.BadParameter(f"directory {str(dest)!r} is a file.", param_hint="'DEST'")
     with Progress.bar(c.quiet, f"get {v.ref}") as cb:
-        cb.set_size(v.size)
+        if cb is not None:
+            cb.set_size(v.size)
         try:
             written = v.download(dest, force=force, callback=cb, link=link)
         except ConflictError:

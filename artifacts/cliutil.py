@@ -214,11 +214,11 @@ class Progress:
 
     @staticmethod
     @contextmanager
-    def bar(quiet: bool, desc: str) -> Iterator[Callback]:
-        from fsspec.callbacks import NoOpCallback
-
+    def bar(quiet: bool, desc: str) -> Iterator[Callback | None]:
+        """A progress bar on stderr, or None when none is shown (every API takes None as "no
+        progress", and fsspec, which the bar needs, is then not imported at all)."""
         if not Progress.wanted(quiet):
-            yield NoOpCallback()
+            yield None
             return
         cb = (globals().get("TqdmCallback") or __getattr__("TqdmCallback"))(
             tqdm_kwargs={

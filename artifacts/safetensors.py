@@ -34,7 +34,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from storage.streams import as_callback, copy_file_hashing
+from storage.progress import as_callback
+from storage.streams import copy_file_hashing
 
 from .artifact import Staged, refuse_special
 from .bounds import INT64_MAX, shorten

@@ -9,11 +9,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from fsspec.callbacks import Callback
-
 from storage import BlobStore, Root, hash_bytes, open_root
 from storage.quarantine import set_aside_among
-from storage.streams import Relay
 
 from .artifact import Artifact
 from .bounds import INT64_MAX, check_int
@@ -59,6 +56,8 @@ from .values import check_notes, check_tags, plain_mapping
 from .version import ArtifactVersion
 
 if TYPE_CHECKING:
+    from fsspec.callbacks import Callback
+
     from .catalog.maintenance import GcReport, VerifyReport
     from .catalog.tail import LogReader
 
@@ -502,6 +501,8 @@ class Store:
             callback.set_size(artifact.size)
         entries: list[FileEntry] = []
         if files:
+            from storage.progress import Relay  # fsspec loads here, where bytes may move
+
             results = self.blobs.put_files(
                 [s.source for s in files if s.source is not None],
                 keys=[s.key for s in files],

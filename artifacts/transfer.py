@@ -23,10 +23,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from fsspec.callbacks import Callback
-
-from storage.streams import Relay, as_callback
-
 from .catalog.entries import build
 from .catalog.rules import AlreadyCopiedError
 from .errors import (
@@ -42,12 +38,18 @@ from .untrusted import load_json
 if TYPE_CHECKING:
     import sqlite3
 
+    from fsspec.callbacks import Callback
+
     from .store import Store
 
 __all__ = ["CopyReport", "copy_to"]
 
 #: blobs up to this size are copied through memory (one request each way), larger ones stream
 _SMALL = 8 * 1024 * 1024
+#: into a remote store, blobs up to this size go in batches of concurrent creates ...
+_BATCH_ITEM = 1024 * 1024
+#: ... of at most this many bytes held in memory at once
+_BATCH_BYTES = 64 * 1024 * 1024
 _HEAD = ("format", "seq", "op", "user", "ts", "source")
 #: operations that attach a version to a run (as its output or its input)
 _EDGES = ("version_logged", "artifact_used")
@@ -216,6 +218,8 @@ def copy_to(
     _precheck_quota(dst, manifests, src)
     have = dst.index.live_digests()
     todo = {d: s for d, s in need.items() if d not in have}
+    from storage.progress import as_callback  # fsspec: not for a command that copies nothing
+
     cb = as_callback(callback)
     cb.set_size(sum(todo.values()))
     stored = _copy_blobs(src, dst, todo, cb, max_workers)
@@ -270,16 +274,23 @@ def _precheck_quota(dst: Store, manifests: dict[int, Manifest], src: Store) -> N
 def _copy_blobs(
     src: Store, dst: Store, todo: dict[str, int], cb: Callback, max_workers: int
 ) -> list[str]:
-    """Store every blob of ``todo`` in ``dst``, verified against its digest; the ones written."""
+    """Store every blob of ``todo`` in ``dst``, verified against its digest; the ones written.
+
+    Into a remote store, small blobs go in batches of concurrent exclusive creates (one task each
+    on the filesystem's event loop, as s3fs's own ``put`` sends files); larger ones stream, a few
+    threads at once.
+    """
+    small = sorted(d for d in todo if dst.root.remote and todo[d] <= _BATCH_ITEM)
+    written = _copy_small(src, dst, small, todo, cb) if small else []
+
+    from storage.progress import Relay
 
     def one(digest: str) -> str | None:
         relay = Relay(cb)
         local = src.blobs.local_path(digest)
         if local is not None:
             if not local.exists():
-                raise NotFoundError(
-                    f"blob {digest} is missing from {src.url}; run `artifacts verify`"
-                )
+                raise _missing(src, digest)
             r = dst.blobs.put_file(local, callback=relay)
         elif todo[digest] <= _SMALL:
             r = dst.blobs.put_bytes(src.blobs.read_bytes(digest, verify=True))
@@ -287,19 +298,62 @@ def _copy_blobs(
         else:
             with src.blobs.open(digest, verify=True) as f:
                 r = dst.blobs.put_stream(f, callback=relay)
-        if r.digest != digest:
-            raise IntegrityError(
-                f"blob {digest} in {src.url} is corrupt (it hashes to {r.digest}); nothing that "
-                "refers to it was copied. Run `artifacts verify` on the source"
-            )
+        _check_copied(src, digest, r.digest)
         return digest if r.written else None
 
-    items = sorted(todo)
+    chosen = set(small)
+    items = sorted(d for d in todo if d not in chosen)
     workers = max(1, min(max_workers, len(items)))
     # two disks gain nothing past two copies at once; a round trip on either side wants many
     workers = min(workers, max(src.blobs.concurrency, dst.blobs.concurrency))
     with ThreadPoolExecutor(workers) as pool:
-        return [d for d in pool.map(one, items) if d is not None]
+        return written + [d for d in pool.map(one, items) if d is not None]
+
+
+def _copy_small(
+    src: Store, dst: Store, digests: list[str], todo: dict[str, int], cb: Callback
+) -> list[str]:
+    """Small blobs into a remote store, a bounded batch at a time (read, checked, created)."""
+    written: list[str] = []
+    start = 0
+    while start < len(digests):
+        end, size = start, 0
+        while end < len(digests) and (end == start or size + todo[digests[end]] <= _BATCH_BYTES):
+            size += todo[digests[end]]
+            end += 1
+        batch = digests[start:end]
+        start = end
+        if src.root.os_paths:
+            datas = []
+            for d in batch:
+                try:
+                    datas.append(src.blobs.read_bytes(d, verify=False))  # checked below
+                except NotFoundError:
+                    raise _missing(src, d) from None
+        else:
+            got = src.root.read_many([src.blobs.relpath(d) for d in batch])
+            missing = [d for d in batch if src.blobs.relpath(d) not in got]
+            if missing:
+                raise _missing(src, missing[0])
+            datas = [got[src.blobs.relpath(d)] for d in batch]
+        results = dst.blobs.put_bytes_many(datas, callback=cb)
+        for d, r in zip(batch, results, strict=True):
+            _check_copied(src, d, r.digest)  # before any entry refers to it
+            if r.written:
+                written.append(d)
+    return written
+
+
+def _missing(src: Store, digest: str) -> NotFoundError:
+    return NotFoundError(f"blob {digest} is missing from {src.url}; run `artifacts verify`")
+
+
+def _check_copied(src: Store, digest: str, got: str) -> None:
+    if got != digest:
+        raise IntegrityError(
+            f"blob {digest} in {src.url} is corrupt (it hashes to {got}); nothing that refers "
+            "to it was copied. Run `artifacts verify` on the source"
+        )
 
 
 def _commit_copy(

@@ -9,13 +9,13 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from fsspec.callbacks import Callback
-
 from .catalog.records import RunRecord, file_entry
 from .errors import IntegrityError, NotFoundError
 from .manifest import FileEntry
 
 if TYPE_CHECKING:
+    from fsspec.callbacks import Callback
+
     from .catalog.records import VersionRecord
     from .run import Run
     from .store import Store

@@ -63,15 +63,21 @@ def main() -> None:
             for cmd in (["put", "d", str(small), "--type", "dataset"], ["ls"]):
                 t = time.monotonic()
                 try:
-                    p = subprocess.run([*cli, *cmd], env=env, capture_output=True, text=True,
-                                       timeout=args.limit)
+                    p = subprocess.run(
+                        [*cli, *cmd], env=env, capture_output=True, text=True, timeout=args.limit
+                    )
                     took, lines = time.monotonic() - t, len(p.stderr.splitlines())
                 except subprocess.TimeoutExpired:
                     took, lines = float("inf"), -1
                 rows.append((mode, cmd[0], took, took / args.timeout, lines))
             switch.go("on")
-            put = subprocess.Popen([*cli, "put", "big", str(big), "--type", "model"], env=env,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            put = subprocess.Popen(
+                [*cli, "put", "big", str(big), "--type", "model"],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
             time.sleep(0.5)  # the upload is under way (one part of 16 MiB takes longer)
             switch.go(mode)
             t = time.monotonic()

@@ -33,9 +33,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _common import load_line, median_time  # noqa: E402
 
 import artifacts  # noqa: E402
+from artifacts import runplan  # noqa: E402
 from artifacts.catalog.index import INDEX_FORMAT  # noqa: E402
 from artifacts.catalog.log import RawEntry, log_path  # noqa: E402
 from artifacts.manifest import canonical_json  # noqa: E402
+from artifacts.query import parse  # noqa: E402
+from artifacts.querysql import RUNS, order_keys  # noqa: E402
+from artifacts.runquery import select_runs  # noqa: E402
 
 GROUPS = ["baseline", "wide", "deep", "small"] + [f"sweep-{i}" for i in range(46)]
 T0 = _dt.datetime(2026, 1, 1, tzinfo=_dt.timezone.utc)
@@ -110,6 +114,27 @@ def _reuse(tmp: Path, runs: int) -> artifacts.Store | None:
         return store
     store.close()
     return None
+
+
+def _plans(store: artifacts.Store, queries: list[dict[str, Any]]) -> None:
+    """Each runs query's plan (`artifacts.runplan`) against the JSON scan every query ran before
+    index format 7 (``plan="scan"``), on the same index, interleaved: the ratio of one run."""
+    conn = store.index.connection
+    print(f"\n{'plan: where / order':58} {'chosen':>9} {'scan':>9} {'ratio':>6}")
+    for q in queries:
+        keys = order_keys(RUNS, q.get("order_by"))
+        p = runplan.choose(conn, parse(q["where"]), None, keys, q.get("limit"))
+        times = {
+            plan: median_time(lambda plan=plan, q=q: select_runs(conn, **q, plan=plan), repeat=7)
+            for plan in ("auto", "scan")
+        }
+        label = f"{p.kind}{':' + p.access.kind if p.access else ''}: {q['where']}"[:58]
+        if "after" in q:
+            label = f"{label[:44]} (next page)"
+        print(
+            f"{label:58} {times['auto'] * 1000:7.1f} ms {times['scan'] * 1000:7.1f} ms "
+            f"{times['scan'] / times['auto']:5.0f}x"
+        )
 
 
 def main() -> None:
@@ -205,6 +230,9 @@ def main() -> None:
         verdict = "" if target is None else ("ok" if m < target else "MISSED")
         tgt = "" if target is None else f"{target * 1000:.0f} ms"
         print(f"{label:58} {m * 1000:7.1f} ms {tgt:>8} {verdict}")
+    q_seed = dict(where="config.seed = 4242", order_by=["-summary.val_acc"], limit=50)
+    q_adam = dict(where='config.optimizer = "adam" and summary.val_acc > 0.99', limit=50)
+    _plans(store, [q_example, q_job, q_scan, {**q_scan, "after": page1.next_cursor}, q_seed, q_adam])
     store.close()
 
     env = {

@@ -7,14 +7,14 @@ import os
 import uuid
 from typing import TYPE_CHECKING
 
-from fsspec.callbacks import Callback
-
 from .errors import IntegrityError, NotFoundError
 from .hashing import hash_file
 from .quarantine import missing_error
-from .streams import as_callback, copy_file_hashing, copy_hashing
+from .streams import copy_file_hashing, copy_hashing
 
 if TYPE_CHECKING:
+    from fsspec.callbacks import Callback
+
     from .blobs import BlobStore
 
 __all__ = ["get_file"]
@@ -34,6 +34,8 @@ def get_file(
     file is hashed after (a blob missing there may be in gc's trash: it is put back and fetched).
     """
     dest = os.fspath(dest)
+    from .progress import as_callback  # fsspec: loaded where bytes move
+
     cb = as_callback(callback)
     parent = os.path.dirname(os.path.abspath(dest))
     os.makedirs(parent, exist_ok=True)

@@ -7,14 +7,14 @@ import contextlib
 import os
 import shutil
 import uuid
-from typing import IO, Any, ClassVar
-
-import fsspec
-from fsspec.callbacks import Callback
-from fsspec.implementations.local import LocalFileSystem
+from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 from .backend import Root, backend_errors
 from .errors import BackendError, ConflictError
+
+if TYPE_CHECKING:
+    import fsspec
+    from fsspec.callbacks import Callback
 
 __all__ = ["LocalRoot"]
 
@@ -22,8 +22,24 @@ __all__ = ["LocalRoot"]
 class LocalRoot(Root):
     os_paths: ClassVar[bool] = True
 
+    def __init__(self, fs: fsspec.AbstractFileSystem | None, path: str, url: str) -> None:
+        """``fs`` None: fsspec's local filesystem is made when a call first needs it (most calls
+        here use the OS directly), so opening a local store does not import fsspec."""
+        self._fs = fs
+        self.path, self.url = path, url
+
+    @property  # type: ignore[override]
+    def fs(self) -> fsspec.AbstractFileSystem:
+        if self._fs is None:
+            from fsspec.implementations.local import LocalFileSystem
+
+            self._fs = LocalFileSystem()
+        return self._fs
+
     @staticmethod
     def serves(fs: fsspec.AbstractFileSystem) -> bool:
+        from fsspec.implementations.local import LocalFileSystem
+
         return isinstance(fs, LocalFileSystem)
 
     def local(self, rel: str) -> str:
@@ -55,6 +71,10 @@ class LocalRoot(Root):
             finally:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
+
+    def read(self, rel: str) -> bytes:
+        with backend_errors(f"read {rel}", self.url), open(self.full(rel), "rb") as f:
+            return f.read()
 
     def read_many(self, rels: list[str]) -> dict[str, bytes]:
         out = {}

@@ -14,14 +14,14 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, BinaryIO
 
-from fsspec.callbacks import Callback
-
 from .errors import disk_full_errors
 from .hashing import CHUNK_SIZE, hash_bytes
 from .streams import RangeReader, copy_file_hashing, copy_hashing, write_all
 from .values import PutResult
 
 if TYPE_CHECKING:
+    from fsspec.callbacks import Callback
+
     from .blobs import BlobStore
 
 __all__ = [

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import io
 import threading
-from typing import IO, ClassVar
+from typing import IO, TYPE_CHECKING, ClassVar
 
 import fsspec
-from fsspec.callbacks import Callback
 from fsspec.implementations.memory import MemoryFileSystem
 
 from .backend import Root, backend_errors
 from .errors import ConflictError
+
+if TYPE_CHECKING:
+    from fsspec.callbacks import Callback
 
 __all__ = ["MemoryRoot"]
 

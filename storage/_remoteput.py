@@ -10,16 +10,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from fsspec.callbacks import Callback, NoOpCallback
-
 from .backend import backend_errors
 from .errors import ConflictError
 from .hashing import hash_bytes
-from .streams import Tally
+from .progress import Tally, as_callback
 from .upload import SINGLE_PUT_MAX, read_whole, upload_parts
 from .values import PutResult
 
 if TYPE_CHECKING:
+    from fsspec.callbacks import Callback
+
     from .blobs import BlobStore
 
 __all__ = ["put_remote", "put_remote_bytes", "put_remote_file", "upload_spool"]
@@ -98,7 +98,7 @@ def put_remote(
     # If gc swept it between our PUT and now, store it after all.
     if not blobs._freshen(digest, size):
         try:
-            upload(Tally(NoOpCallback()))
+            upload(Tally(as_callback(None)))
             cb.relative_update(size - tally.n)
             return PutResult(digest, size, True)
         except ConflictError:
@@ -122,4 +122,4 @@ def put_remote_bytes(
     def upload(_: Callback) -> None:
         blobs.root.create_exclusive(rel, payload)
 
-    return put_remote(blobs, digest, len(payload), upload, NoOpCallback())
+    return put_remote(blobs, digest, len(payload), upload, as_callback(None))

@@ -15,12 +15,13 @@ import contextlib
 import errno
 import os
 from collections.abc import Iterator
-from typing import IO, Any, ClassVar
-
-import fsspec
-from fsspec.callbacks import Callback
+from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 from .errors import ArtifactsError, BackendError, ConflictError, NotFoundError, disk_full_errors
+
+if TYPE_CHECKING:
+    import fsspec
+    from fsspec.callbacks import Callback
 
 __all__ = ["Root", "backend_errors", "mtime_of", "open_root"]
 
@@ -200,6 +201,48 @@ class Root:
 
         return sync(self.fs.loop, gather)
 
+    def create_many(self, items: list[tuple[str, bytes]], limit: int = 64) -> list[bool]:
+        """`create_exclusive` of each (rel, data); True where created, False where it existed.
+
+        On an async filesystem the creates go ``limit`` at a time on its own event loop (one task
+        each, not one thread each), elsewhere one after another. The first other error is raised
+        after every started create has ended.
+        """
+        if not getattr(self.fs, "async_impl", False):
+            out = []
+            for rel, data in items:
+                try:
+                    self.create_exclusive(rel, data)
+                    out.append(True)
+                except ConflictError:
+                    out.append(False)
+            return out
+        import asyncio
+
+        from fsspec.asyn import sync
+
+        async def gather() -> list[bool | BaseException]:
+            gate = asyncio.Semaphore(limit)
+
+            async def one(rel: str, data: bytes) -> bool:
+                async with gate:
+                    try:
+                        await self.fs._pipe_file(self.full(rel), data, mode="create")
+                    except FileExistsError:
+                        return False
+                    return True
+
+            return list(
+                await asyncio.gather(*(one(r, d) for r, d in items), return_exceptions=True)
+            )
+
+        with backend_errors("create objects", self.url):
+            got = sync(self.fs.loop, gather)
+            for g in got:
+                if isinstance(g, BaseException):
+                    raise g
+        return [bool(g) for g in got]
+
     def write(self, rel: str, data: bytes) -> None:
         """Plain overwrite for objects whose content is fixed by their name (blobs) or that are caches."""
         with backend_errors(f"write {rel}", self.url):
@@ -333,9 +376,7 @@ def mtime_of(info: dict[str, Any]) -> float | None:
 
 def open_root(url: str, storage_options: dict[str, Any] | None = None) -> Root:
     """Open ``url`` (a path, ``file://``, ``s3://bucket/prefix`` or ``memory://``) as a store root."""
-    from ._fsspec import remote_root
     from ._local import LocalRoot
-    from ._memory import MemoryRoot
 
     url = os.fspath(url)
     if "://" in url:
@@ -348,6 +389,13 @@ def open_root(url: str, storage_options: dict[str, Any] | None = None) -> Root:
     else:
         url = os.path.abspath(os.path.expanduser(url))
     options = dict(storage_options or {})
+    if "://" not in url and not options:  # a plain path: no fsspec until a call needs its filesystem
+        return LocalRoot(None, url.rstrip("/"), url)
+    import fsspec
+
+    from ._fsspec import remote_root
+    from ._memory import MemoryRoot
+
     s3 = url.split("://", 1)[0].lower() in ("s3", "s3a")
     if s3:
         # Several machines write one bucket: a cached listing would hide their blobs (false "not found")

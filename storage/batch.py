@@ -19,15 +19,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from fsspec.callbacks import Callback
-
 from .errors import InvalidPathError, NotFoundError
 from .hashing import CHUNK_SIZE, hash_bytes
 from .statcache import StatKey, stat_key
-from .streams import Relay
 from .upload import SourceChangedError
 
 if TYPE_CHECKING:
+    from fsspec.callbacks import Callback
+
     from .blobs import BlobStore
     from .values import PutResult
 
@@ -164,6 +163,8 @@ def put_many(
                 r = blobs.put_bytes(data)
                 learned.append((s.path, key, r.digest))
             else:  # streamed with its own progress and stat-cache entry
+                from .progress import Relay  # fsspec: only once bytes move (see storage.progress)
+
                 results[i] = blobs.put_file(s.path, callback=Relay(cb))
                 continue
             results[i] = r

@@ -16,28 +16,37 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-from fsspec.callbacks import Callback, NoOpCallback
-
-from . import _download, _localput, _remoteput, sweep
+from . import _download, _localput, sweep
 from .backend import Root, mtime_of
 from .errors import IntegrityError, InvalidPathError, NotFoundError
 from .hashing import CHUNK_SIZE, DIGEST_RE, check_digest, hash_bytes, hash_file
 from .quarantine import missing_error, set_aside
 from .statcache import StatCache, StatKey, stat_key
-from .streams import (
-    RangeReader,
-    Relay,
-    VerifyingReader,
-    as_callback,
-    copy_hashing,
-)
+from .streams import RangeReader, VerifyingReader, copy_hashing
 from .trash import restore
 from .upload import SourceChangedError
 from .values import BlobInfo, LocalBlob, PutResult
 
+if TYPE_CHECKING:
+    from fsspec.callbacks import Callback
+
 __all__ = ["BLOBS", "FRESHEN_AFTER", "TMP", "BlobStore"]
+
+
+def as_callback(cb: Callback | None) -> Callback:
+    """`storage.progress.as_callback`, imported on first use: fsspec loads only once a put or a
+    get runs (a command that moves no bytes never pays for it)."""
+    from .progress import as_callback as real
+
+    return real(cb)
+
+
+def _relay(cb: Callback) -> Callback:
+    from .progress import Relay
+
+    return Relay(cb)
 
 BLOBS = "blobs"
 _EMPTY = hash_bytes(b"")  # the digest of no bytes: an empty entry needs no read
@@ -168,6 +177,8 @@ class BlobStore:
                 if self.root.os_paths:
                     result = _localput.put_local_stream(self, path, cb)
                 else:
+                    from . import _remoteput  # S3 and memory roots only (fsspec loaded)
+
                     result = _remoteput.put_remote_file(self, path, st.st_size, known, cb)
             except SourceChangedError:
                 continue
@@ -196,7 +207,35 @@ class BlobStore:
             check_digest(digest)
         if self.root.os_paths:
             return _localput.put_local_bytes(self, data, digest)
+        from . import _remoteput  # S3 and memory roots only (fsspec loaded)
+
         return _remoteput.put_remote_bytes(self, data, digest)
+
+    def put_bytes_many(
+        self, datas: Sequence[bytes], *, callback: Callback | None = None
+    ) -> list[PutResult]:
+        """Store many small buffers; results in the order given. Each is hashed here (the digest
+        names the bytes sent).
+
+        On a remote root each is one exclusive create and they go concurrently on the filesystem's
+        event loop (a thread per blob costs more than the request on a fast endpoint); content that
+        is stored already is then handled as `put_bytes` handles it (freshened for gc, or stored
+        after all if gc swept it meanwhile). Elsewhere this is `put_bytes` in a loop.
+        """
+        cb = as_callback(callback)
+        if self.root.os_paths or not self.root.remote:
+            out = []
+            for d in datas:
+                out.append(self.put_bytes(d))
+                cb.relative_update(len(d))
+            return out
+        digests = [hash_bytes(d) for d in datas]
+        created = self.root.create_many([(self.relpath(g), d) for g, d in zip(digests, datas, strict=True)])
+        results = []
+        for d, g, new in zip(datas, digests, created, strict=True):
+            results.append(PutResult(g, len(d), True) if new else self.put_bytes(d, digest=g))
+            cb.relative_update(len(d))
+        return results
 
     def put_stream(self, f: BinaryIO, *, callback: Callback | None = None) -> PutResult:
         """Store whatever a binary stream yields, in bounded memory.
@@ -212,7 +251,9 @@ class BlobStore:
                 digest, size = copy_hashing(f, spool, cb)  # type: ignore[arg-type]
                 spool.close()
                 # the spool was hashed on the way in; upload it under that digest without re-reading it
-                return _remoteput.upload_spool(self, spool.name, digest, size, NoOpCallback())
+                from . import _remoteput  # S3 and memory roots only (fsspec loaded)
+
+                return _remoteput.upload_spool(self, spool.name, digest, size, as_callback(None))
             finally:
                 os.unlink(spool.name)
 
@@ -273,7 +314,7 @@ class BlobStore:
         """Store many (path, offset, length) ranges of local files; results in order."""
         cb = as_callback(callback)
         return self._map(
-            lambda r: self.put_range(r[0], r[1], r[2], callback=Relay(cb)),
+            lambda r: self.put_range(r[0], r[1], r[2], callback=_relay(cb)),
             list(ranges),
             self.concurrency,
         )
@@ -450,7 +491,7 @@ class BlobStore:
         pairs = list(pairs)
         cb = as_callback(callback)
         self._map(
-            lambda p: self.get_file(p[0], p[1], verify=verify, callback=Relay(cb)),
+            lambda p: self.get_file(p[0], p[1], verify=verify, callback=_relay(cb)),
             pairs,
             max_workers,
         )

@@ -1,5 +1,5 @@
-"""Streams under the blob store: the one-pass copy that hashes what it writes, a reader that verifies
-what it reads, and progress callbacks that several concurrent transfers can share.
+"""Streams under the blob store: the one-pass copy that hashes what it writes and a reader that
+verifies what it reads (the progress callbacks they report to are `storage.progress`).
 """
 
 from __future__ import annotations
@@ -8,21 +8,18 @@ import contextlib
 import errno
 import io
 import os
-import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, BinaryIO
-
-from fsspec.callbacks import Callback, NoOpCallback
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .errors import IntegrityError
 from .hashing import CHUNK_SIZE, Hasher
 
+if TYPE_CHECKING:
+    from fsspec.callbacks import Callback
+
 __all__ = [
     "RangeReader",
-    "Relay",
-    "Tally",
     "VerifyingReader",
-    "as_callback",
     "copy_file_hashing",
     "copy_hashing",
     "write_all",
@@ -30,10 +27,6 @@ __all__ = [
 
 #: Buffers in flight in a large copy: one being hashed, the others being written.
 _NBUF = 3
-
-
-def as_callback(cb: Callback | None) -> Callback:
-    return cb if cb is not None else NoOpCallback()
 
 
 class VerifyingReader(io.RawIOBase):
@@ -105,53 +98,6 @@ class VerifyingReader(io.RawIOBase):
         with contextlib.suppress(Exception):
             self._raw.close()
         super().close()
-
-
-class Relay(Callback):
-    """Forwards byte progress of one transfer into a shared callback without resetting its size.
-
-    Several transfers run in threads at once and ``Callback.relative_update`` is a read-modify-write,
-    so updates are serialised (otherwise progress would lose bytes).
-    """
-
-    # re-entrant: a Relay may forward into another Relay (nested transfers)
-    _lock = threading.RLock()
-
-    def __init__(self, parent: Callback | None) -> None:
-        super().__init__()
-        self._parent = as_callback(parent)
-
-    def set_size(self, size: int | None) -> None:
-        pass
-
-    def relative_update(self, inc: int = 1) -> None:
-        with Relay._lock:
-            self._parent.relative_update(inc)
-
-    def absolute_update(self, value: int) -> None:
-        pass
-
-    def call(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-
-class Tally(Callback):
-    """Passes progress through to ``inner`` and counts the bytes reported."""
-
-    def __init__(self, inner: Callback) -> None:
-        super().__init__()
-        self._inner = inner
-        self.n = 0
-
-    def set_size(self, size: int | None) -> None:
-        self._inner.set_size(size)
-
-    def relative_update(self, inc: int = 1) -> None:
-        self.n += inc
-        self._inner.relative_update(inc)
-
-    def call(self, *args: Any, **kwargs: Any) -> None:
-        pass
 
 
 def copy_hashing(src: BinaryIO, dst: BinaryIO, cb: Callback) -> tuple[str, int]:

@@ -11,14 +11,14 @@ An upload that fails for any reason is aborted too, so no multipart upload is le
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from typing import Any
-
-from fsspec.callbacks import Callback
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConflictError, IntegrityError
 from .hashing import Hasher
+
+if TYPE_CHECKING:
+    from fsspec.callbacks import Callback
 
 __all__ = ["PART_SIZE", "SINGLE_PUT_MAX", "SourceChangedError", "read_whole", "upload_parts"]
 
@@ -57,6 +57,8 @@ def upload_parts(fs: Any, full: str, path: str, digest: str, cb: Callback) -> in
 
 
 async def _upload(fs: Any, bucket: str, key: str, path: str, digest: str, cb: Callback) -> int:
+    import asyncio  # here: a local put imports this module and needs no event loop
+
     mpu = await fs._call_s3("create_multipart_upload", Bucket=bucket, Key=key)
     upload_id = mpu["UploadId"]
     done = False

@@ -4,7 +4,8 @@ endpoint returns, and gc cleaning what dead writers leave (multipart uploads, te
 
 The endpoint is a real moto server behind a TCP relay on loopback that can cut every connection and
 refuse new ones, or turn into a black hole (accepts, never answers); see tests/_dark.py. Commands
-run as real CLI subprocesses with ``ARTIFACTS_S3_TIMEOUT=2``.
+run as real CLI subprocesses with ``ARTIFACTS_S3_TIMEOUT=2`` when they meet a dark endpoint (and
+the default bound when they should succeed: a loaded machine may keep moto from answering in 1 s).
 """
 
 from __future__ import annotations
@@ -41,22 +42,24 @@ class Dark:
     def store(self) -> artifacts.Store:
         return artifacts.open_store(self.url, user="alice", storage_options=self.options)
 
-    def env(self) -> dict[str, str]:
+    def env(self, timeout: float = TIMEOUT) -> dict[str, str]:
         return {
             **os.environ,
             "PYTHONPATH": str(ROOT),
             "ARTIFACTS_STORE": self.url,
             "ARTIFACTS_STORAGE_OPTIONS": json.dumps(self.options),
-            "ARTIFACTS_S3_TIMEOUT": str(TIMEOUT),
+            "ARTIFACTS_S3_TIMEOUT": str(timeout),
         }
 
-    def cli(self, *args: str) -> tuple[float, subprocess.CompletedProcess[str]]:
+    def cli(
+        self, *args: str, timeout: float = TIMEOUT
+    ) -> tuple[float, subprocess.CompletedProcess[str]]:
         started = time.monotonic()
         proc = subprocess.run(
             [sys.executable, "-m", "artifacts.cli", *args],
             capture_output=True,
             text=True,
-            env=self.env(),
+            env=self.env(timeout),
             timeout=120,
         )
         return time.monotonic() - started, proc
@@ -94,7 +97,7 @@ def test_dark_endpoint_fails_put_and_ls_within_the_bound(
     store.log_artifact(artifacts.Artifact("d", "dataset").add_bytes("x", b"before"))
     store.close()
     (tmp_path / "new.bin").write_bytes(b"written while dark")
-    healthy, ok = dark.cli("ls", "d")  # start-up and a round trip, for the bound below
+    healthy, ok = dark.cli("ls", "d", timeout=20)  # start-up and a round trip, for the bound below
     assert ok.returncode == 0, ok.stderr
     dark.switch.go(mode)
     for args in (["put", "d", str(tmp_path / "new.bin")], ["ls", "d"]):
@@ -115,12 +118,41 @@ def test_dark_endpoint_fails_put_and_ls_within_the_bound(
     assert again.verify().ok
 
 
-def test_going_dark_mid_put_commits_nothing_and_gc_aborts_the_upload(
+def test_an_endpoint_back_within_the_bound_lets_the_command_succeed(
     dark: Dark, tmp_path: Path
 ) -> None:
+    """Refused for about a second, then back: the put retries (saying so) and commits once."""
+    dark.store().close()
+    src = tmp_path / "f.bin"
+    src.write_bytes(b"through an outage")
+    env = dark.env(30)
+    dark.switch.go("refuse")
+    put = subprocess.Popen(
+        [sys.executable, "-m", "artifacts.cli", "put", "d", str(src), "--type", "dataset"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(2.0)  # start-up, then retries on the refused endpoint
+    dark.switch.go("on")
+    out, err = put.communicate(timeout=60)
+    assert put.returncode == 0, err
+    lines = err.strip().splitlines()
+    assert lines and all(r.startswith("artifacts: S3 GET ") for r in lines), err  # the open's
+    assert "connection refused" in lines[0] and "Traceback" not in err
+    store = dark.store()
+    assert [v.ref for v in store.versions("d")] == ["d:v0"]
+    assert store.artifact("d:v0").read_bytes("f.bin") == b"through an outage"
+
+
+@pytest.mark.parametrize("end", ["dark", "sigkill"])
+def test_a_put_dying_mid_upload_commits_nothing_and_gc_aborts_the_upload(
+    dark: Dark, tmp_path: Path, end: str
+) -> None:
     """A put past the single-PUT size goes as a multipart upload; the endpoint dies with parts in
-    flight, so the put's own abort cannot get through either: the upload is left (it would be billed),
-    until a gc past the grace period aborts it."""
+    flight, so the put's own abort cannot get through either (or the put is SIGKILLed): the upload is
+    left (it would be billed), until a gc past the grace period aborts it."""
     from storage.upload import SINGLE_PUT_MAX
 
     dark.store().close()  # store.json
@@ -137,24 +169,28 @@ def test_going_dark_mid_put_commits_nothing_and_gc_aborts_the_upload(
     while not dark.uploads():
         assert put.poll() is None and time.monotonic() < deadline, put.communicate()
         time.sleep(0.02)
-    dark.switch.go("refuse")  # every connection cut, new ones refused
-    went_dark = time.monotonic()
-    _, stderr = put.communicate(timeout=60)
-    assert time.monotonic() - went_dark < 3 * TIMEOUT + 2, stderr
-    assert put.returncode == 1, stderr
-    assert_one_line(stderr, dark)
-    dark.switch.go("on")
+    if end == "sigkill":
+        put.kill()
+        put.communicate(timeout=60)
+    else:
+        dark.switch.go("refuse")  # every connection cut, new ones refused
+        went_dark = time.monotonic()
+        _, stderr = put.communicate(timeout=60)
+        assert time.monotonic() - went_dark < 3 * TIMEOUT + 4, stderr  # before: 11-15 s
+        assert put.returncode == 1, stderr
+        assert_one_line(stderr, dark)
+        dark.switch.go("on")
     store = dark.store()
     assert [a.name for a in store.artifacts()] == []  # the put committed nothing
     assert store.verify().ok
     left = dark.uploads()
-    assert len(left) == 1, left  # its abort could not get through
+    assert len(left) == 1, left  # its abort could not get through (or never ran)
     # moto says every upload began at 2010-11-10T20:48:33Z: a cutoff before that keeps it (an
     # upload younger than the grace period may be a put at work)
     before = left[0]["Initiated"].timestamp() - 60
     assert clean_leftovers(store.root, before) == Leftovers((), ())
     assert len(dark.uploads()) == 1
-    _, gc = dark.cli("gc", "--grace", "0")
+    _, gc = dark.cli("gc", "--grace", "0", timeout=20)
     assert gc.returncode == 0, gc.stderr
     assert "aborted 1 unfinished upload" in gc.stdout, gc.stdout
     assert dark.uploads() == []

@@ -108,3 +108,29 @@ def test_module_form_has_every_command() -> None:
             timeout=120,
         )
         assert proc.returncode == 0 and f"artifacts {cmd}" in proc.stdout, (cmd, proc.stderr)
+
+
+def test_unchanged_reput_of_a_local_store_imports_no_fsspec(tmp_path: Path) -> None:
+    """fsspec costs about 60 ms of start-up (asyncio, importlib.metadata): a command that moves no
+    bytes on a local store (an unchanged re-put, `ls`) does not import it; a put that stores does."""
+    data = tmp_path / "data"
+    data.mkdir()
+    old = 1_700_000_000  # older than the stat cache's racy window
+    for i in range(3):
+        (data / f"f{i}.txt").write_text(f"file {i}")
+        os.utime(data / f"f{i}.txt", (old, old))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    store = ["--store", str(tmp_path / "store")]
+    first = subprocess.run(
+        [sys.executable, "-c", PROBE, *store, "put", "-t", "dataset", "d", str(data)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert "logged d:v0" in first.stdout, first.stderr
+    again, stdout = _modules(*store, "put", "d", str(data))
+    assert "unchanged" in stdout
+    assert not again & {"fsspec", "asyncio"}, again & {"fsspec", "asyncio"}
+    listed, stdout = _modules(*store, "ls")
+    assert "d" in stdout and not listed & {"fsspec", "asyncio"}

@@ -25,6 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import storage
+import storage._remoteput  # noqa: F401  (loaded where a remote put runs; named below)
 from storage import (
     ArtifactsError,
     BackendError,
@@ -320,6 +321,28 @@ class TestBlobStore:
         b.delete(dy)
         assert not a.exists(dy)
         assert a.put_bytes(y).written
+
+    def test_create_many_and_put_bytes_many(self, backend: Backend) -> None:
+        """Many exclusive creates at once: each created or found, none overwritten; many small
+        blobs at once: the same results as one put each, an existing blob left as it was."""
+        store = open_store(backend)
+        store.root.create_exclusive("log/00000000000000000002.json", b"theirs")
+        items = [(f"log/{i:020d}.json", b"ours %d" % i) for i in range(1, 40)]
+        assert store.root.create_many(items, limit=8) == [i != 2 for i in range(1, 40)]
+        assert store.root.read("log/00000000000000000002.json") == b"theirs"
+        assert store.root.read("log/00000000000000000039.json") == b"ours 39"
+        assert store.root.create_many([]) == []
+        old = store.put_bytes(b"stored before")
+        datas = [b"blob %d" % i for i in range(30)] + [b"stored before", b""]
+        seen: list[int] = []
+        cb = fsspec.callbacks.Callback(hooks={"x": lambda size, value, **_: seen.append(value)})
+        got = store.put_bytes_many(datas, callback=cb)
+        assert [r.digest for r in got] == [b3(d) for d in datas]
+        assert [r.written for r in got] == [True] * 30 + [False, True]
+        assert got[30].digest == old.digest and seen[-1] == sum(map(len, datas))
+        assert all(store.read_bytes(r.digest) == d for r, d in zip(got, datas, strict=True))
+        again = store.put_bytes_many(datas[:3])
+        assert [r.written for r in again] == [False] * 3
 
     # -- exclusive create --------------------------------------------------------------------
     def test_create_exclusive(self, backend: Backend) -> None:

@@ -308,3 +308,29 @@ def test_what_was_copied_is_rebuilt_from_the_log(
     dst = open_(Backend("local", dst_url))
     again = src.copy_to(dst)
     assert again.entries == 0 and again.skipped == first.entries
+
+
+@pytest.mark.s3
+def test_a_corrupt_source_blob_stops_a_batched_sync_before_any_entry(
+    local_backend: Backend, s3_backend: Backend
+) -> None:
+    """Small blobs go to S3 in concurrent batches; each is checked against its digest before any
+    entry that names it is committed."""
+    src = open_(local_backend)
+    art = Artifact("many", "dataset")
+    for i in range(40):
+        art.add_bytes(f"f{i}.txt", b"file %d\n" % i * 50)
+    v = src.log_artifact(art)
+    bad = v.local_blob_path("f7.txt")
+    assert bad is not None
+    os.chmod(bad, 0o644)
+    bad.write_bytes(bad.read_bytes()[::-1])  # same size, other bytes
+    dst = open_(s3_backend, user="bob")
+    with pytest.raises(artifacts.IntegrityError, match="is corrupt"):
+        src.copy_to(dst)
+    assert dst.artifacts() == [] and dst.log.head() == 0
+    bad.write_bytes(b"file 7\n" * 50)  # repaired: the sync goes through, verified
+    report = src.copy_to(dst)
+    assert report.versions == 1 and report.blobs >= 1  # the rest went up in the first attempt
+    got = dst.artifact("many")
+    assert all(got.read_bytes(f"f{i}.txt") == b"file %d\n" % i * 50 for i in range(40))
