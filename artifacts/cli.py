@@ -421,7 +421,7 @@ def get(
     if c.quiet:
         out(str(written))
     else:
-        out(f"{v.ref} -> {written} ({count(len(v.files()), 'file')}, {format_size(v.size)})")
+        out(f"{v.ref} -> {written} ({count(v.file_count(), 'file')}, {format_size(v.size)})")
 
 
 @main.command()
