@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from storage.statcache import stat_key
 
+from . import bounds
 from .errors import InvalidPathError, InvalidValueError, NotFoundError
 from .manifest import canonical_json
 from .names import MAX_PATH_DEPTH, check_depth, check_name, check_path, is_plain_name, is_plain_path
@@ -131,6 +132,11 @@ class Artifact:
 
     def _stage(self, staged: Staged) -> None:
         check_depth(check_path(staged.path), f"artifact {self.name!r}")
+        if len(self._staged) >= bounds.MAX_FILES and staged.path not in self._staged:
+            raise InvalidValueError(
+                f"artifact {self.name!r} would hold more than {bounds.MAX_FILES} files; split it "
+                "into several artifacts or archive the small files"
+            )
         if staged.path in self._staged:
             raise InvalidPathError(f"{staged.path!r} was already added to artifact {self.name!r}")
         self._staged[staged.path] = staged
@@ -225,6 +231,13 @@ class Artifact:
     def _stage_many(self, staged: list[Staged]) -> None:
         """Stage checked files at once: all or none (a duplicate path refuses the whole call)."""
         new = {s.path: s for s in staged}
+        if len(self._staged) + len(new) > bounds.MAX_FILES:
+            raise InvalidValueError(
+                f"artifact {self.name!r} would hold {len(self._staged) + len(new)} files, more than "
+                f"{bounds.MAX_FILES}; split it into several artifacts or archive the small files"
+            )
+        if new and max(map(len, new)) > bounds.MAX_PATH_CHARS:  # a walk's plain names skip check_path
+            check_path(max(new, key=len))
         if len(new) < len(staged) or not self._staged.keys().isdisjoint(new):
             seen = set(self._staged)
             for s in staged:

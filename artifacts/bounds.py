@@ -13,10 +13,29 @@ from typing import Any
 
 from .errors import ArtifactsError, InvalidValueError
 
-__all__ = ["INT64_MAX", "check_int", "shorten"]
+__all__ = [
+    "INT64_MAX",
+    "MAX_ENTRY_BYTES",
+    "MAX_FILES",
+    "MAX_PATH_CHARS",
+    "check_int",
+    "shorten",
+]
 
 #: The largest integer SQLite (and the log's validation) accepts.
 INT64_MAX = 2**63 - 1
+
+# Sizes of store content, bounded because every reader pays for them on every cold open: a log
+# entry is parsed whole (about 30 s and 1.5 GB of memory for a 1M-file manifest of 108 MB on a
+# loaded 2-core machine), a path is padded into every line of a listing. Read as module attributes
+# (``bounds.MAX_FILES``) where they are checked, so a test can lower them.
+
+#: Bytes of one log entry; a version's manifest is inline in its entry, so this bounds it too.
+MAX_ENTRY_BYTES = 512 * 1024 * 1024
+#: Files of one version (a dataset of more files is split into several artifacts, or archived).
+MAX_FILES = 2_000_000
+#: Characters of one file path in an artifact (Linux refuses paths over 4096 bytes anyway).
+MAX_PATH_CHARS = 4096
 
 
 def shorten(value: Any, limit: int = 40) -> str:

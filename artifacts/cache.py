@@ -286,7 +286,7 @@ class DownloadCache:
             except BaseException:
                 _remove_tree(tmp)
                 raise
-            data = json.dumps({"size": version.size, "files": len(version.files())})
+            data = json.dumps({"size": version.size, "files": version.file_count()})
             _write_atomic(self.path / f"{digest}.json", data)
         finally:
             with contextlib.suppress(FileNotFoundError):

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ArtifactsError, InvalidValueError
 from .manifest import canonical_json
-from .untrusted import load_json
+from .untrusted import check_depth, load_json
 
 if TYPE_CHECKING:
     from storage import Root
@@ -52,7 +52,12 @@ __all__ = [
 CHUNK_FORMAT = 1
 DEFAULT_CRASH_TIMEOUT = 300.0
 _RUN_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
-_MAX_BATCH = 256
+_MAX_BATCH = 256  # probes past the known chunks, at most, per round
+#: chunks read per round, growing from the first to the most: a heartbeat or finish entry claiming
+#: 10^12 chunks of a run that wrote three costs one round of 64 reads, not a list of 10^12 paths;
+#: a real run's 10k chunks are a dozen rounds
+_FIRST_ROUND = 64
+_MAX_ROUND = 1024
 
 
 def _run_dir(run_id: str) -> str:
@@ -155,7 +160,8 @@ def json_lines(data: bytes | str) -> list[Any]:
     text = data.decode("utf-8") if isinstance(data, bytes) else data
     scan = _SCAN
     out = []
-    for n, raw in enumerate(text.splitlines(), 1):
+    # "\n" only: str.splitlines() also splits at U+2028, \x1c... that JSON leaves unescaped in strings
+    for n, raw in enumerate(text.split("\n"), 1):
         line = raw.strip()
         if not line:
             continue
@@ -163,9 +169,13 @@ def json_lines(data: bytes | str) -> list[Any]:
             value, end = scan(line, 0)
         except StopIteration:
             end = -1
+        except RecursionError:
+            raise ValueError(f"line {n} is nested too deeply to be read") from None
         if end != len(line):
             json.loads(line)  # raises the decoder's own message for this line
             raise ValueError(f"line {n} is not one JSON value")
+        if line.count("[") + line.count("{") > 1:  # nested (a flat row has one brace): bound it
+            check_depth(value, f"line {n}")
         out.append(value)
     return out
 
@@ -177,10 +187,11 @@ _SCAN: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # t
 def decode_chunk(data: bytes, run_id: str, n: int) -> Chunk:
     """Parse a chunk; `ValueError` says what is wrong with one that is damaged or not this run's."""
     try:
-        lines = data.decode("utf-8").splitlines()
-        header = json.loads(lines[0])
-        rows = tuple(json_lines("\n".join(lines[1:])))
-    except (UnicodeDecodeError, ValueError, IndexError, RecursionError) as e:
+        text = data.decode("utf-8")
+        first, _, rest = text.partition("\n")
+        header = load_json(first, "its header")
+        rows = tuple(json_lines(rest))
+    except (UnicodeDecodeError, ValueError) as e:
         raise ValueError(f"chunk {n} of run {run_id} is not JSON lines ({e})") from None
     if not isinstance(header, dict) or header.get("format") != CHUNK_FORMAT:
         raise ValueError(f"chunk {n} of run {run_id} has an unknown format")
@@ -203,14 +214,21 @@ def read_chunks(
 ) -> list[Chunk]:
     """Chunks ``start..stop`` (inclusive), or ``start..`` the last one when ``stop`` is None.
 
-    ``hint`` (a heartbeat's chunk count) lets the first request fetch every chunk known to exist at
-    once. A chunk that is missing below ``stop``, or damaged, raises `ArtifactsError`.
+    ``hint`` (a heartbeat's chunk count) lets the chunks known to exist be fetched in rounds of
+    `_FIRST_ROUND` growing to `_MAX_ROUND` at once; past them the reader probes. A chunk that is missing below ``stop``, or
+    damaged, raises `ArtifactsError`.
     """
     out: list[Chunk] = []
     n = start
-    batch = max(1, (stop if stop is not None else hint) - start + 1)
+    known = stop if stop is not None else hint  # from a log entry or a heartbeat: untrusted
+    probe, size = 1, _FIRST_ROUND
     while stop is None or n <= stop:
-        last = n + batch - 1 if stop is None else min(n + batch - 1, stop)
+        if n <= known:  # chunks that should exist: in growing rounds of at most _MAX_ROUND
+            last = min(known, n + size - 1)
+            size = min(size * 4, _MAX_ROUND)
+        else:  # past them, probe from one at a time: most probes of a live run find nothing
+            last = n + probe - 1
+            probe = min(probe * 4, _MAX_BATCH)
         paths = {chunk_path(run_id, i): i for i in range(n, last + 1)}
         got = root.read_many(list(paths))
         for path, i in paths.items():
@@ -226,8 +244,6 @@ def read_chunks(
                 out.append(decode_chunk(data, run_id, i))
             except ValueError as e:
                 raise ArtifactsError(str(e)) from None
-        # past the known ones, probe from one at a time: most probes of a live run find nothing
-        batch = 1 if n <= hint <= last and stop is None else min(batch * 4, _MAX_BATCH)
         n = last + 1
     return out
 

@@ -421,7 +421,7 @@ def get(
     if c.quiet:
         out(str(written))
     else:
-        out(f"{v.ref} -> {written} ({count(len(v.files()), 'file')}, {format_size(v.size)})")
+        out(f"{v.ref} -> {written} ({count(v.file_count(), 'file')}, {format_size(v.size)})")
 
 
 @main.command()
@@ -714,6 +714,9 @@ def gc(c: CliContext, dry_run: bool, grace: str) -> None:
     if report.temp_removed:
         verb = "would remove" if dry_run else "removed"
         line += f"; {verb} {count(report.temp_removed, 'temp file')} of killed commits"
+    if report.packs_repaired:
+        verb = "would repair" if dry_run else "repaired"
+        line += f"; {verb} {count(len(report.packs_repaired), 'damaged log pack')}"
     out(line)
 
 

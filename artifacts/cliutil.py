@@ -181,15 +181,22 @@ def print_json(obj: Any) -> None:
     click.echo(json.dumps(obj, indent=2, sort_keys=True, default=str))
 
 
+_MAX_PAD = 200
+
+
 def table(
     headers: Sequence[str],
     rows: Sequence[Sequence[Any]],
     right: Sequence[str] = (),
     indent: str = "",
 ) -> None:
-    """Aligned columns; the columns named in ``right`` (sizes, counts) are right-aligned."""
+    """Aligned columns; the columns named in ``right`` (sizes, counts) are right-aligned.
+
+    A column is padded to at most `_MAX_PAD` characters (a longer cell sticks out of its line):
+    one 4096-character path must not pad each of a million lines to 4096.
+    """
     cells = [[str(c) for c in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    widths = [min(_MAX_PAD, max(len(row[i]) for row in cells)) for i in range(len(headers))]
     for row in cells:
         parts = [
             c.rjust(w) if h in right else c.ljust(w)

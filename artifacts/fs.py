@@ -278,7 +278,7 @@ class ArtifactsFileSystem(AbstractFileSystem, metaclass=_StoreAwareCache):
         _, f = self._file(path)
         lo, hi = _bounds(start, end, f.size)
         if lo == 0 and hi == f.size:
-            return self.store.blobs.read_bytes(f.digest)  # whole file: verified
+            return self.store.blobs.read_bytes(f.digest, size=f.size)  # whole file: verified
         if lo >= hi:
             return b""
         return self._read_range(f.digest, lo, hi)
@@ -299,7 +299,7 @@ class ArtifactsFileSystem(AbstractFileSystem, metaclass=_StoreAwareCache):
         _, f = self._file(rpath)
         callback.set_size(f.size)
         if outfile is not None:
-            outfile.write(self.store.blobs.read_bytes(f.digest))
+            outfile.write(self.store.blobs.read_bytes(f.digest, size=f.size))
             callback.relative_update(f.size)
             return
         self.store.blobs.get_file(f.digest, os.fspath(lpath), callback=callback)

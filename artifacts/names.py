@@ -11,7 +11,8 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from .bounds import INT64_MAX
+from . import bounds
+from .bounds import INT64_MAX, shorten
 from .errors import InvalidNameError, InvalidPathError
 
 __all__ = [
@@ -113,7 +114,8 @@ def is_plain_path(path: str) -> bool:
     """True when `check_path` needs no more than this to accept ``path``: plain ASCII segments, none
     of them '.' or '..'. (False says nothing: such a path may still be valid.)"""
     return (
-        _PLAIN_PATH.fullmatch(path) is not None
+        len(path) <= bounds.MAX_PATH_CHARS
+        and _PLAIN_PATH.fullmatch(path) is not None
         and "/./" not in f"/{path}/"
         and "/../" not in f"/{path}/"
     )
@@ -143,7 +145,14 @@ def check_path(path: object) -> str:
     outside its destination (absolute paths, '..', drive letters, backslashes, NUL are all refused).
     """
     if not isinstance(path, str) or not path:
-        raise InvalidPathError(f"invalid path {path!r} in artifact: it must be a non-empty string")
+        raise InvalidPathError(
+            f"invalid path {shorten(path)} in artifact: it must be a non-empty string"
+        )
+    if len(path) > bounds.MAX_PATH_CHARS:
+        raise InvalidPathError(
+            f"invalid path {shorten(path)} in artifact: {len(path)} characters, more than "
+            f"{bounds.MAX_PATH_CHARS}"
+        )
     if is_plain_path(path):
         return path  # the common case (ASCII names, no empty parts): every rule below holds
     bad = (

@@ -38,16 +38,19 @@ from storage.progress import as_callback
 from storage.streams import copy_file_hashing
 
 from .artifact import Staged, refuse_special
+from .bounds import INT64_MAX, shorten
 from .errors import ArtifactsError, IntegrityError, NotFoundError
 from .manifest import canonical_json
 from .names import check_path
 from .tensors import (
     DTYPE_SIZES,
+    MAX_DIMS,
     STATE_FILE,
     STATE_FORMAT,
     TENSOR_DIR,
     decode_key_path,
     encode_key_path,
+    tensor_shape,
 )
 from .untrusted import load_json
 
@@ -71,7 +74,6 @@ __all__ = [
 
 #: The safetensors library refuses headers over 100 MB; so do we, before reading one.
 MAX_HEADER = 100_000_000
-MAX_DIMS = 64
 MAX_NAME = 4096
 
 #: safetensors dtype code -> the dtype name in a manifest entry
@@ -180,9 +182,10 @@ def parse_header(header: bytes, data_size: int, where: str = "the file") -> Safe
             raise _fail(where, f"{label} has unknown dtype {str(code)[:40]!r} (known: {known})")
         if not isinstance(shape, list) or len(shape) > MAX_DIMS:
             raise _fail(where, f"{label}: shape must be a list of at most {MAX_DIMS} dimensions")
-        if not all(_int(d) and d >= 0 for d in shape):
+        if not all(_int(d) and 0 <= d <= INT64_MAX for d in shape):
             raise _fail(
-                where, f"{label}: shape {str(shape)[:100]} has a non-integer or negative size"
+                where,
+                f"{label}: shape {str(shape)[:100]} has a non-integer, negative or too large size",
             )
         if (
             not isinstance(offsets, list)
@@ -196,13 +199,13 @@ def parse_header(header: bytes, data_size: int, where: str = "the file") -> Safe
                 f"{data_size} bytes of data",
             )
         dtype = CODES[code]
-        # every dimension is at most data_size here only if none is zero; compare without overflow
-        nbytes = 0 if 0 in shape else math.prod(shape) * DTYPE_SIZES[dtype]
-        if nbytes != offsets[1] - offsets[0]:
+        span = offsets[1] - offsets[0]
+        nbytes = math.prod(shape) * DTYPE_SIZES[dtype]  # at most 64 factors of 63 bits: cheap
+        if nbytes != span:
             raise _fail(
                 where,
                 f"{label}: dtype {code} and shape {str(shape)[:100]} need {nbytes} bytes, its offsets "
-                f"span {offsets[1] - offsets[0]}",
+                f"span {span}",
             )
         tensors.append((offsets[0], offsets[1], name, dtype, tuple(shape)))
     tensors.sort()
@@ -333,19 +336,15 @@ def _export_plan(
             raise SafetensorsError(
                 f"cannot write {version.ref}: {f.path} names no tensor ({e})"
             ) from None
-        dtype, shape = f.meta.get("dtype"), f.meta.get("shape")
-        if dtype not in NAMES:
+        dtype = f.meta.get("dtype")
+        if not isinstance(dtype, str) or dtype not in NAMES:
             raise SafetensorsError(
-                f"cannot write {version.ref}: {f.path} has dtype {dtype!r}, which safetensors "
-                f"cannot hold (it holds {', '.join(sorted(NAMES))})"
+                f"cannot write {version.ref}: {f.path} has dtype {shorten(dtype)}, which "
+                f"safetensors cannot hold (it holds {', '.join(sorted(NAMES))})"
             )
-        if not isinstance(shape, list) or not all(_int(d) and d >= 0 for d in shape):
-            raise IntegrityError(f"{version.ref}: {f.path} has a malformed shape {shape!r}")
-        if math.prod(shape) * DTYPE_SIZES[dtype] != f.size:
-            raise IntegrityError(
-                f"{version.ref}: {f.path} holds {f.size} bytes, dtype {dtype} and shape {shape} need "
-                f"{math.prod(shape) * DTYPE_SIZES[dtype]}"
-            )
+        shape = tensor_shape(
+            f.meta.get("shape"), dtype, f.size, f"{version.ref}: {f.path}", IntegrityError
+        )
         if name in seen:
             raise SafetensorsError(
                 f"cannot write {version.ref}: {seen[name]} and {f.path} both become tensor {name!r}"

@@ -15,15 +15,18 @@ percent-escaped JSON. `encode_key_path` and `decode_key_path` are exact inverses
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote, unquote
 
+from .bounds import INT64_MAX, shorten
 from .errors import ArtifactsError
 from .untrusted import load_json
 
 __all__ = [
     "DTYPE_SIZES",
+    "MAX_DIMS",
     "STATE_FILE",
     "STATE_FORMAT",
     "TENSOR_DIR",
@@ -31,6 +34,7 @@ __all__ = [
     "decode_key_path",
     "encode_key_path",
     "encode_segment",
+    "tensor_shape",
 ]
 
 STATE_FORMAT = "artifacts.state_dict/1"
@@ -46,9 +50,47 @@ DTYPE_SIZES: dict[str, int] = {
 }  # fmt: skip
 
 
+#: Dimensions a tensor may have (the safetensors library's limit too; torch allows 64).
+MAX_DIMS = 64
+
+
 class CheckpointError(ArtifactsError, ValueError):
     """A checkpoint cannot be stored or restored: a missing tensor, a dtype or shape that does not match,
     keys that differ from the model's, a value that is not a tensor or plain data."""
+
+
+def tensor_shape(
+    shape: Any,
+    dtype: str,
+    size: int,
+    where: str,
+    error: type[ArtifactsError] = CheckpointError,
+) -> list[int]:
+    """``shape`` (from a manifest or a file header: untrusted), checked before anything is allocated.
+
+    At most `MAX_DIMS` dimensions, each an int in ``0..INT64_MAX``, whose element count times the
+    item size of ``dtype`` (a key of `DTYPE_SIZES`) is exactly ``size``, the bytes the entry holds.
+    The bounds come first, so a shape of ``[2**40, 2**40]``, of two hundred 4000-digit numbers or of
+    a million ones costs at most 64 small multiplications and gives one line, not a huge allocation
+    or a product that runs for minutes.
+    """
+    if not isinstance(shape, list) or len(shape) > MAX_DIMS:
+        raise error(
+            f"{where}: malformed shape {shorten(shape, 100)} (a list of at most {MAX_DIMS} sizes)"
+        )
+    for d in shape:
+        if isinstance(d, bool) or not isinstance(d, int) or not 0 <= d <= INT64_MAX:
+            raise error(
+                f"{where}: malformed shape {shorten(shape, 100)}: {shorten(d)} is not a size "
+                f"between 0 and {INT64_MAX}"
+            )
+    nbytes = math.prod(shape) * DTYPE_SIZES[dtype]  # at most 64 factors of 63 bits: cheap
+    if nbytes != size:
+        raise error(
+            f"{where}: {size} bytes stored but dtype {dtype} and shape {shorten(shape, 100)} "
+            f"need {nbytes}"
+        )
+    return shape
 
 
 def encode_segment(key: Any) -> str:

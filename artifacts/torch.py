@@ -45,6 +45,7 @@ from .tensors import (
     decode_key_path,
     encode_key_path,
     encode_segment,
+    tensor_shape,
 )
 from .untrusted import load_json
 
@@ -253,18 +254,10 @@ class _Loader:
                 "the manifest)"
             )
         dtype = dtype_from_name(entry.meta.get("dtype"), self.where(rel))
-        shape = entry.meta.get("shape")
-        if not isinstance(shape, list) or not all(
-            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
-        ):
-            raise CheckpointError(f"{self.where(rel)}: malformed shape {shape!r}")
+        # checked against the entry's size before any read or allocation (see `tensor_shape`)
+        shape = tensor_shape(entry.meta.get("shape"), _NAMES[dtype], entry.size, self.where(rel))
         itemsize = dtype.itemsize
-        nbytes = math.prod(shape) * itemsize
-        if entry.size != nbytes:
-            raise CheckpointError(
-                f"{self.where(rel)}: {entry.size} bytes stored but dtype {entry.meta['dtype']} and "
-                f"shape {shape} need {nbytes}"
-            )
+        nbytes = entry.size
         raw = self._read_raw(entry, nbytes, rel)
         if sys.byteorder == "big" and itemsize > 1:
             raw = raw.reshape(-1, itemsize).flip(1).reshape(-1)
@@ -574,6 +567,8 @@ def restore_checkpoint(
 ) -> dict[str, Any]:
     """Restore what `checkpoint_artifact` stored; returns ``{"epoch": ..., "extra": ...}``."""
     try:
+        if version.file(CHECKPOINT_FILE).size > _MAX_STATE_JSON:
+            raise ValueError(f"{version.file(CHECKPOINT_FILE).size} bytes; too large")
         info = load_json(version.read_bytes(CHECKPOINT_FILE, verify=verify), CHECKPOINT_FILE)
         parts = info["parts"]
         if not isinstance(parts, list) or not all(isinstance(p, str) for p in parts):

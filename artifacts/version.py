@@ -94,6 +94,10 @@ class ArtifactVersion:
     def files(self) -> list[FileEntry]:
         return [file_entry(r) for r in self._store.index.files(self._id)]
 
+    def file_count(self) -> int:
+        """``len(self.files())``, counted by the index."""
+        return self._store.index.file_count(self._id)
+
     def file(self, path: str) -> FileEntry:
         row = self._store.index.file(self._id, path)
         if row is None:
@@ -101,7 +105,10 @@ class ArtifactVersion:
         return file_entry(row)
 
     def read_bytes(self, path: str, *, verify: bool = True) -> bytes:
-        return self._store.blobs.read_bytes(self.file(path).digest, verify=verify)
+        """The file's bytes, never more than its manifest entry's size (a blob that holds more or
+        less is an `IntegrityError`): the readers' size limits bound what they allocate."""
+        f = self.file(path)
+        return self._store.blobs.read_bytes(f.digest, verify=verify, size=f.size)
 
     def open(self, path: str, *, verify: bool = True) -> BinaryIO:
         """A binary stream of one file; a full read with ``verify`` raises on corruption."""
@@ -138,19 +145,24 @@ class ArtifactVersion:
 
         Returns the number of files checked.
         """
+        files = self.files()
+        state: dict[str, str | None] = {}  # each blob hashed once, however many entries name it
         bad = []
-        for f in self.files():
-            try:
-                if not self._store.blobs.verify_blob(f.digest, set_aside_bad=True):
-                    bad.append(f"{f.path} (blob {f.digest} is corrupt)")
-            except IntegrityError:  # set aside by an earlier verify
-                bad.append(f"{f.path} (blob {f.digest} is corrupt)")
-            except NotFoundError:
-                bad.append(f"{f.path} (blob {f.digest} is missing)")
+        for f in files:
+            if f.digest not in state:
+                try:
+                    ok = self._store.blobs.verify_blob(f.digest, set_aside_bad=True)
+                    state[f.digest] = None if ok else "corrupt"
+                except IntegrityError:  # set aside by an earlier verify
+                    state[f.digest] = "corrupt"
+                except NotFoundError:
+                    state[f.digest] = "missing"
+            if state[f.digest] is not None:
+                bad.append(f"{f.path} (blob {f.digest} is {state[f.digest]})")
         if bad:
             more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
             raise IntegrityError(f"{self.ref}: {bad[0]}{more}")
-        return len(self.files())
+        return len(files)
 
     # -- lineage ---------------------------------------------------------------------------------
     def produced_by(self) -> Run | None:

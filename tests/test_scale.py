@@ -256,6 +256,32 @@ def test_damaged_and_stale_objects_are_named_and_skipped(
         assert dump(again.index._conn) == want
 
 
+def test_gc_replaces_a_damaged_pack_by_the_one_its_entries_make(
+    shared_backend: Backend, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    small(monkeypatch, pack=4, every=0)
+    store = build(shared_backend, monkeypatch, 14)
+    want = replay_dump(store)
+    root = store.root
+    packs = objects(store, "packs")
+    assert len(packs) >= 2, packs
+    good = {p: root.read(p) for p in packs}
+    root.write(packs[0], good[packs[0]][:-3])  # truncated
+    root.write(packs[1], good[packs[1]].replace(b'"', b"'", 1))  # garbled
+    assert store.gc(grace_period=3600).packs_repaired == ()  # younger than the grace period
+    time.sleep(1.2)  # older than the grace period of 0, as the store's clock sees it
+    dry = store.gc(grace_period=0, dry_run=True)
+    assert sorted(dry.packs_repaired) == sorted(packs[:2]) and root.read(packs[1]) != good[packs[1]]
+    report = store.gc(grace_period=0)
+    assert sorted(report.packs_repaired) == sorted(packs[:2])
+    assert {p: root.read(p) for p in packs} == good  # the same bytes any writer would make
+    assert not scale_problems(store.verify())
+    store.close()
+    with cold(shared_backend, monkeypatch, tmp_path) as (again, msgs):
+        assert dump(again.index._conn) == want
+        assert not [m for m in msgs if "pack" in m], msgs
+
+
 def test_snapshot_for_another_schema_is_skipped_with_a_warning(
     local_backend: Backend, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -8,11 +8,13 @@ gc removes it once a newer one exists).
 
 gc keeps the newest snapshot that can serve a cold open, and every newer descriptor; it removes older
 descriptors, unusable ones and data that no kept descriptor names once they are older than the grace
-period. Packs are never removed: a bad one is reported by verify and skipped by readers.
+period. A bad pack is reported by verify and skipped by readers; gc replaces it, once older than the
+grace period, by the pack its log entries make (`repair_packs`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import tempfile
 from pathlib import Path
@@ -20,15 +22,15 @@ from typing import TYPE_CHECKING, Any
 
 from storage.backend import mtime_of
 
-from ..errors import ArtifactsError
+from ..errors import ArtifactsError, ConflictError
 from . import snapshots as snaps
-from .log import log_path
-from .packs import PACK_DIR, PackError, decode_pack, parse_pack_name
+from .log import RawEntry, log_path
+from .packs import PACK_DIR, PackError, PackName, decode_pack, encode_pack, parse_pack_name
 
 if TYPE_CHECKING:
     from .engine import Catalog
 
-__all__ = ["gc_scale", "verify_scale"]
+__all__ = ["gc_scale", "repair_packs", "verify_scale"]
 
 _BATCH = 256
 
@@ -39,13 +41,18 @@ def verify_scale(store: Catalog, *, replay: bool = False) -> list[str]:
 
 
 def _pack_problems(store: Catalog) -> list[str]:
-    problems: list[str] = []
+    return [problem for _, problem in _pack_findings(store)]
+
+
+def _pack_findings(store: Catalog) -> list[tuple[PackName | None, str]]:
+    """Each bad pack (None for an object under packs/ that is no pack) with its problem."""
+    found: list[tuple[PackName | None, str]] = []
     names = []
     for n in store.root.list_after(PACK_DIR):
         p = parse_pack_name(n)
         if p is None:
             if not n.startswith(".tmp-"):
-                problems.append(f"unexpected object {PACK_DIR}/{n} among the packs")
+                found.append((None, f"unexpected object {PACK_DIR}/{n} among the packs"))
         else:
             names.append(p)
     for i in range(0, len(names), _BATCH):
@@ -56,17 +63,45 @@ def _pack_problems(store: Catalog) -> list[str]:
             try:
                 entries = decode_pack(p, got.get(p.path, b""))
             except PackError as e:
-                problems.append(str(e))
+                found.append((p, str(e)))
                 continue
             for raw in entries:
                 stored = logs.get(log_path(raw.seq))
                 if stored is None:
-                    problems.append(f"pack {p.path} holds entry {raw.seq}, which is not in the log")
+                    found.append((p, f"pack {p.path} holds entry {raw.seq}, which is not in the log"))
                     break
                 if stored != raw.data:
-                    problems.append(f"pack {p.path} disagrees with log entry {raw.seq}")
+                    found.append((p, f"pack {p.path} disagrees with log entry {raw.seq}"))
                     break
-    return problems
+    return found
+
+
+def repair_packs(store: Catalog, *, cutoff: float, dry_run: bool) -> list[str]:
+    """Replace each bad pack older than ``cutoff`` by the pack its log entries make (it is determined
+    by them; removed only, where the log lacks one of them); returns the paths replaced or removed.
+
+    Readers skip a bad pack already, but each cold open then warns and reads its entries one by one,
+    and its name blocks the good pack's exclusive create for ever.
+    """
+    done: list[str] = []
+    for p, _ in _pack_findings(store):
+        if p is None:
+            continue  # not ours to remove
+        info = store.root.head(p.path)
+        if info is None or not _old(info, cutoff):
+            continue
+        done.append(p.path)
+        if dry_run:
+            continue
+        seqs = list(range(p.first, p.last + 1))
+        logs = store.root.read_many([log_path(s) for s in seqs])
+        store.root.delete(p.path)
+        if all(log_path(s) in logs for s in seqs):
+            with contextlib.suppress(ConflictError):  # another gc made it just now: the same bytes
+                store.root.create_exclusive(
+                    p.path, encode_pack([RawEntry(s, logs[log_path(s)]) for s in seqs])
+                )
+    return done
 
 
 def _snapshot_problems(store: Catalog, replay: bool) -> list[str]:

@@ -40,6 +40,7 @@ from typing import Any, ClassVar, TypeVar
 
 from storage import check_digest
 
+from .. import bounds
 from ..errors import ArtifactsError
 from ..manifest import Manifest, canonical_json
 from ..names import check_alias, check_name
@@ -195,6 +196,10 @@ def manifest_field(value: Any, where: str) -> Manifest:
     """A manifest object: valid paths and digests, sizes and their sum within SQLite's integers."""
     if not isinstance(value, dict) or not isinstance(value.get("files"), dict):
         raise EntryError(f"{where} must be an object with a 'files' object")
+    if len(value["files"]) > bounds.MAX_FILES:
+        raise EntryError(
+            f"{where} lists {len(value['files'])} files; a version holds at most {bounds.MAX_FILES}"
+        )
     total = 0
     for path, f in value["files"].items():
         if not isinstance(f, dict):
@@ -490,6 +495,10 @@ def entry_format(data: bytes) -> int | None:
 
 def decode(seq: int, data: bytes) -> Entry:
     """The typed entry stored as ``seq``; `EntryError` naming the first field that breaks a rule."""
+    if len(data) > bounds.MAX_ENTRY_BYTES:
+        raise EntryError(
+            f"it is {len(data)} bytes; a log entry may have at most {bounds.MAX_ENTRY_BYTES}"
+        )
     try:
         obj = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:

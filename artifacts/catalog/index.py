@@ -423,6 +423,11 @@ class Index(Rules):
             "SELECT * FROM files WHERE version_id=? ORDER BY path", (vid,)
         ).fetchall()
 
+    def file_count(self, vid: int) -> int:
+        """How many files a version has, without building a row per file (1M files: seconds)."""
+        row = self._conn.execute("SELECT COUNT(*) FROM files WHERE version_id=?", (vid,)).fetchone()
+        return int(row[0])
+
     def file(self, vid: int, path: str) -> sqlite3.Row | None:
         return self._conn.execute(
             "SELECT * FROM files WHERE version_id=? AND path=?", (vid, path)

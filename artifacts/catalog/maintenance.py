@@ -41,7 +41,7 @@ from storage.leftovers import clean_leftovers
 from storage.quarantine import corrupt_message, is_set_aside
 
 from ..errors import IntegrityError, InvalidStateError, InvalidValueError, NotFoundError
-from .checks import gc_scale, verify_scale
+from .checks import gc_scale, repair_packs, verify_scale
 from .entries import LOG_FORMAT, EntryError, decode, entry_format
 from .log import LOG_DIR, log_path
 
@@ -81,7 +81,8 @@ class GcReport:
     ``restored`` lists blobs put back from a remote root's trash because a commit refers to them.
     ``uploads_aborted`` counts multipart uploads left by puts that died (S3; a dead endpoint
     defeats their own abort) and ``temp_removed`` temp files of killed commits (local), both once
-    older than the grace period (see `storage.leftovers`).
+    older than the grace period (see `storage.leftovers`). ``packs_repaired`` lists damaged log
+    packs replaced by the pack their entries make (see `checks.repair_packs`).
     """
 
     deleted: tuple[str, ...]
@@ -94,6 +95,7 @@ class GcReport:
     snapshots_removed: tuple[str, ...] = ()
     uploads_aborted: int = 0
     temp_removed: int = 0
+    packs_repaired: tuple[str, ...] = ()
 
 
 # -- verify ----------------------------------------------------------------------------------------
@@ -312,6 +314,7 @@ def gc(store: Catalog, *, grace_period: float = 24 * 3600, dry_run: bool = False
     live |= store.index.live_digests()
     doomed = [b for b in listed if b.digest not in live and store.blobs.older(b.mtime, cutoff)]
     old_snapshots = tuple(gc_scale(store, cutoff=cutoff, dry_run=dry_run))
+    packs = tuple(repair_packs(store, cutoff=cutoff, dry_run=dry_run))
     left = clean_leftovers(store.root, cutoff, dry_run=dry_run)
     if dry_run:
         return GcReport(
@@ -322,6 +325,7 @@ def gc(store: Catalog, *, grace_period: float = 24 * 3600, dry_run: bool = False
             snapshots_removed=old_snapshots,
             uploads_aborted=len(left.uploads),
             temp_removed=len(left.temp_files),
+            packs_repaired=packs,
         )
     results = store.blobs.sweep_many(doomed, cutoff)
     deleted = [b for b, gone in zip(doomed, results, strict=True) if gone]
@@ -342,6 +346,7 @@ def gc(store: Catalog, *, grace_period: float = 24 * 3600, dry_run: bool = False
         old_snapshots,
         len(left.uploads),
         len(left.temp_files),
+        packs,
     )
 
 

@@ -1,0 +1,247 @@
+"""Hostile sizes in store content: quadratic work and unbounded allocation (issue 11 item 11).
+
+Each case writes what an attacker with write access to the bucket would (a blob, a log entry, a
+heartbeat, through the store's own backend) and checks that every reader gets one clear line or a
+fast, linear answer. Timing bounds here are generous guards against the quadratic behaviour (a 40k-token
+vocabulary took 24 s to refuse); the measured figures are in benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import artifacts
+from artifacts import Artifact, ArtifactsError, IntegrityError, bounds
+from artifacts.chunks import chunk_path, heartbeat_path, json_lines, read_chunks
+from artifacts.manifest import canonical_json
+from artifacts.tensors import STATE_FORMAT, CheckpointError
+from artifacts.vocab import VOCAB_FORMAT, Vocabulary, VocabularyError, load_vocabulary
+from storage import hash_bytes
+from tests.conftest import Backend
+from tests.test_cli import Cli
+
+
+def open_(b: Backend, user: str | None = None) -> artifacts.Store:
+    return artifacts.open_store(b.url, user=user, storage_options=b.storage_options)
+
+
+def _foreign_version(store: artifacts.Store, name: str, files: dict[str, dict[str, Any]]) -> int:
+    """Commit a ``version_logged`` entry for ``files`` by hand (as a foreign writer: no prev, no
+    commit id), with the manifest digest it must carry; returns its sequence number."""
+    store.sync()
+    seq = store.index.last_seq
+    template = json.loads(store.root.read(f"log/{seq:020d}.json"))
+    assert template["op"] == "version_logged"
+    manifest = {"files": files, "format": 1}
+    body = {
+        **{k: v for k, v in template.items() if k not in ("prev", "commit")},
+        "name": name,
+        "manifest": manifest,
+        "digest": hash_bytes(canonical_json(manifest)),
+        "seq": seq + 1,
+    }
+    store.root.create_exclusive(f"log/{seq + 1:020d}.json", json.dumps(body).encode())
+    return seq + 1
+
+
+def _rejected(store: artifacts.Store, seq: int) -> str:
+    report = store.verify(quick=True)
+    hits = [p for p in report.problems if f"log entry {seq} was rejected" in p]
+    assert hits, report.problems
+    return hits[0]
+
+
+# -- vocabularies ------------------------------------------------------------------------------------
+def _vocab_bytes(tokens: list[str]) -> bytes:
+    doc = {"format": VOCAB_FORMAT, "tokens": tokens, "specials": ["<pad>", "<unk>"]}
+    return canonical_json({**doc, "unk_token": "<unk>", "pad_token": "<pad>"})
+
+
+def test_a_40k_token_vocabulary_with_a_repeat_is_refused_fast(backend: Backend) -> None:
+    n = 40_000
+    tokens = ["<pad>", "<unk>", *(f"t{i}" for i in range(n - 3)), f"t{n - 4}"]  # the last repeats
+    store = open_(backend)
+    bad = store.log_artifact(Artifact("v", "vocabulary").add_bytes("vocab.json", _vocab_bytes(tokens)))
+    start = time.perf_counter()
+    with pytest.raises(VocabularyError, match=rf"token 't{n - 4}' appears more than once "
+                       rf"\(at indices {n - 2} and {n - 1}\)"):
+        load_vocabulary(bad)
+    assert time.perf_counter() - start < 5  # 24 s with a tokens.count() per token
+    good = store.log_artifact(
+        Artifact("v", "vocabulary").add_bytes("vocab.json", _vocab_bytes(tokens[:-1]))
+    )
+    start = time.perf_counter()
+    assert len(load_vocabulary(good)) == n - 1
+    assert time.perf_counter() - start < 5
+
+
+@pytest.mark.parametrize(
+    ("tokens", "match"),
+    [
+        (["<pad>", "<unk>", "a", "b", "a"], r"'a' appears more than once \(at indices 2 and 4\)"),
+        (["<pad>", "<pad>", "<unk>"], r"'<pad>' appears more than once \(at indices 0 and 1\)"),
+        (["<pad>", "<unk>", "x" * 10_000, "x" * 10_000], r"'xxx+\.\.\. appears more than once"),
+        (["<pad>", "<unk>", 1], "every token must be a string"),
+    ],
+)
+def test_vocabulary_repeats_name_the_token_and_both_positions(tokens: list[Any], match: str) -> None:
+    with pytest.raises(VocabularyError, match=match) as e:
+        Vocabulary(tokens=tuple(tokens))
+    assert len(str(e.value)) < 300  # a 10k-character token is shortened, not echoed
+
+
+# -- tensors: shapes checked against the bytes before anything is allocated --------------------------
+HOSTILE_SHAPES = [
+    [2**40, 2**40],  # 4 TiB of float32 for a 4-byte blob
+    [-1],
+    [2**64],  # past int64: torch would overflow
+    [0, 2**64],  # zero bytes, but no real tensor has this shape
+    [1] * 65,  # more dimensions than torch or safetensors allow
+    [1] * 1_000,
+    [10**4000] * 200,  # 800 kB of digits: multiplying them out would run for minutes
+    [True],
+    [1.0],
+    "4",
+    None,
+]
+
+
+@pytest.mark.parametrize("shape", HOSTILE_SHAPES, ids=lambda s: str(s)[:20])
+def test_hostile_tensor_shapes_are_one_error(
+    memory_backend: Backend, tmp_path: Path, shape: Any
+) -> None:
+    pytest.importorskip("torch")
+    from artifacts.safetensors import save_safetensors
+
+    store = open_(memory_backend)
+    tree = {"dict": [["w", {"tensor": "tensors/w"}]]}
+    art = Artifact("bad", "model").add_bytes(
+        "state.json", canonical_json({"format": STATE_FORMAT, "tree": tree})
+    )
+    v = store.log_artifact(art.add_bytes("tensors/w", b"\0" * 4, meta={"dtype": "float32", "shape": shape}))
+    start = time.perf_counter()
+    with pytest.raises(CheckpointError, match=r"bad:v0: tensors/w: (malformed shape|4 bytes stored)"):
+        v.load_state_dict()
+    with pytest.raises(IntegrityError, match=r"bad:v0: tensors/w: (malformed shape|4 bytes stored)"):
+        save_safetensors(v, tmp_path / "out.safetensors")
+    assert time.perf_counter() - start < 5
+    assert not (tmp_path / "out.safetensors").exists()
+
+
+def test_a_manifest_entry_smaller_than_its_blob_is_refused_before_reading_it(
+    backend: Backend,
+) -> None:
+    """An entry that calls an 8 MiB blob 4 bytes: every reader reads at most 5 bytes of it."""
+    store = open_(backend)
+    big = b"\1" * (8 << 20)
+    store.log_artifact(Artifact("big", "model").add_bytes("b", big))
+    digest = hash_bytes(big)
+    tree = {"dict": [["w", {"tensor": "tensors/w"}]]}
+    state = canonical_json({"format": STATE_FORMAT, "tree": tree})
+    store.log_artifact(Artifact("bad", "model").add_bytes("state.json", state))
+    files = {
+        "state.json": {"digest": hash_bytes(state), "size": len(state)},
+        "tensors/w": {"digest": digest, "size": 4, "dtype": "float32", "shape": [1]},
+        "vocab.json": {"digest": digest, "size": 4},
+    }
+    _foreign_version(store, "bad", files)
+    v = open_(backend).artifact("bad:v1")
+    with pytest.raises(IntegrityError, match="holds more than 4 bytes"):
+        v.read_bytes("vocab.json")
+    with pytest.raises(IntegrityError, match="holds more than 4 bytes"):
+        load_vocabulary(v)
+    if pytest.importorskip("torch"):
+        with pytest.raises(IntegrityError, match="holds (more than 4|8388608) bytes"):
+            v.load_state_dict()
+
+
+# -- manifests with many entries ------------------------------------------------------------------
+def test_a_20k_file_manifest_opens_lists_and_verifies_linearly(
+    local_backend: Backend, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """20,000 entries naming one 4 MiB blob: verify hashes the blob once, not 20,000 times (80 GB)."""
+    store = open_(local_backend)
+    blob = b"\2" * (4 << 20)
+    store.log_artifact(Artifact("m", "dataset").add_bytes("x", blob))
+    entry = {"digest": hash_bytes(blob), "size": len(blob)}
+    n = 20_000
+    seq = _foreign_version(store, "m", {f"d{i % 100:02d}/f{i:05d}": entry for i in range(n)})
+    monkeypatch.setenv("ARTIFACTS_CACHE_DIR", str(tmp_path / "cold"))
+    start = time.perf_counter()
+    cold = open_(local_backend)
+    v = cold.artifact("m:v1")
+    assert v.version == 1 and len(v.files()) == n and cold.index.last_seq == seq
+    assert v.size == n * len(blob)
+    assert v.verify() == n
+    Cli(local_backend.url).ok("ls", "m:v1")
+    assert time.perf_counter() - start < 30  # about 2 s; verify alone took minutes
+
+
+def test_manifests_and_entries_over_the_bounds_are_rejected_by_every_reader(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bounds, "MAX_FILES", 100)
+    monkeypatch.setattr(bounds, "MAX_ENTRY_BYTES", 64 * 1024)
+    store = open_(backend)
+    store.log_artifact(Artifact("m", "dataset").add_bytes("x", b"1"))
+    entry = {"digest": hash_bytes(b"1"), "size": 1}
+    many = _foreign_version(store, "m", {f"f{i}": entry for i in range(101)})
+    store.log_artifact(Artifact("m", "dataset").add_bytes("y", b"1"))  # a later honest entry
+    fat = _foreign_version(store, "m", {"f": {**entry, "pad": "x" * 70_000}})
+    long_path = _foreign_version(store, "m", {"a/" * 2100 + "f": entry})
+    fresh = open_(backend)
+    assert [v.version for v in fresh.versions("m")] == [0, 1]  # the honest ones only
+    assert "lists 101 files; a version holds at most 100" in _rejected(fresh, many)
+    assert "a log entry may have at most 65536" in _rejected(fresh, fat)
+    assert "more than 4096" in _rejected(fresh, long_path)
+    Cli(backend.url, backend.storage_options).ok("ls", "m")
+    art = Artifact("m", "dataset")
+    for i in range(100):
+        art.add_bytes(f"f{i}", b"1")
+    with pytest.raises(artifacts.InvalidValueError, match="more than 100 files"):
+        art.add_bytes("f100", b"1")
+    with pytest.raises(artifacts.InvalidPathError, match="more than 4096"):
+        Artifact("m", "dataset").add_bytes("a" * 4097, b"1")
+    with pytest.raises(artifacts.InvalidValueError, match="may have at most 65536"):
+        store.log_artifact(Artifact("m", "dataset", metadata={"pad": "x" * 70_000}).add_bytes("z", b"2"))
+    assert [v.version for v in open_(backend).versions("m")] == [0, 1]
+
+
+# -- live runs: chunks read in bounded rounds ------------------------------------------------------
+def test_a_heartbeat_claiming_10_to_the_12_chunks_costs_one_round(backend: Backend) -> None:
+    store = open_(backend)
+    run = store.start_run(project="p", flush_interval=60)
+    for i in range(3):
+        run.log({"loss": float(i)})
+    run.flush()
+    beat = json.loads(store.root.read(heartbeat_path(run.id)))
+    store.root.write(heartbeat_path(run.id), json.dumps({**beat, "chunks": 10**12}).encode())
+    start = time.perf_counter()
+    other = open_(backend).run(run.id)
+    assert [r["loss"] for r in other.history()] == [0.0, 1.0, 2.0]
+    with pytest.raises(ArtifactsError, match=r"chunk 2 of run .* is missing"):
+        read_chunks(store.root, run.id, 1, 2**62)  # a finish entry's claim: one round, one error
+    assert time.perf_counter() - start < 10  # before: a list of 10^12 paths (MemoryError)
+    run.finish()
+
+
+def test_hostile_chunk_rows_are_one_error_and_odd_characters_survive(backend: Backend) -> None:
+    store = open_(backend)
+    run = store.start_run(project="p", flush_interval=60)
+    run.log({"text": "a\u2028b\x1cc\x85d"})  # str.splitlines() splits at each of these
+    run.flush()
+    other = open_(backend).run(run.id)
+    assert other.history() == [{"_step": 0, "text": "a\u2028b\x1cc\x85d"}]
+    header = canonical_json({"format": 1, "run": run.id, "n": 2, "t": 0.0, "summary": {}})
+    deep = b'{"_step":1,"x":' + b"[" * 300 + b"]" * 300 + b"}"
+    store.root.create_exclusive(chunk_path(run.id, 2), header + b"\n" + deep + b"\n")
+    with pytest.raises(ArtifactsError, match="chunk 2 of run .* nested deeper than 200"):
+        read_chunks(store.root, run.id)
+    with pytest.raises(ValueError, match="line 1 is nested too deeply"):
+        json_lines(b"[" * 100_000 + b"]" * 100_000)
+    run._live._stopped = True  # type: ignore[union-attr]  # the run "dies" with the bad chunk there
