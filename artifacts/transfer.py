@@ -382,6 +382,9 @@ def _commit_copy(
         except NotFoundError:
             pass
         else:
+            if dst.index.copy_of(src_id, seq) is not None:  # the other copy got there in between
+                _copied_meanwhile(src_id, dst, seq, obj, vmap, sv, counts)
+                return
             raise ConflictError(
                 f"run {run_id} exists in {dst.url} but was not copied from this source; "
                 "nothing more was copied"
