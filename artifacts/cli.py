@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -434,7 +435,7 @@ def cat(c: CliContext, ref: str, path: str) -> None:
     The bytes are verified as they stream: corruption is an error (exit 1) at the end.
     """
     v = c.store().artifact(ref)
-    stdout = click.get_binary_stream("stdout")
+    stdout = sys.stdout.buffer  # (click's get_binary_stream is deprecated from click 8.5)
     with v.open(path) as f:
         shutil.copyfileobj(f, stdout, 1 << 20)
     stdout.flush()
