@@ -223,8 +223,7 @@ def copy_to(
     cb = as_callback(callback)
     cb.set_size(sum(todo.values()))
     stored = _copy_blobs(src, dst, todo, cb, max_workers)
-    for manifest in manifests.values():  # manifests are blobs too
-        dst.blobs.put_bytes(manifest.encode())
+    dst.blobs.put_bytes_many([m.encode() for m in manifests.values()])  # manifests are blobs too
     counts = {"versions": 0, "runs": 0, "entries": 0, "skipped": skipped}
     for seq, obj in plan:
         _commit_copy(src_id, dst, seq, obj, vmap, sv, counts, starts)

@@ -230,10 +230,17 @@ class BlobStore:
                 cb.relative_update(len(d))
             return out
         digests = [hash_bytes(d) for d in datas]
-        created = self.root.create_many([(self.relpath(g), d) for g, d in zip(digests, datas, strict=True)])
+        created = self.root.create_many(
+            [(self.relpath(g), d) for g, d in zip(digests, datas, strict=True)]
+        )
         results = []
         for d, g, new in zip(datas, digests, created, strict=True):
-            results.append(PutResult(g, len(d), True) if new else self.put_bytes(d, digest=g))
+            if new:
+                results.append(PutResult(g, len(d), True))
+            elif self._freshen(g, len(d)):  # stored already: a dedup hit, as `put_remote` takes it
+                results.append(PutResult(g, len(d), False))
+            else:  # swept by gc since the create found it: store it after all
+                results.append(self.put_bytes(d, digest=g))
             cb.relative_update(len(d))
         return results
 
