@@ -102,7 +102,10 @@ def _seed(b: Backend) -> artifacts.Store:
     return store
 
 
-LIMITS = [0, 4096, 20_000, 60_000]
+# Where the failure lands, by limit (measured): locally 0 fails the log entry (warm) or the blob (cold),
+# 4096 and 20000 alike the index, 60000 a later index write; on S3 only the index cache is on this
+# disk, and 0, 4096 and 20000 fail alike. Each distinct place is kept once.
+LIMITS = {"local": [0, 4096, 60_000], "s3": [0, 60_000]}
 
 
 @pytest.mark.parametrize("cold", [False, True], ids=["warm", "cold"])
@@ -112,7 +115,7 @@ def test_a_full_disk_is_one_line_and_heals_by_itself(
     seed = _seed(shared_backend)
     seed.close()
     failed_somewhere = 0
-    for limit in LIMITS:
+    for limit in LIMITS["s3" if shared_backend.url.startswith("s3://") else "local"]:
         cache = tmp_path / f"cache-{limit}"
         if not cold:  # the index exists before the disk fills: open it once without a limit
             _child(shared_backend, 10**12, False, cache)
