@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +48,8 @@ from .version import ArtifactVersion
 if TYPE_CHECKING:
     from fsspec.callbacks import Callback
 
+    from .bulk import BulkCommit
+    from .catalog.bulk import Bulk
     from .catalog.maintenance import GcReport, VerifyReport
     from .catalog.tail import LogReader
     from .compare import RunComparison, VersionDiff
@@ -54,6 +57,7 @@ if TYPE_CHECKING:
     from .runquery import ComputeUsage, RunGroup, RunPage
 
 __all__ = ["ArtifactSummary", "Store", "open_store"]
+
 
 class _Unset:
     """The default of an optional argument where None is a meaningful value."""
@@ -169,6 +173,28 @@ class Store:
         """Drop the local index and rebuild it from the log; returns the entries replayed."""
         return self.catalog.reindex()
 
+    @contextlib.contextmanager
+    def bulk(self, *, batch: int = 1000) -> Iterator[BulkCommit]:
+        """Many versions and aliases, committed as the very log entries one call each would write,
+        in batches of ``batch`` (one index transaction and one pass over the log each): for importing
+        history from another tracker, or generating a large store. See `artifacts.bulk.BulkCommit`.
+
+        On leaving the block the last batch is committed, also when the block raised an `Exception`
+        (every call that returned was accepted, as a commit would have been); on a `BaseException`
+        (Ctrl-C) the uncommitted batch is dropped, as a killed process drops it.
+        """
+        from .bulk import BulkCommit
+
+        b = BulkCommit(self, batch)
+        try:
+            yield b
+        except Exception:
+            b.close()
+            raise
+        except BaseException:
+            b.rollback()
+            raise
+        b.close()
 
     # -- runs ------------------------------------------------------------------------------------
     def start_run(
@@ -346,18 +372,34 @@ class Store:
         With a quota set, the exact growth of the user's usage is computed from digests before any
         upload, and checked again at commit against the replayed head.
         """
-        aliases, mem_digests = self._precheck(artifact, aliases)
+        return self._log_artifact(artifact, aliases, run, callback)
+
+    def _log_artifact(
+        self,
+        artifact: Artifact,
+        aliases: Iterable[str],
+        run: Run | None,
+        callback: Callback | None,
+        bulk: Bulk | None = None,
+    ) -> ArtifactVersion:
+        """`log_artifact`, or with ``bulk`` its staged form: the index is read as the bulk's batch
+        has it (no sync in between) and the entry is staged there instead of committed alone."""
+        aliases, mem_digests = self._precheck(artifact, aliases, sync=bulk is None)
         known: dict[str, str] | None = None
         if run is None:
-            same, known = self._unchanged(artifact, aliases)
+            same, known = self._unchanged(artifact, aliases, sync=bulk is None)
             if same is not None:
                 return same
         manifest = self._upload(artifact, callback, mem_digests, known)
-        same = self._same_as_latest(artifact, manifest.digest, aliases) if run is None else None
+        same = (
+            self._same_as_latest(artifact, manifest.digest, aliases, sync=bulk is None)
+            if run is None
+            else None
+        )
         if same is not None:
             return same
         self.blobs.put_bytes(manifest.encode())
-        applied = self.catalog.commit(
+        applied = (bulk.add if bulk is not None else self.catalog.commit)(
             VersionLogged(
                 name=artifact.name,
                 type=artifact.type,
@@ -379,7 +421,7 @@ class Store:
         self._precheck(artifact, aliases)
 
     def _precheck(
-        self, artifact: Artifact, aliases: Iterable[str]
+        self, artifact: Artifact, aliases: Iterable[str], *, sync: bool = True
     ) -> tuple[list[str], dict[str, str]]:
         """The checked aliases, and the in-memory buffers' digests when a quota needed them."""
         if isinstance(aliases, str):
@@ -389,7 +431,8 @@ class Store:
             raise InvalidValueError(
                 f"artifact {artifact.name!r} is empty: add files before logging it"
             )
-        self.sync()
+        if sync:
+            self.sync()
         known = self.index.artifact_type(artifact.name)
         if known is not None and known != artifact.type:
             raise InvalidStateError(
@@ -404,19 +447,20 @@ class Store:
         return checked, mem_digests
 
     def _same_as_latest(
-        self, artifact: Artifact, digest: str, aliases: list[str]
+        self, artifact: Artifact, digest: str, aliases: list[str], *, sync: bool = True
     ) -> ArtifactVersion | None:
         """The latest version when a commit would change nothing: the same content and type, every
         alias already on it, no run to record. An unchanged re-put then writes no log entry (the
         replay of a 20k-file manifest costs more than the rest of the re-put)."""
         with self.catalog.lock:
-            if self._latest_if_same(artifact, digest, aliases) is None:
-                return None  # the common case decided without a round trip
+            same = self._latest_if_same(artifact, digest, aliases)
+            if same is None or not sync:  # decided without a round trip (a bulk reads its batch)
+                return same
             self.sync()  # looks unchanged: make sure against the head before writing nothing
             return self._latest_if_same(artifact, digest, aliases)
 
     def _unchanged(
-        self, artifact: Artifact, aliases: list[str]
+        self, artifact: Artifact, aliases: list[str], *, sync: bool = True
     ) -> tuple[ArtifactVersion | None, dict[str, str] | None]:
         """The latest version when ``artifact`` is whole local files whose stat-cache digests make
         exactly its manifest (an unchanged re-put), decided before anything is read, stored or
@@ -443,7 +487,7 @@ class Store:
             data = encode_plain(sorted(rows))
         if data is None:
             return None, known
-        same = self._same_as_latest(artifact, hash_bytes(data), aliases)
+        same = self._same_as_latest(artifact, hash_bytes(data), aliases, sync=sync)
         if same is None or set_aside_among(self.root, {r[1] for r in rows}):
             return None, known
         return same, known
@@ -529,7 +573,8 @@ class Store:
                 callback=callback,
             )
             entries += [
-                FileEntry(s.path, r.digest, r.size, s.meta) for s, r in zip(mem, results, strict=True)
+                FileEntry(s.path, r.digest, r.size, s.meta)
+                for s, r in zip(mem, results, strict=True)
             ]
         return Manifest.build(entries)
 
@@ -625,7 +670,9 @@ class Store:
         for nid in node_ids:
             if nid.startswith("run/"):
                 run = Run(self, self.index.run_record(nid[4:]))
-                label = f"{run.job_type or 'run'} " + (f"{run.name} ({run.id})" if run.name else run.id)
+                label = f"{run.job_type or 'run'} " + (
+                    f"{run.name} ({run.id})" if run.name else run.id
+                )
                 attrs = {("run_id" if k == "id" else k): v for k, v in run.to_dict().items()}
                 nodes.append(LineageNode(nid, "run", label, attrs))
             else:

@@ -206,7 +206,9 @@ class Index(Rules):
                 pk=("version_id", "path"),
             )
             db.table("files").create_index(["digest"])
-            db.table("aliases").create({"name": str, "alias": str, "version": int}, pk=("name", "alias"))
+            db.table("aliases").create(
+                {"name": str, "alias": str, "version": int}, pk=("name", "alias")
+            )
             db.table("edges").create(
                 {"src": str, "dst": str, "kind": str, "seq": int}, pk=("src", "dst", "kind")
             )
@@ -330,6 +332,63 @@ class Index(Rules):
             applied = self._apply_entry(c, entry)
             raise _Rollback
         return applied
+
+    # -- a bulk of this process's own entries (`artifacts.catalog.bulk`) --------------------------
+    def begin_own(self) -> int:
+        """Open the write transaction a bulk stages its entries in; returns the last seq applied.
+
+        Entries staged in it are applied exactly as replay applies them (one savepoint each), so the
+        index the bulk leaves is the index a replay of the same log builds; nothing is committed
+        until the bulk has created every staged entry in the log (`end_own`)."""
+        self._values.forget()
+        with index_write_errors(self.path):
+            self._conn.execute("BEGIN IMMEDIATE")
+        return self._last_seq(self._conn)
+
+    def stage_own(self, raw: RawEntry, entry: Entry | None = None) -> Applied:
+        """Apply ``raw``, the next entry, inside the bulk's transaction, or raise the rule it breaks
+        (leaving no trace of it, as a refused commit leaves none). ``entry``: ``decode`` of ``raw``,
+        when the caller has it already."""
+        c = self._conn
+        with index_write_errors(self.path):
+            last = self._last_seq(c)
+            if raw.seq != last + 1:
+                raise IndexMoved(raw.seq)
+            known = self.last_digest(last) if last else _FIRST
+            entry = decode(raw.seq, raw.data) if entry is None else entry
+            c.execute("SAVEPOINT own")
+            mark = self._values.mark()
+            try:
+                _check_prev(entry, known)
+                applied = self._apply_entry(c, entry)
+                self._values.flush(c)  # queries staged after this one see its run values
+            except BaseException:
+                c.execute("ROLLBACK TO own")
+                c.execute("RELEASE own")
+                self._values.rollback_to(mark)
+                raise
+            c.execute("RELEASE own")
+            c.execute("UPDATE meta SET value=? WHERE key='last_seq'", (str(raw.seq),))
+            c.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('last_digest', ?)",
+                (f"{raw.seq}:{hash_bytes(raw.data)}",),
+            )
+        return applied
+
+    def end_own(self, *, commit: bool) -> None:
+        """Commit the bulk's transaction (its entries are in the log) or roll it back (they are not
+        all there: a sync applies the ones that are, from the log)."""
+        c = self._conn
+        with index_write_errors(self.path):
+            try:
+                c.execute("COMMIT" if commit else "ROLLBACK")
+            except BaseException:
+                if c.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        c.execute("ROLLBACK")
+                raise
+            finally:
+                self._values.forget()
 
     # -- queries ---------------------------------------------------------------------------------
     def _latest(self, c: sqlite3.Connection, name: str) -> sqlite3.Row | None:

@@ -348,6 +348,18 @@ class LogReader:
             self._recent[raw.seq] = raw.data
         return self.apply(index, [raw])
 
+    def bulk_committed(self, index: Any, before: int, raws: list[RawEntry]) -> None:
+        """A bulk (`artifacts.catalog.bulk`) committed ``raws`` after ``before``, applied as it staged
+        them: keep their bytes for the packs they fall in, and do what crossing a boundary does
+        (a bulk ends each batch at a snapshot boundary, so the snapshot covers the same seq)."""
+        if self.config.pack_size:
+            for raw in raws:
+                self._recent[raw.seq] = raw.data
+        after, every = index.last_seq, self.config.snapshot_every
+        if every and after // every > before // every and after % every == 0:
+            self._snapshot(index)
+        self._packs_crossed(before, after)
+
     def _snapshot(self, index: Any) -> None:
         pinned, _ = snaps.pin(index.path)
         fmt, sid, bad = self.index_format, self.store_id, frozenset(self.unusable)
