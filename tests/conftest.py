@@ -64,17 +64,22 @@ def s3_options(endpoint: str) -> dict[str, Any]:
 
 def make_bucket(endpoint: str, name: str | None = None) -> str:
     """Create a bucket with boto3 (never through the code under test)."""
+    name = name or f"test-{uuid.uuid4().hex[:16]}"
+    boto_client(endpoint).create_bucket(Bucket=name)
+    return name
+
+
+def boto_client(endpoint: str, service: str = "s3") -> Any:
+    """A boto3 client of the test server, to set up or inspect state without the code under test."""
     import boto3
 
-    name = name or f"test-{uuid.uuid4().hex[:16]}"
-    boto3.client(
-        "s3",
+    return boto3.client(
+        service,
         endpoint_url=endpoint,
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
         region_name="us-east-1",
-    ).create_bucket(Bucket=name)
-    return name
+    )
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import pytest
 import artifacts
 from artifacts import Artifact
 from tests._workers import make_old
-from tests.conftest import Backend, make_bucket, s3_options
+from tests.conftest import Backend, boto_client, make_bucket, s3_options
 
 
 def open_(b: Backend, user: str | None = None) -> artifacts.Store:
@@ -541,7 +541,6 @@ def test_wrong_s3_credentials_are_refused_and_change_nothing(s3_endpoint: str) -
     """moto accepts any key until told to authenticate (POST /moto-api/reset-auth with 0 free calls);
     then it checks keys and signatures against its IAM users. (Its signature check also refuses some
     good listings, with '/' in the query, so the store is re-read after authentication is off again.)"""
-    import boto3
     import requests
 
     bucket = make_bucket(s3_endpoint)
@@ -549,13 +548,7 @@ def test_wrong_s3_credentials_are_refused_and_change_nothing(s3_endpoint: str) -
     store = artifacts.open_store(url, storage_options=s3_options(s3_endpoint))
     store.log_artifact(art("d", x=b"precious"))
     before = snapshot(store)
-    iam = boto3.client(
-        "iam",
-        endpoint_url=s3_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    iam = boto_client(s3_endpoint, "iam")
     iam.create_user(UserName="ci")
     policy = iam.create_policy(
         PolicyName="all",

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from storage import BlobStore, Root, StatCache, default_cache_dir
+from storage.conditional import ensure_exclusive_creates
 
 from ..errors import (
     ConflictError,
@@ -145,6 +146,7 @@ class Catalog:
                 "created_at": now(),
                 "created_by": self.user,
             }
+            ensure_exclusive_creates(self.root)  # two racing inits must not both win
             with contextlib.suppress(ConflictError):
                 self.root.create_exclusive(STORE_FILE, canonical_json(info))
                 print(f"artifacts: created a new store at {self.url}", file=sys.stderr)

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 
 from storage import Root
+from storage.conditional import ensure_exclusive_creates
 
 from ..errors import ConflictError
 
@@ -39,7 +40,9 @@ class CommitLog:
         self.root = root
 
     def create(self, seq: int, data: bytes) -> None:
-        """Create entry ``seq``; `ConflictError` if another writer got there first."""
+        """Create entry ``seq``; `ConflictError` if another writer got there first (and
+        `BackendError`, before anything is written, on an endpoint whose creates are not exclusive)."""
+        ensure_exclusive_creates(self.root)
         try:
             self.root.create_exclusive(log_path(seq), data)
         except ConflictError:
