@@ -275,6 +275,27 @@ def test_cli_rebuilds_an_index_with_garbled_pages(shared_backend: Backend) -> No
     assert list(open_(shared_backend).artifact("a1:v0").aliases) == ["best"]
 
 
+def test_ui_server_rebuilds_an_index_garbled_while_it_runs(tmp_path: Path) -> None:
+    """A long-running `artifacts ui` heals as the CLI does: the page is served, from the rebuilt index."""
+    from starlette.testclient import TestClient
+
+    from artifacts.ui import create_app
+
+    store = artifacts.open_store(str(tmp_path / "store"))
+    for i in range(40):
+        store.log_artifact(
+            Artifact(f"a{i % 10}", "dataset", metadata={"pad": "x" * 1500}).add_bytes("f", b"%d" % i)
+        )
+    client = TestClient(create_app(store, sync_every=0), raise_server_exceptions=False)
+    assert client.get("/artifacts/a1").status_code == 200
+    for _ in range(2):
+        _garble_middle(Path(store.catalog.index.path))
+        with pytest.warns(artifacts.StoreWarning, match="damaged"):
+            page = client.get("/artifacts/a1")
+        assert page.status_code == 200, page.text[:300]
+        assert "a1:v3" in page.text or "v3" in page.text
+
+
 # -- item 1: an endpoint dying mid-put leaves one line, not hundreds of asyncio reports --------------
 _ORPHANS = """
 import asyncio, gc, sys

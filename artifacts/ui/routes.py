@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -10,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
+from ..catalog.engine import is_corrupt
 from ..errors import InvalidValueError
 from ..names import check_path
 from . import runsdata, views
@@ -52,8 +54,14 @@ def routes(state: UiState) -> list[BaseRoute]:
 
         def endpoint(request: Request) -> Response:
             with state.lock:
-                state.sync()
-                return fn(request)
+                try:
+                    state.sync()
+                    return fn(request)
+                except sqlite3.DatabaseError as e:  # the local index (a cache), never the store
+                    if not is_corrupt(e):
+                        raise
+                    state.store.catalog.heal(e)  # rebuilt from the log; a page changes nothing
+                    return fn(request)
 
         endpoint.__name__ = fn.__name__
         return endpoint
