@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ArtifactsError, InvalidValueError
 from .manifest import canonical_json
-from .untrusted import check_depth, load_json
+from .untrusted import MAX_DEPTH, check_depth, load_json
 
 if TYPE_CHECKING:
     from storage import Root
@@ -153,10 +153,16 @@ def encode_chunk(
 def json_lines(data: bytes | str) -> list[Any]:
     """Every non-blank line of JSON lines ``data``, parsed; `ValueError` names a damaged line.
 
-    Calls the decoder's scanner directly, one value per line that must end where the line ends: a
-    history of 100k steps parses in about two thirds of the time of one `json.loads` per line (whose
-    wrapper work is most of the cost on short lines), with the same strictness.
+    Rows of metrics (objects without lists), one per line as our writers make them, parse as one
+    JSON array, in about 0.7x the time of the decoder's scanner per line (with the same answer: see
+    `_rows_at_once`). Anything else (blank lines, other values, lists, damage) goes through the scanner
+    called once per line, a value that must end where the line ends, which names a damaged line; it
+    takes about two thirds of the time of one `json.loads` per line (whose wrapper work is most of
+    the cost on short lines), with the same strictness.
     """
+    rows = _rows_at_once(data)
+    if rows is not None:
+        return rows
     text = data.decode("utf-8") if isinstance(data, bytes) else data
     scan = _SCAN
     out = []
@@ -178,6 +184,32 @@ def json_lines(data: bytes | str) -> list[Any]:
             check_depth(value, f"line {n}")
         out.append(value)
     return out
+
+
+def _rows_at_once(data: bytes | str) -> list[Any] | None:
+    """Flat-ish JSON lines of objects parsed by one `json.loads`; None where ``data`` is not that.
+
+    Exactly the per-line answer: each newline becomes ``,\n``, so a line boundary inside a string
+    leaves a raw newline there (refused); every line starts with ``{`` and no line holds a ``[``, so a
+    boundary inside an object would put a ``{`` where a key must be (refused), and none can fall in an
+    array. Every boundary then separates top-level values, and as many values as lines means one each.
+    """
+    try:
+        text = (data.decode("utf-8") if isinstance(data, bytes) else data).strip()
+        lines = text.count("\n") + 1
+        if not text.startswith("{") or text.count("\n{") != lines - 1 or "[" in text:
+            return None
+        rows = json.loads("[" + text.replace("\n", ",\n") + "]")
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        return None
+    if len(rows) != lines or set(map(type, rows)) != {dict}:
+        return None
+    if text.count("{") > len(rows):  # some row nests objects: bounded as the scanner's are
+        try:
+            check_depth(rows, "a line", MAX_DEPTH + 1)
+        except ValueError:
+            return None
+    return rows
 
 
 #: the C scanner `json.loads` calls, without its wrapper's per-call work

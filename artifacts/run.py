@@ -28,14 +28,18 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from .chunks import Chunk, Heartbeat
+    from .series import MetricSeries
     from .store import Store
     from .version import ArtifactVersion
 
-__all__ = ["STATUSES", "Run", "close_run", "environment", "exit_status"]
+__all__ = ["SERIES_ROWS", "STATUSES", "Run", "close_run", "environment", "exit_status"]
 
 _PACKAGES = ("artifacts-store", "torch", "numpy", "fsspec", "s3fs", "blake3", "sqlite-utils")
 STATUSES = ("running", "finished", "failed", "killed", "crashed")
 _REMOTE_TTL = 1.0  # seconds a read-only Run reuses what it read of a live run
+#: A run that ends with at least this many history rows also stores its metric series as arrays
+#: (`artifacts.series`), for charts; a shorter history parses in milliseconds.
+SERIES_ROWS = 1000
 
 
 class Run:
@@ -76,6 +80,7 @@ class Run:
         self.finished_at: str | None = record.finished_at
         self._history_digest: str | None = record.history
         self._chunks: int | None = record.chunks
+        self._series_digest: str | None = record.series
         self._active = active
         self._config_dirty = False
         self._remote: tuple[float, Heartbeat | None, list[Chunk] | None] | None = None
@@ -322,7 +327,14 @@ class Run:
         summary = check_json(clean_json(dict(self._summary)), "summary")
         self._live.close()
         lines = self._live.lines
-        history = self._store.blobs.put_bytes(b"\n".join(lines) + b"\n").digest if lines else None
+        history = series = None
+        if lines:
+            data = b"\n".join(lines) + b"\n"
+            history = self._store.blobs.put_bytes(data).digest
+            if len(lines) >= SERIES_ROWS:  # parsed back: the series are those of the very blob
+                from .series import store_series  # numpy: only where there are many rows
+
+                series = store_series(self._store.blobs, json_lines(data))
         config = None
         if self._config_dirty:
             config = check_json(clean_json(dict(self._config)), "config")
@@ -334,10 +346,12 @@ class Run:
                 history=history,
                 chunks=self._live.chunks,
                 config=config,
+                series=series,
             )
         )
         self._status = status
         self._history_digest = history
+        self._series_digest = series
         self._chunks = self._live.chunks
         self._active = False
         if error is not None:
@@ -367,6 +381,20 @@ class Run:
             return []
         _, chunks = self._remote_state()
         return merge_rows(row for c in chunks for row in c.rows)
+
+    def series(self, keys: Iterable[str] | None = None) -> dict[str, MetricSeries]:
+        """Each metric's steps and finite values as numpy arrays, in step order (``keys``: only
+        these), as `artifacts.series.from_rows` makes them from `history`. A finished run with many
+        rows reads its series blob instead of parsing the history; a missing or unsound one is a
+        `StoreWarning`, and the history is read."""
+        from . import series as _series  # numpy: not for `artifacts --help`
+
+        got = None
+        if self._series_digest is not None and not self._active:
+            got = _series.load(self._store.blobs, self._series_digest, f"run {self.id}")
+        if got is None:
+            return _series.from_rows(self.history(), keys)
+        return got if keys is None else {k: got[k] for k in sorted(set(keys) & got.keys())}
 
     def inputs(self) -> list[ArtifactVersion]:
         """The versions this run used, in log order."""
@@ -414,10 +442,14 @@ def close_run(store: Store, run_id: str, status: str = "crashed", *, force: bool
         )
     chunks = read_chunks(store.root, run_id, hint=beat.chunks if beat else 0)
     rows = merge_rows(row for c in chunks for row in c.rows)
-    history = None
+    history = series = None
     if rows:
         data = b"\n".join(canonical_json(r) for r in rows) + b"\n"
         history = store.blobs.put_bytes(data).digest
+        if len(rows) >= SERIES_ROWS:
+            from .series import store_series
+
+            series = store_series(store.blobs, rows)
     store.catalog.commit(
         RunFinished(
             run_id=run_id,
@@ -426,6 +458,7 @@ def close_run(store: Store, run_id: str, status: str = "crashed", *, force: bool
             history=history,
             chunks=len(chunks),
             config=next((c.config for c in reversed(chunks) if c.config is not None), None),
+            series=series,
         )
     )
     return store.run(run_id)

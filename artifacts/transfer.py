@@ -247,8 +247,10 @@ def _needed_blobs(
     for seq, obj in plan:
         if obj["op"] == "version_logged":
             need.update(manifests[seq].blobs())
-        elif obj["op"] == "run_finished" and isinstance(obj.get("history"), str):
-            need[obj["history"]] = src.blobs.size(obj["history"])
+        elif obj["op"] == "run_finished":
+            for key in ("history", "series"):
+                if isinstance(obj.get(key), str):
+                    need[obj[key]] = src.blobs.size(obj[key])
     return need
 
 

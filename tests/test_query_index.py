@@ -9,6 +9,8 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+from _fixtures import KEPT, old_index_store
+
 import artifacts
 from artifacts import runplan
 from artifacts.catalog.identity import index_path
@@ -60,16 +62,8 @@ FIXTURE6 = Path(__file__).parent / "fixtures" / "index_format6"
 def test_format6_index_from_main_is_migrated_in_place_and_answers_through_run_values(
     tmp_path: Path,
 ) -> None:
-    store_dir = tmp_path / "store"
-    shutil.copytree(FIXTURE6 / "store", store_dir)
-    store_id = json.loads((store_dir / "store.json").read_text())["id"]
+    store_dir, store_id = old_index_store(FIXTURE6, tmp_path)
     index = index_path(Path(os.environ["ARTIFACTS_CACHE_DIR"]), store_id, open_root(str(store_dir)))
-    index.parent.mkdir(parents=True)
-    with sqlite3.connect(index) as built:
-        built.executescript((FIXTURE6 / "index.sql").read_text())
-        # a row no replay of the log would make: it survives only if the index is migrated in place
-        built.execute("INSERT INTO quotas VALUES ('kept-by-migration', 1)")
-    built.close()
     old = sqlite3.connect(index)
     assert old.execute("SELECT value FROM meta WHERE key='format'").fetchone() == ("6",)
     assert "run_values" not in {r[0] for r in old.execute("SELECT name FROM sqlite_master")}
@@ -77,8 +71,8 @@ def test_format6_index_from_main_is_migrated_in_place_and_answers_through_run_va
 
     store = artifacts.open_store(store_dir)
     c = store.index.connection
-    assert store.index._format() == INDEX_FORMAT == 7
-    assert store.index.quota("kept-by-migration") == 1
+    assert store.index._format() == INDEX_FORMAT == 8
+    assert store.index.quota(KEPT) == 1
     # the same schema text as a new index: snapshots of either fit the other
     fresh = Index(tmp_path / "fresh.sqlite", store_id=store_id, admins=["alice"])
     assert schema_digest(fresh.connection) == schema_digest(c)

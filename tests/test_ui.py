@@ -415,10 +415,10 @@ def test_pages_and_downloads_work_the_same_on_s3(s3_backend: Any) -> None:
 
 
 def test_chart_columns_keep_only_numbers() -> None:
-    from artifacts.ui.charts import _column
+    from artifacts.series import from_rows
 
     rows: list[dict[str, Any]] = [{"a": 1}, {"a": None}, {}, {"a": 2.5}, {"a": True}, {"a": "3"}]
-    got = _column(rows, "a")
-    assert got[0] == 1.0 and got[3] == 2.5 and np.isnan(got[[1, 2, 4, 5]]).all()
-    huge = _column([{"a": 1}, {"a": 10**400}], "a")  # an int past a float's range: no crash
-    assert huge[0] == 1.0 and np.isnan(huge[1])
+    got = from_rows(rows)["a"]
+    assert got.steps.tolist() == [0, 3] and got.values.tolist() == [1.0, 2.5]
+    huge = from_rows([{"a": 1}, {"a": 10**400}])["a"]  # an int past a float's range: no crash
+    assert huge.values.tolist() == [1.0]

@@ -374,7 +374,8 @@ class RunStarted(Entry):
 class RunFinished(Entry):
     """A run's end. ``history`` is the blob of every row; ``chunks`` how many live chunks the run
     had flushed under ``runs/<id>/`` (`artifacts.chunks`); ``config`` the config if it changed after
-    the start. Older entries have neither (null)."""
+    the start. Older entries have neither (null). ``series``: the blob of its metric series as arrays
+    (`artifacts.series`), for runs with many rows; left out where there is none."""
 
     OP: ClassVar[str] = "run_finished"
 
@@ -384,6 +385,7 @@ class RunFinished(Entry):
     history: str | None = spec(opt(digest_field), default=None)
     chunks: int | None = spec(opt(int_field), default=None)
     config: dict[str, Any] | None = spec(opt(json_object), default=None)
+    series: str | None = spec(opt(digest_field), default=None, omit_empty=True)
 
 
 @operation

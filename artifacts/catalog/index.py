@@ -35,8 +35,12 @@ __all__ = ["INDEX_FORMAT", "Index", "IndexMoved"]
 #: 6: copies (which source entries a copy committed).
 #: 7: run_values and run_value_keys (`artifacts.runvalues`): filled from the runs of a format 6 index
 #: when it is opened (no replay of the log), any other format is rebuilt.
-INDEX_FORMAT = 7
-_MIGRATES = {6: "add run_values"}
+#: 8: runs.series (`artifacts.series`): added in place to a format 6 or 7 index (its runs have none:
+#: no earlier writer made series blobs).
+INDEX_FORMAT = 8
+_MIGRATES = {6: "add run_values, runs.series", 7: "add runs.series"}
+#: added after the table's creation in a new index too, so both have the same schema text (snapshots)
+_SERIES_DDL = "ALTER TABLE runs ADD COLUMN series TEXT"
 
 
 #: What entry 1 names as its predecessor: nothing (an entry 1 with a ``prev`` is forged or misplaced).
@@ -121,9 +125,11 @@ class Index(Rules):
             with self.transaction() as c:
                 if self._format() != fmt:
                     return self._format()  # another process migrated it meanwhile
-                for ddl in VALUES_DDL:
-                    c.execute(ddl)
-                fill(c)
+                if fmt < 7:
+                    for ddl in VALUES_DDL:
+                        c.execute(ddl)
+                    fill(c)
+                c.execute(_SERIES_DDL)
                 c.execute("UPDATE meta SET value=? WHERE key='format'", (str(INDEX_FORMAT),))
         except sqlite3.DatabaseError as e:
             if is_disk_full(e):
@@ -166,6 +172,7 @@ class Index(Rules):
                 },
                 pk="id",
             )
+            c.execute(_SERIES_DDL)
             # the query engine's fixed fields (artifacts.runquery): filters, orders and group-bys
             db.table("runs").create_index(["seq"], unique=True)
             for cols in (["project", "seq"], ["group_", "job_type"], ["job_type"], ["user"]):
@@ -596,7 +603,8 @@ class Index(Rules):
         return out
 
     def live_digests(self) -> set[str]:
-        """Every blob a live version or a run refers to (gc's mark phase): files, manifests, histories."""
+        """Every blob a live version or a run refers to (gc's mark phase): files, manifests, histories
+        and series."""
         c = self._conn
         out = {
             r[0]
@@ -606,7 +614,8 @@ class Index(Rules):
             )
         }
         out.update(r[0] for r in c.execute("SELECT digest FROM versions WHERE deleted=0"))
-        out.update(r[0] for r in c.execute("SELECT history FROM runs WHERE history IS NOT NULL"))
+        for col in ("history", "series"):
+            out.update(r[0] for r in c.execute(f"SELECT {col} FROM runs WHERE {col} IS NOT NULL"))
         return out
 
     def all_referenced(self) -> dict[str, str]:
@@ -620,8 +629,9 @@ class Index(Rules):
             out.setdefault(r[0], f"{r[1]}/{r[2]}")
         for r in c.execute("SELECT digest, node FROM versions WHERE deleted=0"):
             out.setdefault(r[0], f"manifest of {r[1]}")
-        for r in c.execute("SELECT history, id FROM runs WHERE history IS NOT NULL"):
-            out.setdefault(r[0], f"history of run {r[1]}")
+        for col in ("history", "series"):
+            for r in c.execute(f"SELECT {col}, id FROM runs WHERE {col} IS NOT NULL"):
+                out.setdefault(r[0], f"{col} of run {r[1]}")
         return out
 
     def copy_of(self, store_id: str, src_seq: int) -> int | None:

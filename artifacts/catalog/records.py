@@ -46,6 +46,7 @@ class RunRecord:
     tags: tuple[str, ...] = ()
     notes: str = ""
     chunks: int | None = None  # metric-history chunks the run flushed (None: none recorded)
+    series: str | None = None  # digest of the metric series blob (`artifacts.series`), if any
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> RunRecord:
@@ -71,6 +72,7 @@ class RunRecord:
             tags=tuple(_loads(row["tags"], [])),
             notes=row["notes"] or "",
             chunks=row["chunks"],
+            series=row["series"],
         )
 
     def to_dict(self) -> dict[str, Any]:

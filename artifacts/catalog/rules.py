@@ -194,12 +194,13 @@ class Rules:
                 f"run {e.run_id} belongs to {row['user']}: others may only mark it crashed"
             )
         c.execute(
-            "UPDATE runs SET status=?, summary=?, history=?, finished_at=?, chunks=?, "
+            "UPDATE runs SET status=?, summary=?, history=?, series=?, finished_at=?, chunks=?, "
             "config=COALESCE(?, config) WHERE id=?",
             (
                 e.status,
                 _j(e.summary),
                 e.history,
+                e.series,
                 e.ts,
                 e.chunks,
                 _j(e.config) if e.config is not None else None,

@@ -8,18 +8,20 @@ run ended, and no chart gets more points than it has pixels.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from ..series import MetricSeries, from_rows
+
 __all__ = [
     "DEFAULT_WIDTH",
     "MAX_WIDTH",
     "Series",
     "downsample",
+    "downsampled",
     "metric_series",
     "overlay",
     "run_charts",
@@ -34,8 +36,8 @@ class Series:
     """One metric of one run over steps, ready for a chart (``x`` steps, ``y`` values)."""
 
     metric: str
-    x: tuple[float, ...]
-    y: tuple[float | None, ...]
+    x: tuple[float, ...]  # steps (ints)
+    y: tuple[float, ...]
     points: int  # how many points the run logged for this metric before downsampling
 
     def to_dict(self) -> dict[str, Any]:
@@ -43,67 +45,40 @@ class Series:
 
 
 def downsample(x: np.ndarray, y: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """At most about ``width`` points: the min and max of each of ``width / 2`` buckets, and the ends."""
+    """At most about ``width`` points: the min and max of each of ``width / 2`` buckets, and the ends.
+
+    Vectorised (a bucket's first minimum and first maximum, found with ``reduceat``): 100k points take
+    about a millisecond."""
     n = len(x)
     if n <= width:
         return x, y
     buckets = max(1, width // 2)
-    edges = np.linspace(0, n, buckets + 1).astype(np.int64)
+    starts = np.linspace(0, n, buckets + 1).astype(np.int64)[:-1]  # n > 2 * buckets: all distinct
+    bucket = np.repeat(np.arange(buckets), np.diff(np.append(starts, n)))
     keep = [np.array([0, n - 1], dtype=np.int64)]
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
-        if hi > lo:
-            seg = y[lo:hi]
-            keep.append(np.array([lo + int(np.argmin(seg)), lo + int(np.argmax(seg))]))
+    for extreme in (np.minimum, np.maximum):
+        hits = np.flatnonzero(y == extreme.reduceat(y, starts)[bucket])
+        first = np.ones(len(hits), dtype=bool)
+        first[1:] = bucket[hits[1:]] != bucket[hits[:-1]]
+        keep.append(hits[first])
     sel = np.unique(np.concatenate(keep))
     return x[sel], y[sel]
 
 
-_PLAIN = frozenset({float, int, type(None)})
-
-
-def _column(rows: Sequence[Mapping[str, Any]], key: str) -> np.ndarray:
-    """The values of ``key`` as floats (NaN where a row lacks it or holds no number)."""
-    values = [r.get(key) for r in rows]
-    if set(map(type, values)) <= _PLAIN:  # the usual case: numpy converts in C (None to NaN)
-        try:
-            return np.array(values, dtype=np.float64)
-        except OverflowError:  # an int past a float's range
-            pass
-    return np.fromiter((_number(v) for v in values), dtype=np.float64, count=len(values))
-
-
-def _number(v: Any) -> float:
-    t = type(v)
-    if t is float or (t is int and -(2**1023) < v < 2**1023):
-        return float(v)
-    return math.nan
+def downsampled(series: Mapping[str, MetricSeries], width: int = DEFAULT_WIDTH) -> list[Series]:
+    """One chart `Series` per metric of `Run.series` (in name order), at most about ``width`` points."""
+    out = []
+    for key in sorted(series):
+        s = series[key]
+        xs, ys = downsample(s.steps, s.values, width)
+        out.append(Series(key, tuple(xs.tolist()), tuple(ys.tolist()), len(s)))
+    return out
 
 
 def metric_series(history: Iterable[Mapping[str, Any]], width: int = DEFAULT_WIDTH) -> list[Series]:
-    """One `Series` per numeric metric of a run's history (keys starting with ``_`` are bookkeeping).
-
-    Column-wise with numpy: 5 metrics x 100k steps take tens of milliseconds, not seconds.
-    """
-    rows = history if isinstance(history, list) else list(history)
-    if not rows:
-        return []
-    keys = sorted(k for k in set().union(*rows) if isinstance(k, str) and not k.startswith("_"))
-    steps = _column(rows, "_step")
-    missing = np.isnan(steps)
-    if missing.any():
-        steps[missing] = np.arange(len(rows), dtype=np.float64)[missing]
-    order = np.argsort(steps, kind="stable")
-    steps = steps[order]
-    out = []
-    for key in keys:
-        y = _column(rows, key)[order]
-        ok = np.isfinite(y)
-        if not ok.any():
-            continue
-        x, y = steps[ok], y[ok]
-        xs, ys = downsample(x, y, width)
-        out.append(Series(key, tuple(xs.tolist()), tuple(ys.tolist()), len(x)))
-    return out
+    """One `Series` per numeric metric of a run's history rows (keys starting with ``_`` are
+    bookkeeping); a run's own are `downsampled(run.series())`, which may read them from a blob."""
+    return downsampled(from_rows(history), width)
 
 
 def _title(metric: str, shown: int, points: int) -> str:

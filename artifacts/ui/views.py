@@ -17,7 +17,7 @@ from ..compare import flatten as _flatten
 from ..errors import IntegrityError, InvalidValueError, NotFoundError
 from ..names import check_name, check_path, parse_ref
 from ..untrusted import load_json
-from .charts import DEFAULT_WIDTH, MAX_WIDTH, Series, metric_series, overlay, run_charts
+from .charts import DEFAULT_WIDTH, MAX_WIDTH, Series, downsampled, overlay, run_charts
 from .graph import LaidOutGraph, layout
 from .render import Links
 
@@ -70,13 +70,14 @@ def flatten(obj: Any) -> list[tuple[str, Any]]:
 
 # -- runs ------------------------------------------------------------------------------------------
 def run_series(run: Run, width: int = DEFAULT_WIDTH) -> list[Series]:
-    """The run's metrics as downsampled series; a finished run's are cached (they cannot change)."""
+    """The run's metrics as downsampled series (`Run.series`: from its series blob where it has one);
+    a finished run's are cached (they cannot change)."""
     done = run.status != "running" and run.finished_at is not None
     key = (run.id, str(run.finished_at), str(width))
     if done and key in _series_cache:
         _series_cache.move_to_end(key)
         return _series_cache[key]
-    series = metric_series(run.history(), width)
+    series = downsampled(run.series(), width)
     if done:
         _series_cache[key] = series
         while len(_series_cache) > 64:
