@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, BinaryIO
 
+from . import _unnamed
 from .errors import disk_full_errors
 from .hashing import CHUNK_SIZE, hash_bytes
 from .streams import RangeReader, copy_file_hashing, copy_hashing, write_all
@@ -28,6 +29,7 @@ __all__ = [
     "freshen_local",
     "put_local_bytes",
     "put_local_range",
+    "put_local_small",
     "put_local_stream",
     "put_local_via_tmp",
 ]
@@ -152,3 +154,37 @@ def put_local_bytes(
             os.unlink(tmp)
         raise
     return PutResult(digest, size, written)
+
+
+def put_local_small(blobs: BlobStore, data: bytes) -> PutResult:
+    """A small file's whole content (`storage.batch`): written unnamed and linked under its digest
+    where the OS allows it (`storage._unnamed`), else through a named temp file."""
+    tmp_dir = blobs.root.local(blobs.tmp_dir)
+    ensure_dir(blobs, tmp_dir)
+    if not _unnamed.available(tmp_dir):
+        return put_local_bytes(blobs, data, None)
+    digest = hash_bytes(data)
+    size = len(data)
+    target = blobs.root.local(blobs.relpath(digest))
+    d = os.path.dirname(target)
+    if d not in blobs._dirs:
+        _make_blob_dir(blobs, d)
+    # a directory this process made held no blob before it: the link finds any stored since (and
+    # freshens it), so only an older directory is worth a look before the write
+    if d not in blobs._made and blobs._freshen(digest, size):
+        return PutResult(digest, size, False)
+    return PutResult(digest, size, _unnamed.put_unnamed(blobs, data, digest, tmp_dir, target))
+
+
+def _make_blob_dir(blobs: BlobStore, d: str) -> None:
+    """Create a blob directory (once per process), remembering whether it was this process that
+    made it."""
+    try:
+        os.mkdir(d)
+        blobs._made.add(d)
+    except FileExistsError:
+        pass
+    except FileNotFoundError:  # blobs/ itself is new
+        os.makedirs(os.path.dirname(d), exist_ok=True)
+        return _make_blob_dir(blobs, d)
+    blobs._dirs.add(d)

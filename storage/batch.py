@@ -4,9 +4,9 @@ A put of 20,000 small files used to cost a thread and a future per file, about s
 file and one stat-cache query per file. Here each file is stat-ed once (by the caller's directory walk, or
 once at this boundary), the stat cache answers for all of them in one query, and a small fixed pool of
 threads works through slices of the list: a known, unchanged file costs a freshen of its blob; an unknown
-small file is read once into memory, hashed, and written (temp file, then linked under its digest) only
-when its blob is new. What is learned goes back to the stat cache in one transaction. Large files take
-the streaming one-pass copy (`BlobStore.put_file`), one at a time per worker.
+small file is read once into memory, hashed, and written (unnamed, then linked under its digest:
+`storage._unnamed`) only when its blob is new. What is learned goes back to the stat cache in one
+transaction. Large files take the streaming one-pass copy (`BlobStore.put_file`), one at a time per worker.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ._localput import put_local_small
 from .errors import InvalidPathError, NotFoundError
 from .hashing import CHUNK_SIZE, hash_bytes
 from .statcache import StatKey, stat_key
@@ -150,6 +151,7 @@ def put_many(
     results: list[PutResult | None] = [None] * len(sources)
     learned: list[tuple[str, StatKey, str]] = []
     lock = threading.Lock()
+    local = blobs.root.os_paths
 
     def work(lo: int, hi: int) -> None:
         done = 0
@@ -160,7 +162,7 @@ def put_many(
                 r = PutResult(digest, s.size, False)
             elif s.size <= SMALL_MAX:
                 data, key = read_small(s.path, s.key)
-                r = blobs.put_bytes(data)
+                r = put_local_small(blobs, data) if local else blobs.put_bytes(data)
                 learned.append((s.path, key, r.digest))
             else:  # streamed with its own progress and stat-cache entry
                 from .progress import Relay  # fsspec: only once bytes move (see storage.progress)

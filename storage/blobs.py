@@ -86,6 +86,7 @@ class BlobStore:
         self.max_workers = max_workers
         self.freshen_after = freshen_after
         self._dirs: set[str] = set()
+        self._made: set[str] = set()  # blob directories this process created (`put_local_small`)
 
     # -- naming ----------------------------------------------------------------------------------
     @staticmethod
