@@ -253,7 +253,7 @@ class Catalog:
                 self.sync()
                 continue
             try:
-                rejected = dict(self.reader.committed(self.index, RawEntry(seq, data)))
+                rejected = dict(self.reader.committed(self.index, RawEntry(seq, data), typed))
             except DiskFullError as e:  # the entry is in the log, whole: only this cache is behind
                 raise DiskFullError(
                     f"disk full: {entry.OP} was committed (log entry {seq}), but the local index "

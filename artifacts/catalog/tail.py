@@ -23,10 +23,10 @@ import os
 import tempfile
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from storage import Root, hash_bytes
 
@@ -42,6 +42,9 @@ from .packs import (
     pack_bounds,
     parse_pack_name,
 )
+
+if TYPE_CHECKING:
+    from .entries import Entry
 
 __all__ = ["LogMismatch", "LogReader", "ScaleConfig"]
 
@@ -325,28 +328,34 @@ class LogReader:
         return out
 
     # -- applying, and what crossing a boundary sets off -----------------------------------------
-    def apply(self, index: Any, entries: list[RawEntry]) -> list[tuple[int, str]]:
-        """Apply in order, stopping once at the newest snapshot boundary crossed to pin that state."""
+    def apply(
+        self, index: Any, entries: list[RawEntry], decoded: Mapping[int, Entry] | None = None
+    ) -> list[tuple[int, str]]:
+        """Apply in order, stopping once at the newest snapshot boundary crossed to pin that state
+        (``decoded``: see `Index.apply`)."""
         before = index.last_seq
         every = self.config.snapshot_every
         rejected: list[tuple[int, str]] = []
         if every and entries and entries[-1].seq // every > before // every:
             boundary = entries[-1].seq // every * every
             head = [e for e in entries if e.seq <= boundary]
-            rejected += index.apply(head)
+            rejected += index.apply(head, decoded)
             if index.last_seq >= boundary:
                 self._snapshot(index)
             entries = [e for e in entries if e.seq > boundary]
         if entries:
-            rejected += index.apply(entries)
+            rejected += index.apply(entries, decoded)
         self._packs_crossed(before, index.last_seq)
         return rejected
 
-    def committed(self, index: Any, raw: RawEntry) -> list[tuple[int, str]]:
-        """Apply this process's own new entry (``raw``), keeping its bytes for the pack it falls in."""
+    def committed(
+        self, index: Any, raw: RawEntry, entry: Entry | None = None
+    ) -> list[tuple[int, str]]:
+        """Apply this process's own new entry (``raw``; ``entry``: its ``decode``, which the commit
+        did already), keeping its bytes for the pack it falls in."""
         if self.config.pack_size:
             self._recent[raw.seq] = raw.data
-        return self.apply(index, [raw])
+        return self.apply(index, [raw], {raw.seq: entry} if entry is not None else None)
 
     def bulk_committed(self, index: Any, before: int, raws: list[RawEntry]) -> None:
         """A bulk (`artifacts.catalog.bulk`) committed ``raws`` after ``before``, applied as it staged
