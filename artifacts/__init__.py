@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from .run import Run
     from .runkeys import RunField
     from .runquery import ComputeUsage, MetricStats, RunGroup, RunPage
+    from .series import MetricSeries
     from .store import ArtifactSummary, Store, open_store
     from .version import ArtifactVersion
     from .wandb_api import (
@@ -77,6 +78,7 @@ _LAZY = {
     "MetricStats": ".runquery",
     "RunGroup": ".runquery",
     "RunPage": ".runquery",
+    "MetricSeries": ".series",
     "ArtifactSummary": ".store",
     "Store": ".store",
     "open_store": ".store",
@@ -136,6 +138,7 @@ __all__ = [
     "Lineage",
     "LineageEdge",
     "LineageNode",
+    "MetricSeries",
     "MetricStats",
     "NotFoundError",
     "PermissionDeniedError",

@@ -31,8 +31,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from storage import hash_bytes
-
 from .bounds import INT64_MAX
 from .errors import ArtifactsError, NotFoundError, StoreWarning
 from .manifest import canonical_json
@@ -210,13 +208,10 @@ def load(blobs: BlobStore, digest: str, where: str) -> dict[str, MetricSeries] |
     """The series in blob ``digest`` (of ``where``, e.g. ``run 3fa9...``), or None with a
     `StoreWarning` if it is missing or not sound: the caller then reads the history."""
     try:
-        with blobs.open(digest, verify=False) as f:
-            data = f.read(MAX_SERIES_BYTES + 1)
-        if len(data) > MAX_SERIES_BYTES:
-            raise ValueError(f"it is over {MAX_SERIES_BYTES} bytes")
-        if hash_bytes(data) != digest:
-            raise ValueError("its content does not hash to its name (verify the store)")
-        return decode(data)
+        size = blobs.size(digest)  # before the read: no buffer of a hostile size
+        if size > MAX_SERIES_BYTES:
+            raise ValueError(f"it has {size} bytes, over the {MAX_SERIES_BYTES} a reader takes")
+        return decode(blobs.read_bytes(digest, size=size))  # verified: it hashes to its name
     except (ValueError, ArtifactsError) as e:  # a bad name (from a snapshot) or a failed read too
         what = "is missing" if isinstance(e, NotFoundError) else f"is unusable: {e}"
         warnings.warn(

@@ -234,6 +234,15 @@ def test_a_hostile_series_blob_with_a_right_digest_never_breaks_the_page(
         assert _page_charts(store, run.id) == _history_charts(run)
 
 
+def test_a_series_blob_past_the_size_bound_is_not_read(
+    store: artifacts.Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = _log(store)
+    monkeypatch.setattr(series_mod, "MAX_SERIES_BYTES", 64)
+    with pytest.warns(artifacts.StoreWarning, match="over the 64 a reader takes"):
+        assert _same(run.series(), from_rows(run.history()))
+
+
 def test_gc_keeps_verify_checks_and_copy_carries_the_series_blob(
     store: artifacts.Store, tmp_path: Path
 ) -> None:
