@@ -59,11 +59,8 @@ def ensure_exclusive_creates(root: Root) -> None:
             _checked.add(key)
             return
         if _probe(root):
-            marker.parent.mkdir(parents=True, exist_ok=True)
-            tmp = marker.with_name(f".{marker.name}.{uuid.uuid4().hex}")
-            tmp.write_text(json.dumps({**root.location(), "checked_at": time.time()}))
-            os.replace(tmp, marker)
             _checked.add(key)
+            _remember(marker, root)
             return
     msg = (
         f"{root.url}: the endpoint ignores If-None-Match on PUT, so two writers could overwrite each "
@@ -76,6 +73,18 @@ def ensure_exclusive_creates(root: Root) -> None:
             _checked.add(key)
         return
     raise BackendError(msg)
+
+
+def _remember(marker: Path, root: Root) -> None:
+    """Write the marker; where the cache cannot take it (a full disk), the next process probes again."""
+    tmp = marker.with_name(f".{marker.name}.{uuid.uuid4().hex}")
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps({**root.location(), "checked_at": time.time()}))
+        os.replace(tmp, marker)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
 
 
 def _probe(root: Root) -> bool:
