@@ -8,8 +8,6 @@ JSON documents nested 100,000 deep under every name a loader reads.
 from __future__ import annotations
 
 import json
-import sqlite3
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +15,8 @@ import pytest
 
 import artifacts
 from artifacts import Artifact, ArtifactsError
-from artifacts.catalog import snapshots as snaps
 from artifacts.untrusted import check_depth, load_json
+from tests._snapshots import rewrite_newest_snapshot
 from tests.conftest import Backend
 from tests.test_cli import Cli
 
@@ -150,26 +148,7 @@ def test_snapshot_with_mistyped_rows_is_refused(
         run.log({"loss": 1.0})
     store.reader.background.wait(30)
     store.close()
-    root = store.root
-    desc = snaps.read_descriptor(root, snaps.list_snapshots(root)[0])
-    with tempfile.TemporaryDirectory() as tmp:
-        _, path = snaps.check_snapshot(
-            root,
-            desc.path,
-            index_format=desc.index_format,
-            schema=desc.schema,
-            store_id=desc.store_id,
-            workdir=Path(tmp),
-        )
-        conn = sqlite3.connect(path)
-        conn.execute(update)
-        conn.commit()
-        conn.close()
-        pinned, _ = snaps.pin(path)
-        root.delete(desc.path)
-        assert snaps.write_snapshot(
-            root, pinned, index_format=desc.index_format, store_id=desc.store_id
-        )
+    rewrite_newest_snapshot(store.root, lambda c: c.execute(update))
     monkeypatch.setenv("ARTIFACTS_CACHE_DIR", str(tmp_path / "cold"))
     with pytest.warns(artifacts.StoreWarning, match="not a JSON"):
         again = open_(local_backend)

@@ -30,6 +30,7 @@ from artifacts.catalog import snapshots as snaps
 from artifacts.catalog.index import Index
 from artifacts.catalog.log import RawEntry, log_path
 from artifacts.catalog.packs import PackError, PackName, decode_pack, encode_pack
+from tests._snapshots import checked_copy, rewrite_newest_snapshot
 from tests.conftest import Backend
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -305,30 +306,64 @@ def test_replay_compare_catches_a_snapshot_that_lies(
     small(monkeypatch, pack=0, every=6)
     store = build(local_backend, monkeypatch, 8)
     store.close()
-    root = store.root
-    desc = snaps.read_descriptor(root, snaps.list_snapshots(root)[0])
-    with tempfile.TemporaryDirectory() as tmp:
-        _, path = snaps.check_snapshot(
-            root,
-            desc.path,
-            index_format=desc.index_format,
-            schema=desc.schema,
-            store_id=desc.store_id,
-            workdir=Path(tmp),
-        )
-        conn = sqlite3.connect(path)
-        conn.execute("UPDATE artifacts SET type='model'")
-        conn.commit()
-        conn.close()
-        pinned, _ = snaps.pin(path)
-        root.delete(desc.path)
-        assert snaps.write_snapshot(
-            root, pinned, index_format=desc.index_format, store_id=desc.store_id
-        )
+    rewrite_newest_snapshot(store.root, lambda c: c.execute("UPDATE artifacts SET type='model'"))
     with cold(local_backend, monkeypatch, tmp_path) as (again, _):
         assert not scale_problems(again.verify())
         problems = again.verify(snapshots=True).problems
         assert any("differs from a replay" in p and "artifacts" in p for p in problems), problems
+
+
+def test_a_snapshot_loads_page_for_page_and_only_into_an_empty_index(
+    local_backend: Backend, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The cold open makes the index a copy of the checked file (SQLite's backup, not row by row): a
+    connection another process holds on the index sees the loaded state, the index stays in WAL mode,
+    and an index that moved meanwhile is left alone."""
+    small(monkeypatch, pack=0, every=6)
+    store = build(local_backend, monkeypatch, 8)
+    store.close()
+    desc = snaps.read_descriptor(store.root, snaps.list_snapshots(store.root)[0])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = checked_copy(store.root, desc, tmp)
+        src = sqlite3.connect(path)
+        want = dump(src)
+        src.close()
+        index = Index(
+            Path(tmp) / "index.sqlite", store_id=desc.store_id, admins=[store.info["created_by"]]
+        )
+        other = sqlite3.connect(index.path, isolation_level=None)  # another process's view
+        assert other.execute("SELECT COUNT(*) FROM versions").fetchone()[0] == 0
+        assert snaps.load_snapshot(index._conn, path, desc.path)
+        assert dump(index._conn) == want and dump(other) == want
+        assert index.last_seq == desc.seq
+        assert index._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        index.apply([RawEntry(desc.seq + 1, store.root.read(log_path(desc.seq + 1)))])
+        moved = dump(index._conn)
+        assert not snaps.load_snapshot(index._conn, path, desc.path)  # not empty any more
+        assert dump(other) == moved
+        other.close()
+        index.close()
+
+
+def test_a_snapshot_the_index_cannot_copy_is_skipped_with_a_warning(
+    shared_backend: Backend, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A snapshot whose checks pass but whose pages SQLite will not copy into the index (another page
+    size) is named, and the open goes on with an older one, packs and the log."""
+    small(monkeypatch, pack=3, every=6)
+    store = build(shared_backend, monkeypatch, 14)
+    want = replay_dump(store)
+    store.close()
+
+    def bigger_pages(conn: sqlite3.Connection) -> None:
+        conn.execute("PRAGMA page_size=8192")
+        conn.execute("VACUUM")
+
+    desc, bigger = rewrite_newest_snapshot(store.root, bigger_pages)
+    assert bigger.digest != desc.digest
+    with cold(shared_backend, monkeypatch, tmp_path) as (again, msgs):
+        assert dump(again.index._conn) == want
+        assert any(bigger.path in m and "cannot be copied" in m for m in msgs), msgs
 
 
 def test_gc_keeps_the_newest_usable_snapshot_and_removes_older_ones_after_grace(

@@ -243,15 +243,12 @@ class LogReader:
                             store_id=self.store_id,
                             workdir=Path(tmp),
                         )
+                        snaps.load_snapshot(index._conn, path, where)
                     except (snaps.SnapshotError, ArtifactsError) as e:
                         self.unusable.add(where)
                         warn(f"{e}; falling back to an older snapshot, packs or the log")
                         continue
-                    try:
-                        snaps.load_snapshot(index._conn, path)
-                    finally:
-                        path.unlink()
-                    return
+                    return  # leaving the block removes the checked copy
                 # everything from the hint on was refused: look further back
                 oldest = min(snaps.parse_descriptor_name(n) or 0 for n in names)
                 names = snaps.list_snapshots(self.root, before=oldest)
