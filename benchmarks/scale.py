@@ -125,7 +125,7 @@ def read_by_open(src: Path) -> list[Path]:
         files += [descs[-1], src / "snapshots" / "hint.json"]
         files += [p for p in (src / "snapshot-data").iterdir() if p.name.startswith(digest)]
     files += [
-        p for p in (src / "log").iterdir() if p.name[:20].isdigit() and int(p.name[:20]) > last
+        p for p in (src / "log").iterdir() if p.name[:20].isdigit() and int(p.name[:20]) >= last
     ]
     return files
 
