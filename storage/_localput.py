@@ -19,6 +19,7 @@ from .errors import disk_full_errors
 from .hashing import CHUNK_SIZE, hash_bytes
 from .streams import RangeReader, copy_file_hashing, copy_hashing, write_all
 from .values import PutResult
+from .written import REMEMBER_MIN, remember
 
 if TYPE_CHECKING:
     from fsspec.callbacks import Callback
@@ -80,7 +81,17 @@ def put_local_via_tmp(blobs: BlobStore, write: Callable[[BinaryIO], tuple[str, i
 
 def publish_local(blobs: BlobStore, tmp: str, target: str, size: int) -> bool:
     """Make ``tmp`` visible as ``target`` atomically; if it already exists keep the existing one,
-    unless that one has the wrong size (a damaged blob never satisfies dedup: ours replaces it)."""
+    unless that one has the wrong size (a damaged blob never satisfies dedup: ours replaces it).
+
+    Every caller hashed exactly the bytes it wrote into ``tmp``, so a blob published here is
+    remembered as this process's own (`storage.written`): reading it back right away needs no hash."""
+    written = _publish(blobs, tmp, target, size)
+    if written and size >= REMEMBER_MIN:
+        remember(target)
+    return written
+
+
+def _publish(blobs: BlobStore, tmp: str, target: str, size: int) -> bool:
     ensure_dir(blobs, os.path.dirname(target))
     try:
         os.link(tmp, target)
@@ -89,7 +100,7 @@ def publish_local(blobs: BlobStore, tmp: str, target: str, size: int) -> bool:
         written = False
         state = freshen_local(target, size)
         if state is None:  # swept by gc just now: publish ours after all
-            return publish_local(blobs, tmp, target, size)
+            return _publish(blobs, tmp, target, size)
         if not state:
             os.replace(tmp, target)
             return True

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from . import _download, _localput, sweep
+from . import _download, _localput, sweep, written
 from .backend import Root, mtime_of
 from .errors import IntegrityError, InvalidPathError, NotFoundError
 from .hashing import CHUNK_SIZE, DIGEST_RE, check_digest, hash_bytes, hash_file
@@ -105,7 +105,7 @@ class BlobStore:
 
         ``trusted`` says whether it may be used without hashing it again: it was hashed on this
         machine before and is unchanged since (size, mtime, ctime, inode: the stat cache's rule for
-        every local file). A missing blob raises `NotFoundError`. After hashing an untrusted one,
+        every local file), or this process wrote it from bytes it hashed (`storage.written`). A missing blob raises `NotFoundError`. After hashing an untrusted one,
         `trust` it so the next read is a stat.
         """
         path = self.local_path(digest)
@@ -116,7 +116,9 @@ class BlobStore:
         except FileNotFoundError:
             raise missing_error(self.root, digest) from None
         cache = self.stat_cache
-        trusted = cache is not None and cache.lookup(str(path), st) == digest
+        trusted = written.vouches(str(path), st) or (
+            cache is not None and cache.lookup(str(path), st) == digest
+        )
         return LocalBlob(digest, path, st.st_size, trusted, st)
 
     def trust(self, blob: LocalBlob) -> None:
@@ -300,18 +302,22 @@ class BlobStore:
         callback: Callback | None = None,
     ) -> list[PutResult]:
         """Store many in-memory buffers (tensors); results in order. Concurrent where each put is a
-        round trip; one after another on a local disk, where each is a memory copy. ``digests``: the
-        caller's digests of these very buffers (see `put_bytes`), None where it has none."""
+        round trip; on a local disk one after another, each written while a helper thread hashes the
+        next (see `storage._bufput`). ``digests``: the caller's digests of these very buffers (see
+        `put_bytes`), None where it has none."""
         cb = as_callback(callback)
         known = list(digests) if digests is not None else [None] * len(datas)
+        if self.root.os_paths:
+            from ._bufput import put_local_many_bytes
+
+            return put_local_many_bytes(self, datas, known, cb)
 
         def put(i: int) -> PutResult:
             r = self.put_bytes(datas[i], digest=known[i])
             cb.relative_update(r.size)
             return r
 
-        workers = 1 if self.root.os_paths else min(16, self.max_workers)
-        return self._map(put, list(range(len(datas))), workers)
+        return self._map(put, list(range(len(datas))), min(16, self.max_workers))
 
     def put_ranges(
         self,

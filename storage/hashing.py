@@ -9,6 +9,7 @@ while being hashed. Copies (ingest, restore) use the same chunk size; see ``stre
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +27,7 @@ __all__ = [
     "hash_bytes",
     "hash_chunks",
     "hash_file",
+    "threaded_blake3",
 ]
 
 #: Read size for streaming large files; 4 MiB measured best here both for hashing with read-ahead and for
@@ -36,6 +38,28 @@ _THREADED_MIN = 1024 * 1024
 
 DIGEST_RE = re.compile(r"[0-9a-f]{64}")  # use with fullmatch: `$` would pass a final "\n"
 
+#: Whether BLAKE3's thread pool may be used: false in a forked child of a process that started it.
+_pool = {"started": False, "usable": True}
+
+
+def _after_fork_in_child() -> None:
+    if _pool["started"]:  # rayon's threads did not survive the fork: joining them would hang forever
+        _pool["usable"] = False
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def threaded_blake3() -> blake3.blake3:
+    """A hasher on BLAKE3's thread pool (rayon), or a plain one in a forked child whose parent had
+    started that pool: the child has none of its threads, and a multithreaded update there waits on
+    them forever (checked: a DataLoader-style ``fork`` after one large hash hung)."""
+    if not _pool["usable"]:
+        return blake3.blake3()
+    _pool["started"] = True
+    return blake3.blake3(max_threads=blake3.blake3.AUTO)
+
 
 class Hasher:
     """An incremental BLAKE3 that switches to multithreading once it is worth it."""
@@ -43,7 +67,7 @@ class Hasher:
     __slots__ = ("_h", "size")
 
     def __init__(self, threaded: bool = True) -> None:
-        self._h = blake3.blake3(max_threads=blake3.blake3.AUTO) if threaded else blake3.blake3()
+        self._h = threaded_blake3() if threaded else blake3.blake3()
         self.size = 0
 
     def update(self, data: bytes | bytearray | memoryview) -> None:
@@ -66,7 +90,7 @@ def check_digest(digest: object) -> str:
 def hash_bytes(data: bytes | bytearray | memoryview) -> str:
     """Digest of an in-memory buffer, without copying it."""
     n = data.nbytes if isinstance(data, memoryview) else len(data)
-    h = blake3.blake3(max_threads=blake3.blake3.AUTO) if n >= _THREADED_MIN else blake3.blake3()
+    h = threaded_blake3() if n >= _THREADED_MIN else blake3.blake3()
     h.update(data)
     return h.hexdigest()
 

@@ -433,6 +433,36 @@ class TestBadInput:
         with pytest.raises(artifacts.IntegrityError, match="tensors/w"):
             v.load_state_dict()
 
+    def test_a_checkpoint_restored_right_after_logging_is_not_rehashed(
+        self, local_backend: Backend, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        import artifacts.torch as at
+        from storage import written
+
+        store = open_(local_backend)
+        big = torch.arange(300_000, dtype=torch.float32)  # above written.REMEMBER_MIN
+        sd = {"big": big, "small": torch.ones(4)}
+        v = store.log_artifact(Artifact("m", "model").add_state_dict(sd))
+        hashed: list[int] = []
+        real_hash = at.hash_bytes
+        monkeypatch.setattr(at, "hash_bytes", lambda b: hashed.append(len(b)) or real_hash(b))
+        restored = v.load_state_dict()  # within the stat cache's racy window: it alone would hash
+        assert torch.equal(restored["big"], big) and torch.equal(restored["small"], sd["small"])
+        assert hashed == [16]  # only the small tensor: this process wrote the big one's blob
+        path = v.local_blob_path("tensors/big")
+        assert path is not None
+        os.chmod(path, 0o644)
+        with open(path, "r+b") as f:  # damaged in place right away: the stat key tells
+            f.write(b"\xff\xff\xff\xff")
+        with pytest.raises(artifacts.IntegrityError, match="tensors/big"):
+            v.load_state_dict()
+        written.forget_all()  # another process: no memory of our writes, the racy rule applies
+        v2 = store.log_artifact(Artifact("m2", "model").add_state_dict({"w": big + 1}))
+        written.forget_all()
+        hashed.clear()
+        v2.load_state_dict()
+        assert hashed == [big.numel() * 4]
+
     def test_not_a_vocabulary(self, memory_backend: Backend) -> None:
         store = open_(memory_backend)
         v = store.log_artifact(

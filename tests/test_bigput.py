@@ -1,0 +1,191 @@
+"""Large in-memory buffers on a local disk: hashing overlapped with writing (`storage._bufput`), blobs
+this process wrote trusted on read without a second hash (`storage.written`), and the parallel copies
+``wait=False`` takes (`artifacts.bufcopy`)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from artifacts.bufcopy import PARALLEL_MIN, copy_buffers
+from storage import BlobStore, _bufput, hash_bytes, open_root, written
+from storage.errors import DiskFullError
+
+REPO = Path(__file__).resolve().parent.parent
+MIB = 1 << 20
+
+
+def _blobs(tmp_path: Path) -> BlobStore:
+    return BlobStore(open_root(str(tmp_path / "store")))
+
+
+def _buffers() -> list[Any]:
+    big = [bytes([i]) * (3 * MIB + i) for i in range(5)]
+    return [
+        b"small",
+        bytearray(big[0]),
+        memoryview(big[1]),
+        big[0],  # the same content twice in one batch
+        bytearray(big[2]),
+        b"",
+        memoryview(bytearray(big[3])),
+        big[4],
+    ]
+
+
+def test_overlapped_puts_name_every_buffer_by_its_own_digest(tmp_path: Path) -> None:
+    blobs = _blobs(tmp_path)
+    datas = _buffers()
+    stored = blobs.put_bytes(datas[4])  # already there: a dedup hit in the batch
+    given = hash_bytes(datas[6])  # the caller's digest (a quota check hashed it): used as is
+    results = blobs.put_many_bytes(datas, digests=[None] * 6 + [given, None])
+    assert [r.digest for r in results] == [hash_bytes(d) for d in datas]
+    assert [r.size for r in results] == [len(memoryview(d).cast("B")) for d in datas]
+    assert [r.written for r in results] == [True, True, True, False, False, True, True, True]
+    assert results[4].digest == stored.digest
+    for r, d in zip(results, datas, strict=True):
+        assert blobs.read_bytes(r.digest) == bytes(d)
+    assert not os.listdir(tmp_path / "store" / "tmp")  # every temp file published or removed
+
+
+def test_a_failing_write_surfaces_and_the_helper_lets_go(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blobs = _blobs(tmp_path)
+    calls = []
+    real = _bufput.put_local_bytes
+
+    def put(b: BlobStore, data: Any, digest: str | None) -> Any:
+        calls.append(digest)
+        if len(calls) == 3:
+            raise DiskFullError("store blob: no space left on device")
+        return real(b, data, digest)
+
+    monkeypatch.setattr(_bufput, "put_local_bytes", put)
+    datas = [bytes([i]) * (2 * MIB) for i in range(8)]
+    with pytest.raises(DiskFullError):
+        blobs.put_many_bytes(datas)
+    assert len(calls) == 3  # nothing after the failure
+    assert _bufput._hasher().submit(lambda: "idle").result(timeout=10) == "idle"
+    monkeypatch.setattr(_bufput, "put_local_bytes", real)
+    assert [r.digest for r in blobs.put_many_bytes(datas)] == [hash_bytes(d) for d in datas]
+
+
+def test_a_failing_hash_surfaces_on_its_buffer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Broken:
+        def update(self, data: Any) -> None:
+            raise MemoryError("no memory to hash")
+
+    monkeypatch.setattr(_bufput, "threaded_blake3", Broken)
+    with pytest.raises(MemoryError):
+        _blobs(tmp_path).put_many_bytes([bytes([i]) * (2 * MIB) for i in range(3)])
+
+
+def test_a_full_disk_mid_batch_is_one_line_and_leaves_no_temp_file(tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        """
+        import os, resource, signal, sys
+        from storage import BlobStore, open_root
+        from storage.errors import DiskFullError
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        blobs = BlobStore(open_root(sys.argv[1]))
+        blobs.put_bytes(b"x")  # directories made before the limit
+        resource.setrlimit(resource.RLIMIT_FSIZE, (3 << 20, resource.RLIM_INFINITY))
+        datas = [bytes([i]) * ((2 + 2 * i) << 20) for i in range(4)]  # the second one fails
+        try:
+            blobs.put_many_bytes(datas)
+        except DiskFullError as e:
+            print("full:", e)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY,) * 2)
+        print(len(blobs.put_many_bytes(datas)))
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "store")],
+        env=env,
+        timeout=120,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    first, second = done.stdout.splitlines()
+    assert first.startswith("full:") and "\n" not in first
+    assert second == "4"
+    assert not os.listdir(tmp_path / "store" / "tmp")
+
+
+def test_a_blob_this_process_wrote_is_trusted_until_it_changes(tmp_path: Path) -> None:
+    blobs = _blobs(tmp_path)  # no stat cache at all: only the memory of our own writes
+    big, small = b"b" * written.REMEMBER_MIN, b"s" * (written.REMEMBER_MIN - 1)
+    rb, rs = blobs.put_many_bytes([big, small])
+    blob = blobs.local_blob(rb.digest)
+    assert blob is not None and blob.trusted
+    assert not blobs.local_blob(rs.digest).trusted  # type: ignore[union-attr]  # cheaper to hash
+    written.forget_all()
+    assert not blobs.local_blob(rb.digest).trusted  # type: ignore[union-attr]
+    assert not blobs.put_bytes(big).written  # a dedup hit: its bytes were not hashed here
+    assert not blobs.local_blob(rb.digest).trusted  # type: ignore[union-attr]
+
+    r = blobs.put_bytes(b"c" * MIB)
+    path = blobs.local_path(r.digest)
+    assert path is not None and blobs.local_blob(r.digest).trusted  # type: ignore[union-attr]
+    os.chmod(path, 0o644)
+    with open(path, "r+b") as f:  # rewritten in place, same size, right away
+        f.write(b"X")
+    assert not blobs.local_blob(r.digest).trusted  # type: ignore[union-attr]
+    assert not blobs.verify_blob(r.digest)
+
+
+def test_a_forked_child_hashes_and_puts_without_its_parents_threads(tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        """
+        import os, sys
+        from storage import BlobStore, hash_bytes, open_root
+        blobs = BlobStore(open_root(sys.argv[1]))
+        datas = [bytes([i]) * (2 << 20) for i in range(4)]
+        blobs.put_many_bytes(datas)  # the helper thread and BLAKE3's pool exist now
+        pid = os.fork()
+        if pid == 0:
+            more = [bytes([i + 9]) * (2 << 20) for i in range(4)]
+            ok = [r.digest for r in blobs.put_many_bytes(more)] == [hash_bytes(d) for d in more]
+            os._exit(0 if ok else 1)
+        _, status = os.waitpid(pid, 0)
+        sys.exit(os.waitstatus_to_exitcode(status))
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "store")], env=env, timeout=120
+    )
+    assert done.returncode == 0
+
+
+def test_parallel_copies_are_private_and_exact() -> None:
+    src = bytearray(os.urandom(MIB)) * 9  # 9 MiB: copied in slices
+    assert len(src) >= PARALLEL_MIN
+    ro = memoryview(bytearray(b"ro" * PARALLEL_MIN)).toreadonly()
+    small = bytearray(b"tiny")
+    same = b"immutable"
+    copies = copy_buffers([src, ro, small, same, memoryview(src)[: 5 * MIB]])
+    assert [bytes(c) for c in copies] == [
+        bytes(src),
+        bytes(ro),
+        b"tiny",
+        same,
+        bytes(src[: 5 * MIB]),
+    ]
+    assert copies[3] is same  # bytes cannot change: no copy
+    expected = bytes(src)
+    src[:] = b"\0" * len(src)  # the caller goes on changing its buffers
+    small[:] = b"TINY"
+    assert bytes(copies[0]) == expected and bytes(copies[2]) == b"tiny"
+    assert bytes(copies[4]) == expected[: 5 * MIB]
