@@ -2,23 +2,37 @@
 fine-tune with the embedding frozen, and the time to log / restore a checkpoint vs `torch.save` /
 `torch.load` of the same state_dict (both to the same local disk).
 
+With ``--size`` (``1G``, ``256M``): a large state_dict of ``--tensors`` float32 tensors instead, logged
+vs `torch.save` and safetensors' `save_file` (each to a new file), restored vs `load_file` (every byte
+touched by both), and the time ``log_artifact(wait=False)`` blocks the caller vs a `clone` of every
+tensor. Every round runs each contender once, in rotated order (round k starts with contender k), each
+after the previous outputs are deleted and ``sync`` ran: on this VM a write right after another large
+write pays for its dirty pages.
+
     python benchmarks/checkpoints.py [--epochs 10] [--vocab 20000] [--embed 100] [--hidden 256]
+    python benchmarks/checkpoints.py --size 1G [--tensors 24] [--repeat 5]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import statistics
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
 import artifacts  # noqa: E402
-from benchmarks._common import interleaved_medians, table  # noqa: E402
+from benchmarks._common import interleaved_medians, load_line, table  # noqa: E402
+from benchmarks.ingest import parse_size  # noqa: E402
 
 
 class GRUClassifier(torch.nn.Module):
@@ -76,9 +90,15 @@ def main() -> None:
     ap.add_argument("--vocab", type=int, default=20_000)
     ap.add_argument("--embed", type=int, default=100)
     ap.add_argument("--hidden", type=int, default=256)
-    ap.add_argument("--repeat", type=int, default=41)
+    ap.add_argument("--repeat", type=int, default=None, help="rounds (default 41; 5 with --size)")
+    ap.add_argument("--size", type=parse_size, default=None, help="a large state_dict instead")
+    ap.add_argument("--tensors", type=int, default=24)
     args = ap.parse_args()
     torch.manual_seed(0)
+    if args.size is not None:
+        big(args.size, args.tensors, args.repeat or 5)
+        return
+    args.repeat = args.repeat or 41
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
         os.environ["ARTIFACTS_CACHE_DIR"] = str(tmp / "cache")
@@ -181,6 +201,145 @@ def main() -> None:
                 ("operation (median)", "ours ms", "torch ms", "ratio"),
             )
         )
+
+
+def touch(sd: dict[str, torch.Tensor]) -> int:
+    """Read every byte of a restored state_dict (a memory-mapped tensor pays its page faults here)."""
+    return sum(int(t.view(torch.int32).sum()) for t in sd.values())
+
+
+def rotated(
+    fns: dict[str, Callable[[], Any]], rounds: int, between: Callable[[str], Any]
+) -> dict[str, list[float]]:
+    """Times of each contender over ``rounds``, round k starting with contender k; ``between(name)``
+    (untimed) runs before every contender."""
+    names = list(fns)
+    times: dict[str, list[float]] = {k: [] for k in names}
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            between(name)
+            t = time.perf_counter()
+            fns[name]()
+            times[name].append(time.perf_counter() - t)
+    return times
+
+
+def ratios(times: dict[str, list[float]], refs: tuple[str, ...]) -> list[tuple[str, ...]]:
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return [
+        (
+            k,
+            f"{med[k]:.3f}",
+            " ".join(f"{x:.2f}" for x in v),
+            *(f"{med[k] / med[r]:.2f}" for r in refs),
+        )
+        for k, v in times.items()
+    ]
+
+
+def big(size: int, n: int, rounds: int) -> None:
+    """The 1 GiB targets of issue 16: see the module docstring."""
+    from safetensors.torch import load_file, save_file
+
+    sd = {f"layer{i}.weight": torch.randn(size // n // 4) for i in range(n)}
+    total = sum(t.numel() * 4 for t in sd.values())
+    print(
+        f"state_dict: {n} float32 tensors, {total / 2**20:.0f} MiB; {rounds} rounds\n", flush=True
+    )
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as t:
+        tmp = Path(t)
+        os.environ["ARTIFACTS_CACHE_DIR"] = str(tmp / "cache")
+        store = artifacts.open_store(str(tmp / "store"), user="bench")
+        run = store.start_run(project="bench")
+        out = tmp / "out"
+        counter = iter(range(10**9))
+        blocked: list[float] = []
+
+        def fresh(_: str) -> None:  # new content for every contender (nothing deduplicated)
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir()
+            with torch.no_grad():
+                for x in sd.values():
+                    x.add_(1e-3)
+            os.sync()
+
+        def log() -> None:
+            store.log_artifact(
+                artifacts.Artifact(f"big{next(counter)}", "model").add_state_dict(sd)
+            )
+
+        def log_nowait() -> None:
+            # the whole background upload, and (in `blocked`) how long the caller waited
+            t0 = time.perf_counter()
+            h = run.log_artifact(
+                artifacts.Artifact(f"bg{next(counter)}", "model").add_state_dict(sd), wait=False
+            )
+            blocked.append(time.perf_counter() - t0)
+            h.result()
+
+        w = rotated(
+            {
+                "torch.save": lambda: torch.save(sd, out / "a.pt"),
+                "save_file": lambda: save_file(sd, str(out / "a.safetensors")),
+                "log": log,
+                "log wait=False, to commit": log_nowait,
+                "clone every tensor": lambda: {k: x.clone() for k, x in sd.items()},
+            },
+            rounds,
+            fresh,
+        )
+        w["log wait=False, caller blocked"] = blocked
+        print(
+            table(
+                ratios(w, ("torch.save", "save_file", "clone every tensor")),
+                (
+                    "write (new files)",
+                    "median s",
+                    "each round",
+                    "/torch.save",
+                    "/save_file",
+                    "/clone",
+                ),
+            )
+        )
+        print(load_line(), "\n", flush=True)
+
+        # restore: a version older than 2 s (the stat cache vouches for its blobs), one logged just
+        # before (its blobs were written by this process), and load_file of a page-cached file
+        save_file(sd, str(tmp / "r.safetensors"))
+        old = store.log_artifact(artifacts.Artifact("old", "model").add_state_dict(sd))
+        touch(old.load_state_dict())
+        time.sleep(2.5)
+        new: list[Any] = []
+
+        def before(name: str) -> None:
+            if name == "restore, logged just before":
+                with torch.no_grad():
+                    for x in sd.values():
+                        x.add_(1e-3)
+                new[:] = [
+                    store.log_artifact(
+                        artifacts.Artifact(f"new{next(counter)}", "model").add_state_dict(sd)
+                    )
+                ]
+
+        r = rotated(
+            {
+                "load_file": lambda: touch(load_file(str(tmp / "r.safetensors"))),
+                "restore, older than 2 s": lambda: touch(old.load_state_dict()),
+                "restore, logged just before": lambda: touch(new[0].load_state_dict()),
+            },
+            rounds,
+            before,
+        )
+        print(
+            table(
+                ratios(r, ("load_file",)),
+                ("restore, every byte touched", "median s", "each round", "/load_file"),
+            )
+        )
+        print(load_line(), flush=True)
+        run.finish()
 
 
 if __name__ == "__main__":
