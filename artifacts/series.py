@@ -124,11 +124,15 @@ def from_rows(history: Iterable[Any], keys: Iterable[str] | None = None) -> dict
     if keys is not None:
         names &= set(keys)
     steps = _steps(rows)
-    order = np.argsort(steps, kind="stable")
-    steps = steps[order]
+    order = None
+    if (np.diff(steps) < 0).any():  # not in step order already (ours always are)
+        order = np.argsort(steps, kind="stable")
+        steps = steps[order]
     out = {}
     for key in sorted(names):
-        y = _floats([r.get(key) for r in rows])[order]
+        y = _floats([r.get(key) for r in rows])
+        if order is not None:
+            y = y[order]
         ok = np.isfinite(y)
         if ok.any():
             out[key] = MetricSeries(steps[ok], y[ok])
