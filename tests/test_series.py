@@ -28,7 +28,7 @@ from artifacts.catalog.index import INDEX_FORMAT, Index
 from artifacts.catalog.snapshots import schema_digest
 from artifacts.chunks import json_lines
 from artifacts.series import FORMAT, MetricSeries, decode, encode, from_rows
-from artifacts.ui import create_app, views
+from artifacts.ui import create_app, views, write_report
 from artifacts.ui.charts import downsampled, run_charts
 from storage import open_root
 
@@ -184,6 +184,9 @@ def test_a_long_run_stores_its_series_and_the_page_charts_the_same_from_it(
         charts = _page_charts(store, run.id)
     assert charts == _history_charts(run)
     assert [len(c["series"][0]["x"]) <= 802 for c in charts["charts"]] == [True] * 3
+    report = Path(store.root.url.removeprefix("file://")).parent / "report.html"
+    write_report(store, f"run/{run.id}", str(report))
+    assert run._series_digest in report.read_text()  # with every other digest
     # a short run stores none, and its finish entry is the bytes earlier writers made
     short = _log(store, steps=10)
     assert short._series_digest is None and "series" not in _finish_entry(store)

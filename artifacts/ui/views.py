@@ -126,6 +126,7 @@ def run_view(store: Store, run_id: str, width: int = DEFAULT_WIDTH) -> dict[str,
         "notes": getattr(run, "notes", None) or "",
         "live": run.status == "running",
         "history_digest": getattr(run, "_history_digest", None),
+        "series_digest": getattr(run, "_series_digest", None),
     }
 
 
