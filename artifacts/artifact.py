@@ -16,6 +16,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from storage.gcpause import gc_paused
 from storage.statcache import stat_key
 
 from . import bounds
@@ -165,6 +166,10 @@ class Artifact:
         and a few operations (an unchanged re-put of 20k files is mostly this walk): a plain ASCII name
         in a plain directory needs no full `check_path`, and the depth is checked per directory.
         """
+        with gc_paused():  # 20k staged files: see storage.gcpause
+            return self._add_dir(path, prefix)
+
+    def _add_dir(self, path: str | os.PathLike[str], prefix: str) -> Artifact:
         top = Path(path)
         if not top.is_dir():
             raise NotFoundError(

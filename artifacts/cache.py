@@ -44,9 +44,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from storage import default_cache_dir
+from storage.gcpause import gc_paused
 
 from .bounds import check_int
-from .errors import ConflictError, InvalidPathError, InvalidValueError
+from .errors import ArtifactsError, ConflictError, InvalidPathError, InvalidValueError
 from .names import check_depth, check_path
 
 if TYPE_CHECKING:
@@ -412,6 +413,19 @@ def checkout(
     A non-empty ``target`` is refused unless it holds only files of this version (a previous get of
     it, complete or killed half-way: then only the missing or wrong files are fetched) or ``force``.
     """
+    with gc_paused():  # 20k files: entries, paths, stats (see storage.gcpause)
+        return _checkout(version, target, force=force, callback=callback, link=link, fresh=fresh)
+
+
+def _checkout(
+    version: ArtifactVersion,
+    target: Path,
+    *,
+    force: bool,
+    callback: Callback | None,
+    link: bool,
+    fresh: bool,
+) -> Path:
     plan = _plan(version, target)
     names = {f.path for f, _ in plan}
     todo = plan
@@ -422,7 +436,7 @@ def checkout(
                 f"{target} exists and is not empty; choose another destination or pass force=True"
             )
         if have:
-            todo = [(f, out) for f, out in plan if not _holds(version, f, out)]
+            todo = _missing(version, plan, have)
     target.mkdir(parents=True, exist_ok=True)
     if not todo:
         return target
@@ -433,6 +447,21 @@ def checkout(
     ):  # each file through a temp file, renamed over whatever (even a read-only link) was there
         version.store.blobs.get_files([(f.digest, out) for f, out in todo], callback=callback)
     return target
+
+
+def _missing(
+    version: ArtifactVersion, plan: list[tuple[FileEntry, Path]], have: set[str]
+) -> list[tuple[FileEntry, Path]]:
+    """What of ``plan`` is not already in place (``have``: the paths there) with the right content:
+    the stat cache asked once for all of them, the rest hashed (`BlobStore.digest_files`)."""
+    there = [(f, out) for f, out in plan if f.path in have]
+    try:
+        digests = version.store.blobs.digest_files([str(out.absolute()) for _, out in there])
+    except (OSError, ArtifactsError):  # one changed meanwhile (gone, a directory): one by one
+        ok = {f.path for f, out in there if _holds(version, f, out)}
+    else:
+        ok = {f.path for f, out in there if digests.get(str(out.absolute())) == f.digest}
+    return [(f, out) for f, out in plan if f.path not in ok]
 
 
 def _holds(version: ArtifactVersion, f: FileEntry, out: Path) -> bool:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from storage import BlobStore, Root, hash_bytes, open_root
+from storage.gcpause import gc_paused
 from storage.quarantine import set_aside_among
 
 from .artifact import Artifact
@@ -383,7 +384,19 @@ class Store:
         bulk: Bulk | None = None,
     ) -> ArtifactVersion:
         """`log_artifact`, or with ``bulk`` its staged form: the index is read as the bulk's batch
-        has it (no sync in between) and the entry is staged there instead of committed alone."""
+        has it (no sync in between) and the entry is staged there instead of committed alone. The
+        cyclic gc is paused throughout (20k files: results, entries, rows; see storage.gcpause)."""
+        with gc_paused():
+            return self._log_artifact_paused(artifact, aliases, run, callback, bulk)
+
+    def _log_artifact_paused(
+        self,
+        artifact: Artifact,
+        aliases: Iterable[str],
+        run: Run | None,
+        callback: Callback | None,
+        bulk: Bulk | None,
+    ) -> ArtifactVersion:
         aliases, mem_digests = self._precheck(artifact, aliases, sync=bulk is None)
         known: dict[str, str] | None = None
         if run is None:

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
     from .blobs import BlobStore
 
-__all__ = ["get_file"]
+__all__ = ["get_file", "tmp_beside"]
 
 
 def get_file(
@@ -37,9 +37,8 @@ def get_file(
     from .progress import as_callback  # fsspec: loaded where bytes move
 
     cb = as_callback(callback)
-    parent = os.path.dirname(os.path.abspath(dest))
-    os.makedirs(parent, exist_ok=True)
-    tmp = os.path.join(parent, f".{os.path.basename(dest)}.tmp-{uuid.uuid4().hex[:12]}")
+    os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
+    tmp = tmp_beside(dest)
     try:
         if blobs.root.os_paths:
             try:
@@ -71,3 +70,10 @@ def get_file(
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def tmp_beside(dest: str) -> str:
+    """The temp name a download writes before renaming over ``dest`` (``.<name>.tmp-<12 hex>``: a
+    killed get's leftovers are recognised by it, see `artifacts.cache`)."""
+    parent, name = os.path.split(os.path.abspath(dest))
+    return os.path.join(parent, f".{name}.tmp-{uuid.uuid4().hex[:12]}")

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from ._localput import put_local_small
 from .errors import InvalidPathError, NotFoundError
+from .gcpause import gc_paused
 from .hashing import CHUNK_SIZE, hash_bytes
 from .statcache import StatKey, stat_key
 from .upload import SourceChangedError
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from .blobs import BlobStore
     from .values import PutResult
 
-__all__ = ["LocalSource", "hash_many", "local_sources", "put_many"]
+__all__ = ["LocalSource", "hash_many", "local_sources", "put_many", "pool_size", "run_slices"]
 
 #: Files up to this size are read whole into memory (one read) instead of streamed.
 SMALL_MAX = CHUNK_SIZE
@@ -113,7 +114,7 @@ def read_small(path: str, key: StatKey, attempts: int = 3) -> tuple[bytes, StatK
     )
 
 
-def _run_slices(n: int, workers: int, fn: Callable[[int, int], None]) -> None:
+def run_slices(n: int, workers: int, fn: Callable[[int, int], None]) -> None:
     """Call ``fn(lo, hi)`` over slices of ``range(n)`` on a fixed pool; the first error is raised."""
     bounds = [(lo, min(n, lo + SLICE)) for lo in range(0, n, SLICE)]
     if workers <= 1 or len(bounds) <= 1:
@@ -125,7 +126,7 @@ def _run_slices(n: int, workers: int, fn: Callable[[int, int], None]) -> None:
             pass
 
 
-def _workers(blobs: BlobStore, max_workers: int | None) -> int:
+def pool_size(blobs: BlobStore, max_workers: int | None) -> int:
     limit = max_workers or blobs.max_workers
     return min(limit, LOCAL_WORKERS) if blobs.root.os_paths else limit
 
@@ -174,10 +175,11 @@ def put_many(
         with lock:
             cb.relative_update(done)
 
-    _run_slices(len(sources), _workers(blobs, max_workers), work)
-    if cache is not None and learned:
-        cache.store_many(learned)
-    return [r for r in results if r is not None]
+    with gc_paused():  # a result and a stat-cache row per file (see storage.gcpause)
+        run_slices(len(sources), pool_size(blobs, max_workers), work)
+        if cache is not None and learned:
+            cache.store_many(learned)
+        return [r for r in results if r is not None]
 
 
 def hash_many(
@@ -200,7 +202,7 @@ def hash_many(
                 d, _ = blobs.hash_local_file(s.path)  # remembers it itself
             digests[s.path] = d
 
-    _run_slices(len(todo), _workers(blobs, max_workers), work)
+    run_slices(len(todo), pool_size(blobs, max_workers), work)
     if cache is not None and learned:
         cache.store_many(learned)
     return digests

@@ -501,9 +501,16 @@ class BlobStore:
         callback: Callback | None = None,
         max_workers: int | None = None,
     ) -> None:
-        """Download many blobs concurrently: ``pairs`` of (digest, destination path)."""
+        """Download many blobs: ``pairs`` of (digest, destination path). From a local store as one
+        batch (see `storage._getmany`); elsewhere concurrently, a round trip each."""
         pairs = list(pairs)
         cb = as_callback(callback)
+        if self.root.os_paths:
+            from ._getmany import get_many_local
+
+            local = [(d, os.path.abspath(os.fspath(p))) for d, p in pairs]
+            get_many_local(self, local, cb, verify=verify, max_workers=max_workers)
+            return
         self._map(
             lambda p: self.get_file(p[0], p[1], verify=verify, callback=_relay(cb)),
             pairs,
