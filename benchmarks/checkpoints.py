@@ -209,27 +209,35 @@ def touch(sd: dict[str, torch.Tensor]) -> int:
 
 
 def rotated(
-    fns: dict[str, Callable[[], Any]], rounds: int, between: Callable[[str], Any]
+    fns: dict[str, Callable[[], Any]],
+    rounds: int,
+    between: Callable[[str], Any],
+    cpu: dict[str, list[float]],
 ) -> dict[str, list[float]]:
-    """Times of each contender over ``rounds``, round k starting with contender k; ``between(name)``
-    (untimed) runs before every contender."""
+    """Wall times of each contender over ``rounds``, round k starting with contender k (CPU times of
+    the whole process, every thread, go to ``cpu``); ``between(name)`` (untimed) runs before every
+    contender."""
     names = list(fns)
     times: dict[str, list[float]] = {k: [] for k in names}
     for r in range(rounds):
         for name in names[r % len(names) :] + names[: r % len(names)]:
             between(name)
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             fns[name]()
             times[name].append(time.perf_counter() - t)
+            cpu.setdefault(name, []).append(time.process_time() - c)
     return times
 
 
-def ratios(times: dict[str, list[float]], refs: tuple[str, ...]) -> list[tuple[str, ...]]:
+def ratios(
+    times: dict[str, list[float]], cpu: dict[str, list[float]], refs: tuple[str, ...]
+) -> list[tuple[str, ...]]:
     med = {k: statistics.median(v) for k, v in times.items()}
     return [
         (
             k,
             f"{med[k]:.3f}",
+            f"{statistics.median(cpu[k]):.3f}" if k in cpu else "-",
             " ".join(f"{x:.2f}" for x in v),
             *(f"{med[k] / med[r]:.2f}" for r in refs),
         )
@@ -254,6 +262,7 @@ def big(size: int, n: int, rounds: int) -> None:
         out = tmp / "out"
         counter = iter(range(10**9))
         blocked: list[float] = []
+        cpu: dict[str, list[float]] = {}
 
         def fresh(_: str) -> None:  # new content for every contender (nothing deduplicated)
             shutil.rmtree(out, ignore_errors=True)
@@ -287,14 +296,16 @@ def big(size: int, n: int, rounds: int) -> None:
             },
             rounds,
             fresh,
+            cpu,
         )
         w["log wait=False, caller blocked"] = blocked
         print(
             table(
-                ratios(w, ("torch.save", "save_file", "clone every tensor")),
+                ratios(w, cpu, ("torch.save", "save_file", "clone every tensor")),
                 (
                     "write (new files)",
                     "median s",
+                    "CPU s",
                     "each round",
                     "/torch.save",
                     "/save_file",
@@ -331,11 +342,12 @@ def big(size: int, n: int, rounds: int) -> None:
             },
             rounds,
             before,
+            cpu,
         )
         print(
             table(
-                ratios(r, ("load_file",)),
-                ("restore, every byte touched", "median s", "each round", "/load_file"),
+                ratios(r, cpu, ("load_file",)),
+                ("restore, every byte touched", "median s", "CPU s", "each round", "/load_file"),
             )
         )
         print(load_line(), flush=True)

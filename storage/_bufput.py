@@ -1,36 +1,40 @@
 """Many in-memory buffers (a checkpoint's tensors) stored on a root with OS paths, hashing overlapped
 with writing.
 
-A buffer's digest must be known before it is written: it names the blob, and a buffer that is stored
-already (a frozen layer, an unchanged optimizer step count) is not written again. So the first large
-buffer is hashed in the caller's thread, and while the caller writes buffer i a process-wide helper
-thread hashes the large buffers after it, in order (BLAKE3 and ``write`` both release the GIL). Both
-hash with BLAKE3's threads: hashing (3 GB/s a core here) is slower than writing a new file (about
-5 GB/s), so a single hashing thread would leave the writer waiting while the second core idles; with
-BLAKE3's pool the hashing takes whatever the writer leaves (1 GiB of 24 tensors on 2 cores: hash then
-write 0.37 s, one hashing thread 0.34 s, BLAKE3's threads 0.27 s, measured quiet). Buffers under
-`INLINE_MAX` are hashed in the caller's thread: handing one over costs more than hashing it.
+The large buffers are hashed in order by a process-wide helper thread (with BLAKE3's threads), while
+the caller writes them, in order, into temp files (BLAKE3 and ``write`` both release the GIL). A buffer
+whose digest is known before its write starts is checked for a stored blob first, as any put is;
+otherwise it is written while being hashed, in `CHUNK_SIZE` pieces, and once its digest arrives a blob
+already stored stops the write (a frozen layer costs at most the part written meanwhile, on the other
+core). So the caller never waits for a digest it could write without, and a checkpoint costs about the
+larger of its hashing and its writing, not their sum: hashing (3 GB/s a core here) is the slower one,
+and BLAKE3's pool lets it use whatever the writer leaves of the cores. Buffers under `INLINE_MAX` are
+hashed by the caller before their write: handing one over costs more than hashing it.
 
-The helper only ever reads the caller's buffers, and this call does not return (nor raise) before the
-helper has let go of them.
+Each blob is still published under its digest only after its whole content was written and hashed
+(`publish_local`), so a crash or an error leaves at most a temp file. The helper only ever reads the
+caller's buffers, and this call does not return (nor raise) before the helper has let go of them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from ._localput import put_local_bytes
-from .hashing import hash_bytes, threaded_blake3
+from ._localput import local_tmp, publish_local, put_local_bytes
+from .errors import disk_full_errors
+from .hashing import CHUNK_SIZE, hash_bytes, threaded_blake3
+from .streams import write_all
+from .values import PutResult
 
 if TYPE_CHECKING:
     from fsspec.callbacks import Callback
 
     from .blobs import BlobStore
-    from .values import PutResult
 
 __all__ = ["INLINE_MAX", "put_local_many_bytes"]
 
@@ -69,23 +73,53 @@ def put_local_many_bytes(
     """Store ``datas`` in order (``digests``: the caller's, already checked, None where unknown)."""
     views = [d if isinstance(d, bytes) else memoryview(d).cast("B") for d in datas]
     known = list(digests)
-    large = [i for i, v in enumerate(views) if known[i] is None and len(v) >= INLINE_MAX]
-    ahead: dict[int, Future[str]] = {i: Future() for i in large[1:]}
+    ahead: dict[int, Future[str]] = {
+        i: Future() for i, v in enumerate(views) if known[i] is None and len(v) >= INLINE_MAX
+    }
     stop = threading.Event()
     job = _hasher().submit(_hash_in_order, views, ahead, stop) if ahead else None
     try:
         results = []
         for i, view in enumerate(views):
-            digest = known[i]
-            if digest is None:
-                digest = ahead[i].result() if i in ahead else hash_bytes(view)
-            results.append(put_local_bytes(blobs, view, digest))
+            if i in ahead:
+                results.append(_put_while_hashed(blobs, view, ahead[i]))
+            else:
+                results.append(put_local_bytes(blobs, view, known[i] or hash_bytes(view)))
             cb.relative_update(len(view))
         return results
     finally:
         if job is not None:
             stop.set()
             job.result()  # the helper lets go of our buffers (at most the one it is hashing)
+
+
+def _put_while_hashed(blobs: BlobStore, view: bytes | memoryview, digest: Future[str]) -> PutResult:
+    """Write ``view`` into a temp file while the helper hashes it; publish it under its digest."""
+    if digest.done():  # hashed already: look for it before writing, as any put does
+        return put_local_bytes(blobs, view, digest.result())
+    size = len(view)
+    tmp = local_tmp(blobs)
+    try:
+        with disk_full_errors("store a blob", blobs.root.url):
+            with open(tmp, "wb", buffering=0) as f:
+                looked = False
+                for off in range(0, size, CHUNK_SIZE):
+                    if not looked and digest.done():
+                        looked = True
+                        if blobs._freshen(digest.result(), size):  # stored already: stop here
+                            f.close()
+                            os.unlink(tmp)
+                            return PutResult(digest.result(), size, False)
+                    write_all(f, view[off : off + CHUNK_SIZE])
+                if blobs.fsync:
+                    os.fsync(f.fileno())
+            d = digest.result()
+            written = publish_local(blobs, tmp, blobs.root.local(blobs.relpath(d)), size)
+        return PutResult(d, size, written)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 def _hash_in_order(

@@ -8,9 +8,11 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 from typing import Any
 
+import blake3
 import pytest
 
 from artifacts.bufcopy import PARALLEL_MIN, copy_buffers
@@ -59,22 +61,64 @@ def test_a_failing_write_surfaces_and_the_helper_lets_go(
 ) -> None:
     blobs = _blobs(tmp_path)
     calls = []
-    real = _bufput.put_local_bytes
 
-    def put(b: BlobStore, data: Any, digest: str | None) -> Any:
-        calls.append(digest)
-        if len(calls) == 3:
-            raise DiskFullError("store blob: no space left on device")
-        return real(b, data, digest)
+    def failing(real: Any) -> Any:
+        def put(*args: Any) -> Any:
+            calls.append(1)
+            if len(calls) == 3:
+                raise DiskFullError("store blob: no space left on device")
+            return real(*args)
 
-    monkeypatch.setattr(_bufput, "put_local_bytes", put)
+        return put
+
+    # a large buffer is published by one of these two, whether its digest came before its write
+    monkeypatch.setattr(_bufput, "put_local_bytes", failing(_bufput.put_local_bytes))
+    monkeypatch.setattr(_bufput, "publish_local", failing(_bufput.publish_local))
     datas = [bytes([i]) * (2 * MIB) for i in range(8)]
     with pytest.raises(DiskFullError):
         blobs.put_many_bytes(datas)
     assert len(calls) == 3  # nothing after the failure
     assert _bufput._hasher().submit(lambda: "idle").result(timeout=10) == "idle"
-    monkeypatch.setattr(_bufput, "put_local_bytes", real)
+    assert not os.listdir(tmp_path / "store" / "tmp")
+    monkeypatch.undo()
     assert [r.digest for r in blobs.put_many_bytes(datas)] == [hash_bytes(d) for d in datas]
+
+
+def test_a_blob_found_stored_mid_write_stops_the_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blobs = _blobs(tmp_path)
+    data = os.urandom(MIB) * 20  # 5 chunks
+    blobs.put_bytes(data)
+    first_chunk = threading.Event()
+    chunks = []
+    real_write_all = _bufput.write_all
+
+    def write_all(f: Any, view: Any) -> None:
+        chunks.append(len(view))
+        real_write_all(f, view)
+        if len(chunks) == 1:
+            first_chunk.set()
+            _bufput._hasher().submit(lambda: None).result(30)  # the helper's job is done
+
+    class Slow:  # the digest arrives only once the write has started
+        def __init__(self) -> None:
+            self.h = blake3.blake3()
+
+        def update(self, data: Any) -> None:
+            assert first_chunk.wait(30)
+            self.h.update(data)
+
+        def hexdigest(self) -> str:
+            return str(self.h.hexdigest())
+
+    monkeypatch.setattr(_bufput, "write_all", write_all)
+    monkeypatch.setattr(_bufput, "threaded_blake3", Slow)
+    (r,) = blobs.put_many_bytes([memoryview(data)])
+    assert (r.digest, r.size, r.written) == (hash_bytes(data), len(data), False)
+    assert len(chunks) == 1  # stopped once the digest named a stored blob
+    assert not os.listdir(tmp_path / "store" / "tmp")
+    assert blobs.read_bytes(r.digest) == data
 
 
 def test_a_failing_hash_surfaces_on_its_buffer(
