@@ -130,7 +130,7 @@ CHILD = textwrap.dedent(
     run = store.start_run(project="kill")
     art = artifacts.Artifact("ckpt", "model")
     for i in range(24):
-        art.add_bytes(f"t{i}", bytearray([i]) * (2 << 20))
+        art.add_bytes(f"t{i}", bytearray([i]) * int(sys.argv[2]))
     run.log_artifact(art, wait=False)
     print("returned", flush=True)
     time.sleep(60)
@@ -138,16 +138,19 @@ CHILD = textwrap.dedent(
 )
 
 
-def test_sigkill_during_background_upload_leaves_store_consistent(tmp_path: Path) -> None:
+@pytest.mark.parametrize("size", [2 << 20, 6 << 20])  # copied by bytes() / in parallel slices
+def test_sigkill_during_background_upload_leaves_store_consistent(
+    tmp_path: Path, size: int
+) -> None:
     url = str(tmp_path / "store")
     artifacts.open_store(url).close()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, url], stdout=subprocess.PIPE, text=True, env=env
+        [sys.executable, "-c", CHILD, url, str(size)], stdout=subprocess.PIPE, text=True, env=env
     )
     assert child.stdout is not None
     assert child.stdout.readline().strip() == "returned"
-    time.sleep(0.02)  # the upload is under way (48 MiB of blobs)
+    time.sleep(0.02)  # the upload is under way (48 or 144 MiB of blobs)
     child.send_signal(signal.SIGKILL)
     child.wait(30)
     assert child.returncode == -signal.SIGKILL
@@ -157,4 +160,4 @@ def test_sigkill_during_background_upload_leaves_store_consistent(tmp_path: Path
     versions = store.versions("ckpt") if store.index.exists("ckpt") else []
     for v in versions:  # committed means complete
         assert v.verify() == 24  # raises on any bad file
-        assert v.read_bytes("t23") == bytes([23]) * (2 << 20)
+        assert v.read_bytes("t23") == bytes([23]) * size
