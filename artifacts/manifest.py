@@ -22,6 +22,7 @@ from .names import check_path
 __all__ = ["FileEntry", "Manifest", "canonical_json", "encode_plain"]
 
 MANIFEST_FORMAT = 1
+_NO_META: Mapping[str, Any] = MappingProxyType({})
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -105,15 +106,16 @@ class Manifest:
             files = obj["files"]
             entries = []
             for path, e in files.items():
-                meta = {k: v for k, v in e.items() if k not in ("digest", "size")}
                 size = e["size"]
                 if not isinstance(size, int) or size < 0:
                     raise ValueError(f"bad size for {path!r}")
-                entries.append(
-                    FileEntry(
-                        check_path(path), check_digest(e["digest"]), size, MappingProxyType(meta)
+                if len(e) == 2 and "digest" in e:  # no extras: one shared empty meta
+                    meta = _NO_META
+                else:
+                    meta = MappingProxyType(
+                        {k: v for k, v in e.items() if k not in ("digest", "size")}
                     )
-                )
+                entries.append(FileEntry(check_path(path), check_digest(e["digest"]), size, meta))
         except InvalidPathError:
             raise
         except (KeyError, TypeError, AttributeError, ValueError) as e:

@@ -202,6 +202,12 @@ def manifest_field(value: Any, where: str) -> Manifest:
         )
     total = 0
     for path, f in value["files"].items():
+        # the common entry, {digest, size} (the digest is checked by `Manifest.from_json`): no
+        # message built and nothing nested to walk (0.2 s of a 20k-file commit)
+        size = f.get("size") if type(f) is dict and len(f) == 2 else None
+        if type(size) is int and type(f.get("digest")) is str and 0 <= size <= INT64_MAX:
+            total += size
+            continue
         if not isinstance(f, dict):
             raise EntryError(f"{where}: file {_short(path)} must be an object")
         total += int_field(f.get("size"), f"{where}: size of {_short(path)}")
