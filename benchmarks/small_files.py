@@ -9,6 +9,12 @@
   above (imports done), and as a whole new process: ``artifacts put NAME DIR`` through the CLI, and
   dvc's snippet process (its interpreter, imports and ``dvc add``); ``python -c pass`` beside them
   is this machine's interpreter start-up at that moment;
+- ``get`` of the version just put into a fresh directory (``Version.download``), in process, beside
+  ``cp -r`` of the source: the same bytes read and as many files created;
+- with ``--before CHECKOUT``: the first put, re-put and get of another checkout of this project (say
+  main before a change), each in a child process with that checkout first on ``sys.path`` (imports
+  excluded from the time), and the same child run with this checkout ("ours, child"), so the two
+  are measured alike in the same rounds;
 - with ``--rss N``: peak RSS of a put of N files (default off; 200,000 for the issue's target), in a
   subprocess (``ru_maxrss``).
 
@@ -17,7 +23,7 @@ previous outputs are deleted and ``sync`` ran, so a slow spell of this shared VM
 the previous run hit every one alike. The table shows medians (and the best run) and ratios.
 
     python benchmarks/small_files.py [--files 20000] [--dirs 100] [--size 4096] [--repeat 5]
-        [--anchors-python /tmp/anchors/bin/python] [--rss 200000]
+        [--anchors-python /tmp/anchors/bin/python] [--before /path/to/other/checkout] [--rss 200000]
 """
 
 from __future__ import annotations
@@ -58,6 +64,26 @@ art.add_dir(sys.argv[2])
 t = time.perf_counter()
 store.log_artifact(art)
 print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+TIMED_CHILD = """
+import os, sys, time
+sys.path.insert(0, sys.argv[1])
+os.environ["ARTIFACTS_CACHE_DIR"] = sys.argv[3] + "/cache"
+import artifacts
+out = []
+for step in ("first", "reput", "get"):
+    with artifacts.open_store(sys.argv[3] + "/store", user="bench") as store:
+        t = time.perf_counter()
+        if step == "get":
+            store.artifact("many").download(sys.argv[3] + "/got")
+        else:
+            art = artifacts.Artifact("many", type="dataset")
+            art.add_dir(sys.argv[2])
+            store.log_artifact(art)
+        out.append(time.perf_counter() - t)
+print(*out)
 """
 
 
@@ -122,6 +148,32 @@ class Bench:
             art.add_dir(self.src)
             store.log_artifact(art)
 
+    def ours_get(self) -> float:
+        """``download`` of the version the in-process put made, into a fresh directory."""
+        box = self.work / "ours"
+        os.environ["ARTIFACTS_CACHE_DIR"] = str(box / "cache")
+        rm(box / "got")
+        with artifacts.open_store(box / "store", user="bench") as store:
+            v = store.artifact("many")
+            os.sync()
+            t = time.perf_counter()
+            v.download(box / "got")
+            return time.perf_counter() - t
+
+    def child(self, repo: Path, tag: str) -> tuple[float, float, float]:
+        """First put, re-put and get by checkout ``repo`` in a child process (see module)."""
+        box = fresh_dir(self.work / f"child-{tag}")
+        os.sync()
+        out = subprocess.run(
+            [sys.executable, "-c", TIMED_CHILD, str(repo), str(self.src), str(box)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        rm(box)
+        first, reput, get = (float(x) for x in out[-3:])
+        return first, reput, get
+
     def cp(self) -> float:
         box = fresh_dir(self.work / "cp")
         os.sync()
@@ -174,6 +226,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--anchors-python", default=os.environ.get("ANCHORS_PYTHON"))
     ap.add_argument("--rss", type=int, default=0, help="also measure peak RSS of a put of N files")
+    ap.add_argument("--before", help="another checkout to measure alike, in child processes")
     ap.add_argument("--dir", default=tempfile.gettempdir())
     args = ap.parse_args()
     work = Path(args.dir) / "artifacts-bench-small"
@@ -184,12 +237,19 @@ def main() -> None:
     fresh: dict[str, Callable[[], float]] = {"ours": b.ours, "cp -r": b.cp}
     if args.anchors_python:
         fresh["dvc add"] = b.dvc
-    again = ["ours re-put", "ours re-put, CLI process", "python -c pass"]
+    children = {"ours, child": REPO, "before, child": Path(args.before)} if args.before else {}
+    again = ["ours re-put", "ours re-put, CLI process", "python -c pass", "ours get"]
     again += ["dvc re-add", "dvc re-add, process"]
+    again += [f"{tag} {step}" for tag in children for step in ("first", "re-put", "get")]
     times: dict[str, list[float]] = {k: [] for k in [*fresh, *again]}
-    names = list(fresh)
+    names = [*fresh, *children]  # a child contender times its own steps
     for r in range(args.repeat):
         for name in names[r % len(names) :] + names[: r % len(names)]:
+            if name in children:
+                steps = b.child(children[name], name.split(",")[0])
+                for step, secs in zip(("first", "re-put", "get"), steps, strict=True):
+                    times[f"{name} {step}"].append(secs)
+                continue
             try:
                 times[name].append(fresh[name]())
             except AnchorFailed as e:
@@ -199,6 +259,7 @@ def main() -> None:
                 times["ours re-put"].append(b.ours_reput())
                 times["python -c pass"].append(b.python_start())
                 times["ours re-put, CLI process"].append(b.ours_reput_cli())
+                times["ours get"].append(b.ours_get())
             elif name == "dvc add":
                 inner, process = b.dvc_readd()
                 times["dvc re-add"].append(inner)
@@ -208,6 +269,14 @@ def main() -> None:
     rows = [(k, med[k], min(times[k]), med[k] / med["cp -r"]) for k in med]
     print(f"\n{args.files} files of {args.size} bytes in {args.dirs} dirs, {args.repeat} rounds")
     print(table(rows, ("contender", "median s", "best s", "x cp -r")))
+    if "before, child first" in med:
+        print(
+            "before / ours (children): "
+            + ", ".join(
+                f"{step} {med[f'before, child {step}'] / med[f'ours, child {step}']:.2f}x"
+                for step in ("first", "re-put", "get")
+            )
+        )
     if "dvc add" in med:
         print(
             f"dvc add / ours: {med['dvc add'] / med['ours']:.2f}x; "
