@@ -638,3 +638,24 @@ def test_missing_blob_in_bucket_named_bucket(s3_endpoint: str) -> None:
         store.read_bytes(b3(b"never stored"))
     with pytest.raises(NotFoundError):
         store.size(b3(b"never stored"))
+
+
+def test_a_local_exclusive_create_syncs_the_file_then_its_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A commit that returned must survive a power loss: the entry's bytes and then its name (the
+    directory) are synced, in that order, and the temp file is gone."""
+    synced: list[str] = []
+    real = os.fsync
+
+    def recording(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    root = storage.open_root(str(tmp_path / "store"))
+    monkeypatch.setattr(os, "fsync", recording)
+    root.create_exclusive("log/00000000000000000001.json", b"{}")
+    log_dir = str(tmp_path / "store" / "log")
+    assert synced[-1] == log_dir
+    assert synced[0].startswith(log_dir + "/.tmp-")
+    assert os.listdir(log_dir) == ["00000000000000000001.json"]
