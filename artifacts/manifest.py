@@ -48,7 +48,7 @@ def encode_plain(rows: Iterable[tuple[str, str, int, Mapping[str, Any]]]) -> byt
     return f'{{"files":{{{",".join(parts)}}},"format":{MANIFEST_FORMAT}}}'.encode()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileEntry:
     """One file of a version. ``meta`` holds extras such as a tensor's ``dtype`` and ``shape``."""
 
