@@ -27,11 +27,11 @@ checked against the compiled JSON condition, which stays the one arbiter of what
 
 from __future__ import annotations
 
-import json
 import math
 import sqlite3
 from typing import Any
 
+from .catalog import jsoncol
 from .query import Compare, Has, In, Node
 from .querysql import KEY
 
@@ -203,7 +203,7 @@ def fill(c: sqlite3.Connection) -> int:
     for seq, config, summary in c.execute("SELECT seq, config, summary FROM runs").fetchall():
         for source, text in (("config", config), ("summary", summary)):
             try:
-                obj = json.loads(text) if text else None
+                obj = jsoncol.loads(text) if text else None
             except (ValueError, RecursionError):  # a damaged cache: no rows, the JSON still answers
                 obj = None
             w.write(c, source, seq, None, obj)

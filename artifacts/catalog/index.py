@@ -21,6 +21,7 @@ from ..errors import ArtifactsError, NotFoundError
 from ..runquery import resolve_run_id
 from ..runvalues import DDL as VALUES_DDL
 from ..runvalues import Writer, fill
+from . import jsoncol
 from .entries import Entry, EntryError, decode
 from .full import index_write_errors, is_disk_full
 from .log import RawEntry
@@ -101,6 +102,7 @@ class Index(Rules):
                         os.unlink(f"{self.path}{suffix}")
                 self._conn = self._connect()
             self._create_schema(admins)
+            self._repair_json()
 
     # -- setup -----------------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -234,9 +236,18 @@ class Index(Rules):
                     ("last_seq", "0"),
                     ("store_id", self.store_id),
                     ("total_size", "0"),
+                    (jsoncol.MARK, "1"),  # every JSON column written by jsoncol.dumps
                 ],
             )
             c.executemany("INSERT OR IGNORE INTO admins VALUES (?)", [(a,) for a in admins])
+
+    def _repair_json(self) -> None:
+        """Rewrite, once per index, the rows an earlier writer left unreadable to SQLite's JSON
+        functions (a bare NaN: see `jsoncol`); one lookup in meta on every later open."""
+        if self._conn.execute("SELECT 1 FROM meta WHERE key=?", (jsoncol.MARK,)).fetchone():
+            return
+        with self.transaction() as c:
+            jsoncol.repair(c)
 
     @staticmethod
     def _has_meta(c: sqlite3.Connection) -> bool:

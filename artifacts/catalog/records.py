@@ -6,7 +6,6 @@ turns a row into Python values, so the facade, the CLI, lineage and the UI all s
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -14,12 +13,13 @@ from types import MappingProxyType
 from typing import Any
 
 from ..manifest import FileEntry
+from . import jsoncol
 
 __all__ = ["RunRecord", "VersionRecord", "file_entry"]
 
 
 def _loads(text: str | None, empty: Any) -> Any:
-    return json.loads(text) if text else empty
+    return jsoncol.loads(text) if text else empty
 
 
 @dataclass(frozen=True)
@@ -124,5 +124,5 @@ class VersionRecord:
 
 def file_entry(row: sqlite3.Row) -> FileEntry:
     """A row of the files table as the manifest entry it came from."""
-    meta = json.loads(row["meta"]) if row["meta"] else {}
+    meta = jsoncol.loads(row["meta"]) if row["meta"] else {}
     return FileEntry(row["path"], row["digest"], row["size"], MappingProxyType(meta))

@@ -9,7 +9,6 @@ rejected. Field types and ranges were already checked when the entry was decoded
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +21,7 @@ from ..errors import (
     QuotaExceededError,
 )
 from ..runvalues import Writer
+from . import jsoncol
 from .entries import (
     INT64_MAX,
     AdminAdded,
@@ -42,12 +42,12 @@ __all__ = ["AlreadyCopiedError", "Applied", "Rules", "run_node", "version_node"]
 
 
 def _j(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+    return jsoncol.dumps(obj)
 
 
 def _loads(text: str | None) -> Any:
     """A runs row's JSON column (written by `_j` above), or None."""
-    return json.loads(text) if text else None
+    return jsoncol.loads(text) if text else None
 
 
 def version_node(name: str, version: int) -> str:
