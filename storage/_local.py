@@ -7,9 +7,9 @@ import contextlib
 import errno
 import os
 import shutil
-import uuid
 from typing import IO, TYPE_CHECKING, Any, ClassVar
 
+from ._tmpname import unique
 from .backend import Root, backend_errors
 from .errors import BackendError, ConflictError
 
@@ -62,7 +62,7 @@ class LocalRoot(Root):
                 raise ConflictError(f"{target} already exists")
             directory = os.path.dirname(target)
             os.makedirs(directory, exist_ok=True)
-            tmp = os.path.join(directory, f".tmp-{uuid.uuid4().hex}")
+            tmp = os.path.join(directory, f".tmp-{unique()}")
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             try:
                 with os.fdopen(fd, "wb") as f:

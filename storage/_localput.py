@@ -10,11 +10,11 @@ import contextlib
 import errno
 import io
 import os
-import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, BinaryIO
 
 from . import _unnamed
+from ._tmpname import unique
 from .errors import disk_full_errors
 from .hashing import CHUNK_SIZE, hash_bytes
 from .streams import RangeReader, copy_file_hashing, copy_hashing, write_all
@@ -131,7 +131,7 @@ def freshen_local(path: str, size: int | None = None) -> bool | None:
 def local_tmp(blobs: BlobStore) -> str:
     d = blobs.root.local(blobs.tmp_dir)
     ensure_dir(blobs, d)
-    return os.path.join(d, f"{os.getpid()}-{uuid.uuid4().hex}")
+    return os.path.join(d, unique())
 
 
 def ensure_dir(blobs: BlobStore, d: str) -> None:

@@ -19,6 +19,7 @@ import os
 import threading
 from typing import TYPE_CHECKING
 
+from ._tmpname import unique
 from .errors import disk_full_errors
 
 if TYPE_CHECKING:
@@ -116,9 +117,7 @@ def put_unnamed(blobs: BlobStore, data: bytes, digest: str, tmp_dir: str, target
 
 def _replace(fd: int, tmp_dir: str, target: str) -> None:
     """Put the unnamed file over ``target`` atomically: linked under a temp name, then renamed."""
-    import uuid
-
-    tmp = os.path.join(tmp_dir, f"{os.getpid()}-{uuid.uuid4().hex}")
+    tmp = os.path.join(tmp_dir, unique())
     _link(fd, tmp)
     try:
         os.replace(tmp, target)

@@ -659,3 +659,24 @@ def test_a_local_exclusive_create_syncs_the_file_then_its_directory(
     assert synced[-1] == log_dir
     assert synced[0].startswith(log_dir + "/.tmp-")
     assert os.listdir(log_dir) == ["00000000000000000001.json"]
+
+
+def test_temp_names_are_unique_across_threads_and_forked_children() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from storage._tmpname import unique
+
+    with ThreadPoolExecutor(8) as pool:
+        names = list(pool.map(lambda _: unique(), range(4000)))
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child names as many, with the parent's counter state copied
+        os.close(r)
+        os.write(w, "\n".join(unique() for _ in range(2000)).encode())
+        os._exit(0)
+    os.close(w)
+    with os.fdopen(r) as f:
+        child = f.read().split("\n")
+    os.waitpid(pid, 0)
+    names += [unique() for _ in range(2000)]
+    assert len(set(names + child)) == len(names) + len(child) == 8000
