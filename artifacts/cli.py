@@ -718,6 +718,9 @@ def gc(c: CliContext, dry_run: bool, grace: str) -> None:
     if report.packs_repaired:
         verb = "would repair" if dry_run else "repaired"
         line += f"; {verb} {count(len(report.packs_repaired), 'damaged log pack')}"
+    if report.packs_dropped:
+        verb = "would remove" if dry_run else "removed"
+        line += f"; {verb} {count(len(report.packs_dropped), 'log pack')} a larger pack covers"
     out(line)
 
 

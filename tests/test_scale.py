@@ -120,8 +120,11 @@ def fill(store: artifacts.Store, rng: random.Random, n: int) -> None:
             pass
 
 
-def small(monkeypatch: pytest.MonkeyPatch, pack: int = 3, every: int = 7) -> None:
+def small(
+    monkeypatch: pytest.MonkeyPatch, pack: int = 3, every: int = 7, subs: tuple[int, ...] = ()
+) -> None:
     monkeypatch.setenv("ARTIFACTS_PACK_SIZE", str(pack))
+    monkeypatch.setenv("ARTIFACTS_SUB_PACKS", ",".join(map(str, subs)))
     monkeypatch.setenv("ARTIFACTS_SNAPSHOT_EVERY", str(every))
 
 
@@ -174,7 +177,7 @@ def test_pack_bytes_are_the_entries_and_damage_is_named() -> None:
 @given(
     seed=st.integers(0, 10**6),
     n=st.integers(1, 30),
-    pack=st.integers(1, 5),
+    sizes=st.sampled_from([(1,), (2,), (3,), (4,), (5,), (4, 2), (6, 3), (6, 2, 1), (8, 4, 2)]),
     every=st.integers(1, 9),
     damage=st.lists(st.sampled_from(["del", "trunc", "flip"]), max_size=6),
 )
@@ -183,11 +186,12 @@ def test_any_mix_of_snapshot_packs_and_entries_equals_full_replay(
     monkeypatch: pytest.MonkeyPatch,
     seed: int,
     n: int,
-    pack: int,
+    sizes: tuple[int, ...],
     every: int,
     damage: list[str],
 ) -> None:
-    small(monkeypatch, pack, every)
+    """Packs of several sizes (sub-packs: the writer makes them all, overlapping) included."""
+    small(monkeypatch, sizes[0], every, sizes[1:])
     monkeypatch.setenv("ARTIFACTS_CACHE_DIR", tempfile.mkdtemp(dir=tmp_path))
     b = Backend("local", tempfile.mkdtemp(dir=tmp_path))
     store = build(b, monkeypatch, n, seed)
@@ -281,6 +285,136 @@ def test_gc_replaces_a_damaged_pack_by_the_one_its_entries_make(
     with cold(shared_backend, monkeypatch, tmp_path) as (again, msgs):
         assert dump(again.index._conn) == want
         assert not [m for m in msgs if "pack" in m], msgs
+
+
+# -- sub-packs: the tail after the last full pack ----------------------------------------------------
+def commits(store: artifacts.Store, n: int) -> None:
+    for i in range(n):
+        store.log_artifact(artifacts.Artifact(f"d{i % 3}", "dataset").add_bytes("x", b"%d" % i))
+    store.reader.background.wait(30)
+
+
+@contextmanager
+def reads(store: artifacts.Store, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """The objects read through the store's kind of Root (found ones), in order."""
+    cls, got = type(store.root), []
+    read_many, read = cls.read_many, cls.read
+
+    def many(self: Any, rels: list[str]) -> dict[str, bytes]:
+        out = read_many(self, rels)
+        got.extend(r for r in rels if r in out)
+        return out
+
+    def one(self: Any, rel: str) -> bytes:
+        data = read(self, rel)
+        got.append(rel)
+        return data
+
+    with monkeypatch.context() as m:
+        m.setattr(cls, "read_many", many)
+        m.setattr(cls, "read", one)
+        yield got
+
+
+def pack_name(first: int, size: int) -> str:
+    return PackName(first, first + size - 1).path
+
+
+def test_a_cold_open_reads_the_tail_as_the_fewest_sub_packs(
+    shared_backend: Backend, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """27-entry packs with sub-packs of 9 and 3, one commit at a time (so the writer made every
+    sub-pack too): 2 x 27 + 2 x 9 + 2 x 3 + 2 entries open as those 8 objects, largest first."""
+    small(monkeypatch, pack=27, every=0, subs=(9, 3))
+    store = artifacts.open_store(shared_backend.url, storage_options=shared_backend.storage_options)
+    commits(store, 80)
+    want = replay_dump(store)
+    made = objects(store, "packs")
+    assert pack_name(1, 9) in made and pack_name(55, 3) in made  # covered ones are there too
+    assert pack_name(19, 9) not in made  # crossing 27 makes the 27-pack alone
+    store.close()
+    with reads(store, monkeypatch) as got, cold(shared_backend, monkeypatch, tmp_path) as (s, msgs):
+        assert not msgs and dump(s.index._conn) == want
+    packs = [pack_name(1, 27), pack_name(28, 27), pack_name(55, 9), pack_name(64, 9)]
+    packs += [pack_name(73, 3), pack_name(76, 3)]
+    assert [r for r in got if r.startswith("packs/")] == packs
+    assert [r for r in got if r.startswith("log/")] == [log_path(79), log_path(80)]
+    assert len(got) <= len(packs) + 2 + 2, got  # and store.json (+ a cache marker)
+    assert objects(store, "packs") == made  # the reader made nothing new: all were there
+
+
+def test_a_damaged_pack_is_read_from_the_smaller_packs_inside_it(
+    shared_backend: Backend, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    small(monkeypatch, pack=8, every=0, subs=(4, 2))
+    store = artifacts.open_store(shared_backend.url, storage_options=shared_backend.storage_options)
+    commits(store, 22)
+    want = replay_dump(store)
+    root = store.root
+    store.close()
+    big, mid, tail = pack_name(9, 8), pack_name(9, 4), pack_name(21, 2)
+    # 9-16 truncated: read from the packs inside it, 9-12 (damaged: its 2-pack 9-10 and entries 11,
+    # 12 instead) and 13-14, then 15-16 (no pack: crossing 16 made the 8-pack alone) from entries
+    root.write(big, root.read(big)[:-3])
+    root.write(mid, root.read(mid).replace(b'"', b"'", 1))
+    root.write(tail, root.read(tail)[:-1])  # a damaged sub-pack falls back to its entries
+    with reads(store, monkeypatch) as opened, cold(shared_backend, monkeypatch, tmp_path) as (s, msgs):
+        assert dump(s.index._conn) == want
+        got = list(opened)
+        problems = scale_problems(s.verify())
+    assert [next(n for n in (big, mid, tail) if n in m) for m in msgs] == [big, mid, tail], msgs
+    assert "from smaller packs and entries" in msgs[1] and msgs[2].endswith("from entries")
+    assert [r for r in got if r.startswith("packs/")] == [
+        pack_name(1, 8), big, pack_name(17, 4), tail,
+        mid, pack_name(13, 2), pack_name(9, 2),
+    ]  # fmt: skip
+    assert [r for r in got if r.startswith("log/")] == [log_path(s) for s in (11, 12, 15, 16, 21, 22)]
+    assert all(any(n in p for p in problems) for n in (big, mid, tail)), problems
+
+
+def test_gc_drops_sub_packs_a_larger_good_pack_covers_after_the_grace_period(
+    shared_backend: Backend, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    small(monkeypatch, pack=8, every=0, subs=(4, 2))
+    store = build(shared_backend, monkeypatch, 0)
+    commits(store, 20)
+    want = replay_dump(store)
+    root = store.root
+    covered = [pack_name(f, n) for f, n in [(1, 2), (1, 4), (5, 2), (9, 2), (9, 4), (13, 2)]]
+    covered.append(pack_name(17, 2))
+    kept = [pack_name(1, 8), pack_name(9, 8), pack_name(17, 4)]
+    assert sorted(objects(store, "packs")) == sorted(covered + kept)
+    assert not scale_problems(store.verify())  # sub-packs are checked as packs are
+    report = store.gc(grace_period=3600)
+    assert report.packs_dropped == () and len(objects(store, "packs")) == len(covered + kept)
+    root.write(kept[1], root.read(kept[1])[:-3])  # a damaged pack covers nothing
+    time.sleep(1.2)  # older than the grace period of 0, as the store's clock sees it
+    dry = store.gc(grace_period=0, dry_run=True)
+    spared = [pack_name(9, 4), pack_name(13, 2)]  # 9-10: the good 9-12 covers it
+    assert sorted(dry.packs_dropped) == sorted(set(covered) - set(spared))
+    assert len(objects(store, "packs")) == len(covered + kept)
+    report = store.gc(grace_period=0)
+    assert report.packs_repaired == (kept[1],)
+    assert sorted(report.packs_dropped) == sorted(dry.packs_dropped)
+    assert sorted(objects(store, "packs")) == sorted(kept + spared)
+    time.sleep(1.2)  # the repaired pack is young: its sub-packs go once it is old too
+    assert sorted(store.gc(grace_period=0).packs_dropped) == sorted(spared)
+    assert sorted(objects(store, "packs")) == sorted(kept)
+    assert not scale_problems(store.verify())
+    store.close()
+    with cold(shared_backend, monkeypatch, tmp_path) as (again, msgs):
+        assert not msgs and dump(again.index._conn) == want
+
+
+def test_pack_sizes_derive_from_the_pack_size() -> None:
+    from artifacts.catalog.tail import ScaleConfig
+
+    assert ScaleConfig().pack_sizes == (1000, 100, 10)
+    assert ScaleConfig(pack_size=100).pack_sizes == (100, 10)
+    assert ScaleConfig(pack_size=3).pack_sizes == (3,)
+    assert ScaleConfig(pack_size=250).pack_sizes == (250, 25)
+    assert ScaleConfig(pack_size=0).pack_sizes == ()
+    assert ScaleConfig(pack_size=12, sub_packs=(5, 4, 2)).pack_sizes == (12, 4, 2)
 
 
 def test_snapshot_for_another_schema_is_skipped_with_a_warning(
@@ -419,14 +553,14 @@ def test_two_readers_racing_make_the_same_packs_and_snapshots(
             "PYTHONPATH": str(ROOT),
             "ARTIFACTS_CACHE_DIR": str(tmp_path / f"c{i}"),
         }
-        env.update(ARTIFACTS_PACK_SIZE="4", ARTIFACTS_SNAPSHOT_EVERY="8")
+        env.update(ARTIFACTS_PACK_SIZE="4", ARTIFACTS_SUB_PACKS="2", ARTIFACTS_SNAPSHOT_EVERY="8")
         procs.append(
             subprocess.Popen(
                 [sys.executable, "-c", _OPENER, local_backend.url, str(start)], env=env
             )
         )
     assert [p.wait(60) for p in procs] == [0, 0]
-    assert len(objects(store, "packs")) == head // 4
+    assert len(objects(store, "packs")) == head // 4 + head % 4 // 2  # and the tail's sub-pack
     assert snaps.list_snapshots(store.root)
     with cold(local_backend, monkeypatch, tmp_path) as (again, msgs):
         assert not msgs and dump(again.index._conn) == want

@@ -9,7 +9,10 @@ gc removes it once a newer one exists).
 gc keeps the newest snapshot that can serve a cold open, and every newer descriptor; it removes older
 descriptors, unusable ones and data that no kept descriptor names once they are older than the grace
 period. A bad pack is reported by verify and skipped by readers; gc replaces it, once older than the
-grace period, by the pack its log entries make (`repair_packs`).
+grace period, by the pack its log entries make (`repair_packs`). gc also removes a smaller pack (a
+sub-pack of the tail, see `tail.ScaleConfig`) that a larger good pack covers, once both are older than the
+grace period: a reader that listed the packs before the larger one existed may still be reading it
+(`drop_covered_packs`).
 """
 
 from __future__ import annotations
@@ -25,12 +28,20 @@ from storage.backend import mtime_of
 from ..errors import ArtifactsError, ConflictError
 from . import snapshots as snaps
 from .log import RawEntry, log_path
-from .packs import PACK_DIR, PackError, PackName, decode_pack, encode_pack, parse_pack_name
+from .packs import (
+    PACK_DIR,
+    PackError,
+    PackName,
+    decode_pack,
+    encode_pack,
+    pack_bounds,
+    parse_pack_name,
+)
 
 if TYPE_CHECKING:
     from .engine import Catalog
 
-__all__ = ["gc_scale", "repair_packs", "verify_scale"]
+__all__ = ["drop_covered_packs", "gc_scale", "pack_findings", "repair_packs", "verify_scale"]
 
 _BATCH = 256
 
@@ -41,10 +52,10 @@ def verify_scale(store: Catalog, *, replay: bool = False) -> list[str]:
 
 
 def _pack_problems(store: Catalog) -> list[str]:
-    return [problem for _, problem in _pack_findings(store)]
+    return [problem for _, problem in pack_findings(store)]
 
 
-def _pack_findings(store: Catalog) -> list[tuple[PackName | None, str]]:
+def pack_findings(store: Catalog) -> list[tuple[PackName | None, str]]:
     """Each bad pack (None for an object under packs/ that is no pack) with its problem."""
     found: list[tuple[PackName | None, str]] = []
     names = []
@@ -76,15 +87,22 @@ def _pack_findings(store: Catalog) -> list[tuple[PackName | None, str]]:
     return found
 
 
-def repair_packs(store: Catalog, *, cutoff: float, dry_run: bool) -> list[str]:
+def repair_packs(
+    store: Catalog,
+    *,
+    cutoff: float,
+    dry_run: bool,
+    findings: list[tuple[PackName | None, str]] | None = None,
+) -> list[str]:
     """Replace each bad pack older than ``cutoff`` by the pack its log entries make (it is determined
     by them; removed only, where the log lacks one of them); returns the paths replaced or removed.
+    ``findings``: what `pack_findings` found already.
 
     Readers skip a bad pack already, but each cold open then warns and reads its entries one by one,
     and its name blocks the good pack's exclusive create for ever.
     """
     done: list[str] = []
-    for p, _ in _pack_findings(store):
+    for p, _ in pack_findings(store) if findings is None else findings:
         if p is None:
             continue  # not ours to remove
         info = store.root.head(p.path)
@@ -102,6 +120,32 @@ def repair_packs(store: Catalog, *, cutoff: float, dry_run: bool) -> list[str]:
                     p.path, encode_pack([RawEntry(s, logs[log_path(s)]) for s in seqs])
                 )
     return done
+
+
+def drop_covered_packs(
+    store: Catalog, *, cutoff: float, dry_run: bool, bad: set[PackName]
+) -> list[str]:
+    """Remove each pack that a larger good pack (not in ``bad``) holds, both older than ``cutoff``;
+    returns the paths. Only the larger pack's age makes it safe: a reader chooses the largest pack it
+    lists, so only one that listed before the larger pack existed can still be reading the smaller."""
+    listed: dict[PackName, dict[str, Any]] = {}
+    for info in store.root.listdir(PACK_DIR):
+        if (p := parse_pack_name(_rel(PACK_DIR, info))) is not None:
+            listed[p] = info
+    sizes = sorted({p.count for p in listed}, reverse=True)
+    doomed: list[str] = []
+    for p, info in sorted(listed.items(), key=lambda i: (i[0].first, i[0].count)):
+        if not _old(info, cutoff):
+            continue
+        for size in (s for s in sizes if s > p.count):
+            big = pack_bounds(p.first, size)
+            if big.last >= p.last and big not in bad and big in listed and _old(listed[big], cutoff):
+                doomed.append(p.path)
+                break
+    if not dry_run:
+        for rel in doomed:
+            store.root.delete(rel)
+    return doomed
 
 
 def _snapshot_problems(store: Catalog, replay: bool) -> list[str]:

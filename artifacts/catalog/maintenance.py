@@ -41,7 +41,7 @@ from storage.leftovers import clean_leftovers
 from storage.quarantine import corrupt_message, is_set_aside
 
 from ..errors import IntegrityError, InvalidStateError, InvalidValueError, NotFoundError
-from .checks import gc_scale, repair_packs, verify_scale
+from .checks import drop_covered_packs, gc_scale, pack_findings, repair_packs, verify_scale
 from .entries import LOG_FORMAT, EntryError, decode, entry_format
 from .log import LOG_DIR, log_path
 
@@ -82,7 +82,8 @@ class GcReport:
     ``uploads_aborted`` counts multipart uploads left by puts that died (S3; a dead endpoint
     defeats their own abort) and ``temp_removed`` temp files of killed commits (local), both once
     older than the grace period (see `storage.leftovers`). ``packs_repaired`` lists damaged log
-    packs replaced by the pack their entries make (see `checks.repair_packs`).
+    packs replaced by the pack their entries make (see `checks.repair_packs`); ``packs_dropped``
+    smaller packs a larger good one covers (see `checks.drop_covered_packs`).
     """
 
     deleted: tuple[str, ...]
@@ -96,6 +97,7 @@ class GcReport:
     uploads_aborted: int = 0
     temp_removed: int = 0
     packs_repaired: tuple[str, ...] = ()
+    packs_dropped: tuple[str, ...] = ()
 
 
 # -- verify ----------------------------------------------------------------------------------------
@@ -314,7 +316,10 @@ def gc(store: Catalog, *, grace_period: float = 24 * 3600, dry_run: bool = False
     live |= store.index.live_digests()
     doomed = [b for b in listed if b.digest not in live and store.blobs.older(b.mtime, cutoff)]
     old_snapshots = tuple(gc_scale(store, cutoff=cutoff, dry_run=dry_run))
-    packs = tuple(repair_packs(store, cutoff=cutoff, dry_run=dry_run))
+    findings = pack_findings(store)
+    packs = tuple(repair_packs(store, cutoff=cutoff, dry_run=dry_run, findings=findings))
+    bad = {p for p, _ in findings if p is not None}
+    covered = tuple(drop_covered_packs(store, cutoff=cutoff, dry_run=dry_run, bad=bad))
     left = clean_leftovers(store.root, cutoff, dry_run=dry_run)
     if dry_run:
         return GcReport(
@@ -326,6 +331,7 @@ def gc(store: Catalog, *, grace_period: float = 24 * 3600, dry_run: bool = False
             uploads_aborted=len(left.uploads),
             temp_removed=len(left.temp_files),
             packs_repaired=packs,
+            packs_dropped=covered,
         )
     results = store.blobs.sweep_many(doomed, cutoff)
     deleted = [b for b, gone in zip(doomed, results, strict=True) if gone]
@@ -347,6 +353,7 @@ def gc(store: Catalog, *, grace_period: float = 24 * 3600, dry_run: bool = False
         len(left.uploads),
         len(left.temp_files),
         packs,
+        covered,
     )
 
 

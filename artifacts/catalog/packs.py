@@ -7,7 +7,11 @@ range makes the same object and may create it exclusively; losing that race is h
 
     packs/<first:020d>-<last:020d>.pack
 
-A reader takes whole packs for ranges before the tail and single entries after. A pack whose header does
+Packs come in aligned sizes that divide each other (`tail.ScaleConfig.pack_sizes`: 1,000, 100 and 10
+entries by default), so ranges nest and never straddle: a reader takes the largest pack at each step,
+which leaves at most 9 of each smaller size and 9 single entries for the tail; gc drops smaller packs
+that a larger good one covers. Readers that know one size only follow them alike (any listed range is
+a pack). A reader takes whole packs for ranges before the tail and single entries after. A pack whose header does
 not parse, whose body is truncated or does not hash to the digest in its header, or whose entries claim
 other sequence numbers is refused with a `PackError` naming it, and the reader falls back to the entries.
 """

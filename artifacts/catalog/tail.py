@@ -10,7 +10,8 @@ with the next best source, down to the entries themselves.
 
 It also keeps packs and snapshots coming without touching a commit's critical path: when the applied
 sequence crosses a pack boundary, the range's bytes (kept from this process's reads and commits, the rest
-fetched) are written as the pack by a background thread; when it crosses a snapshot boundary, the index
+fetched) are written as the pack by a background thread (and crossing a sub-pack boundary, 10 or 100
+entries by default, writes that smaller pack, so the tail a cold open reads is a few dozen objects); when it crosses a snapshot boundary, the index
 state is pinned by a read transaction right there and copied out in the background.
 """
 
@@ -55,10 +56,18 @@ _MAX_PENDING = 64  # background jobs queued at most; beyond that a later reader 
 @dataclass(frozen=True)
 class ScaleConfig:
     """How often packs and snapshots are made; ``ARTIFACTS_PACK_SIZE`` / ``ARTIFACTS_SNAPSHOT_EVERY``
-    override the defaults (tests use tiny ones). 0 turns making them off; reading them never is."""
+    override the defaults (tests use tiny ones). 0 turns making them off; reading them never is.
+
+    Sub-packs keep a log that ends far past a pack boundary cheap to open: crossing a multiple of
+    each sub-pack size makes that smaller aligned pack too, so the tail after the last full pack is
+    at most 9 packs of each sub-size and 9 entries, not up to ``pack_size - 1`` single GETs. By default
+    they are ``pack_size / 10`` and ``pack_size / 100`` where those divide it and are at least 10
+    (1000 -> 100, 10; tiny test sizes get none); ``ARTIFACTS_SUB_PACKS`` ("4,2"; "" for none)
+    names them instead."""
 
     pack_size: int = 1000
     snapshot_every: int = 10_000
+    sub_packs: tuple[int, ...] | None = None  # None: derived from pack_size
 
     @classmethod
     def from_env(cls) -> ScaleConfig:
@@ -68,10 +77,34 @@ class ScaleConfig:
             except ValueError:
                 return default
 
+        subs: tuple[int, ...] | None = None
+        if (raw := os.environ.get("ARTIFACTS_SUB_PACKS")) is not None:
+            try:
+                subs = tuple(int(x) for x in raw.replace(",", " ").split())
+            except ValueError:
+                subs = None
         return cls(
             num("ARTIFACTS_PACK_SIZE", cls.pack_size),
             num("ARTIFACTS_SNAPSHOT_EVERY", cls.snapshot_every),
+            subs,
         )
+
+    @property
+    def pack_sizes(self) -> tuple[int, ...]:
+        """The sizes packs are made in, largest first; each divides the one before (so a smaller
+        pack's range lies inside one of every larger size), sizes that do not are dropped."""
+        if not self.pack_size:
+            return ()
+        if self.sub_packs is None:
+            wanted = [self.pack_size // 10, self.pack_size // 100]
+            wanted = [s for s in wanted if s >= 10]
+        else:
+            wanted = sorted(set(self.sub_packs), reverse=True)
+        sizes = [self.pack_size]
+        for s in wanted:
+            if 0 < s < sizes[-1] and sizes[-1] % s == 0:
+                sizes.append(s)
+        return tuple(sizes)
 
 
 def warn(message: str) -> None:
@@ -162,6 +195,24 @@ def _check_link(
             )
 
 
+def _cover(names: list[PackName], first: int) -> list[PackName]:
+    """The chain of packs from ``first`` on, at each step the largest one starting there.
+
+    Packs are aligned and each size divides the larger ones, so a pack starting inside a larger one
+    ends inside it too: largest-first is the fewest objects, never overlaps, and reaches as far as
+    any chain does. Packs of other sizes (another writer's configuration) are followed alike.
+    """
+    by_first: dict[int, PackName] = {}
+    for n in names:
+        if n.first not in by_first or n.last > by_first[n.first].last:
+            by_first[n.first] = n
+    chain: list[PackName] = []
+    while first in by_first:
+        chain.append(by_first[first])
+        first = by_first[first].last + 1
+    return chain
+
+
 class LogReader:
     """Brings an index up to the log's head; see the module docstring."""
 
@@ -174,7 +225,7 @@ class LogReader:
         self.config = config or ScaleConfig.from_env()
         self.background = _Background()
         self._recent: dict[int, bytes] = {}  # entries of ranges not yet packed, from reads/commits
-        self._packed: set[int] = set()  # firsts of ranges this process read from packs or wrote
+        self._packed: set[PackName] = set()  # packs this process read or wrote
         self.unusable: set[str] = set()  # snapshot descriptors refused here: replace, do not skip
         self._bootstrapped: Any = None  # the index a cold start was tried for (an empty log: once)
 
@@ -194,7 +245,7 @@ class LogReader:
             self._bootstrap(index)
             last = index.last_seq
         check_head = check_head and not cold and last > 0
-        got = [e for p in self._read_packs(last) for e in p] if cold else []
+        got = self._read_packs(last) if cold else []
         after = got[-1].seq if got else last
         if not self.root.prefers_listing:
             if check_head:
@@ -203,9 +254,9 @@ class LogReader:
             _check_link(index, last, got, self._fetch)
             return self.apply(index, got) if got else []
         want = self._list_new(after, with_last=check_head)
-        size = self.config.pack_size or ScaleConfig.pack_size
+        size = min(self.config.pack_sizes, default=ScaleConfig.pack_size)
         if not cold and len(want) >= 2 * size:  # far behind: whole packs save a GET per entry
-            got = [e for p in self._read_packs(last) for e in p]
+            got = self._read_packs(last)
             want = [s for s in want if not got or s > got[-1].seq]
         got += self._fetch(want)
         _check_link(index, last, got, self._fetch)
@@ -253,22 +304,20 @@ class LogReader:
                 oldest = min(snaps.parse_descriptor_name(n) or 0 for n in names)
                 names = snaps.list_snapshots(self.root, before=oldest)
 
-    def _read_packs(self, last: int) -> list[list[RawEntry]]:
-        """Contiguous packs from ``last + 1`` on; a bad pack's range is read entry by entry instead."""
+    def _read_packs(self, last: int) -> list[RawEntry]:
+        """The entries of contiguous packs from ``last + 1`` on (see `_cover`), in order."""
         size = self.config.pack_size or ScaleConfig.pack_size
         listed = self.root.list_after(PACK_DIR, f"{max(0, last + 1 - size):020d}")
         names = [n for n in map(parse_pack_name, listed) if n and n.last > last]
-        by_first: dict[int, PackName] = {}
-        for n in names:
-            if n.last > by_first.get(n.first, n).last or n.first not in by_first:
-                by_first[n.first] = n
-        chain: list[PackName] = []
-        start = [n for n in by_first.values() if n.first <= last + 1]  # may overlap what is applied
-        nxt = max(start, key=lambda n: n.last).first if start else last + 1
-        while nxt in by_first:
-            chain.append(by_first[nxt])
-            nxt = by_first[nxt].last + 1
-        out: list[list[RawEntry]] = []
+        start = [n for n in names if n.first <= last + 1]  # may overlap what is applied
+        first = max(start, key=lambda n: n.last).first if start else last + 1
+        return self._take(_cover(names, first), names)[0]
+
+    def _take(self, chain: list[PackName], names: list[PackName]) -> tuple[list[RawEntry], bool]:
+        """The entries of ``chain``'s packs; a bad pack's range is covered by the smaller packs
+        listed inside it (``names``), the rest entry by entry. False: the log itself has a gap
+        there (stop, as apply would)."""
+        out: list[RawEntry] = []
         for i in range(0, len(chain), _BATCH):
             part = chain[i : i + _BATCH]
             got = self.root.read_many([p.path for p in part])
@@ -277,15 +326,30 @@ class LogReader:
                     data = got.get(p.path)
                     if data is None:
                         raise PackError(f"pack {p.path} disappeared")
-                    out.append(decode_pack(p, data))
-                    self._packed.add(p.first)
+                    out += decode_pack(p, data)
+                    self._packed.add(p)
                 except PackError as e:
-                    warn(f"{e}; reading its entries one by one")
-                    singles = self._fetch(list(range(p.first, p.last + 1)))
-                    out.append(singles)
-                    if len(singles) < p.count:
-                        return out  # the log itself has a gap there: stop, as apply would
-        return out
+                    sub, ok = self._instead(p, names, e)
+                    out += sub
+                    if not ok:
+                        return out, False
+        return out, True
+
+    def _instead(
+        self, bad: PackName, names: list[PackName], why: PackError
+    ) -> tuple[list[RawEntry], bool]:
+        """The entries of a bad pack's range: from the smaller packs inside it, then single GETs."""
+        inner = [
+            n for n in names if n.count < bad.count and bad.first <= n.first <= n.last <= bad.last
+        ]
+        warn(f"{why}; reading its range from {'smaller packs and ' * bool(inner)}entries")
+        out, ok = self._take(_cover(inner, bad.first), inner) if inner else ([], True)
+        nxt = out[-1].seq + 1 if out else bad.first
+        if ok and nxt <= bad.last:
+            singles = self._fetch(list(range(nxt, bad.last + 1)))
+            ok = len(singles) == bad.last + 1 - nxt
+            out += singles
+        return out, ok
 
     def _list_new(self, last: int, *, with_last: bool = False) -> list[int]:
         """Entries after ``last``, by one LIST (StartAfter the last applied key), up to any gap.
@@ -377,19 +441,33 @@ class LogReader:
             pinned.close()
 
     def _packs_crossed(self, before: int, after: int) -> None:
-        size = self.config.pack_size
-        if not size or after // size <= before // size:
+        """Make the pack of every range whose end the applied seq crossed, of each size, unless a
+        larger pack holds it: one this process read or wrote, or one whose end was crossed too (so
+        a writer crossing 1,000 makes the 1,000-pack alone, and a reader replaying far makes only
+        the big packs and the smaller ones of the tail)."""
+        sizes = self.config.pack_sizes
+        if not sizes or after // sizes[-1] <= before // sizes[-1]:
             self._trim(after)
             return
-        for end in range((before // size + 1) * size, after // size * size + 1, size):
-            rng = pack_bounds(end, size)
-            if rng.first in self._packed:
-                continue
-            self._packed.add(rng.first)
-            have = {s: self._recent[s] for s in range(rng.first, end + 1) if s in self._recent}
-            if not self.background.submit(functools.partial(self._write_pack, rng, have)):
-                self._packed.discard(rng.first)
+        for size in sizes:
+            for end in range((before // size + 1) * size, after // size * size + 1, size):
+                rng = pack_bounds(end, size)
+                if self._covered(rng, after):
+                    continue
+                self._packed.add(rng)
+                have = {s: self._recent[s] for s in range(rng.first, end + 1) if s in self._recent}
+                if not self.background.submit(functools.partial(self._write_pack, rng, have)):
+                    self._packed.discard(rng)
         self._trim(after)
+
+    def _covered(self, rng: PackName, after: int) -> bool:
+        """``rng`` is made or read already, or lies in a larger range complete by ``after``."""
+        for size in self.config.pack_sizes:
+            if size >= rng.count:
+                big = pack_bounds(rng.first, size)
+                if big in self._packed or (size > rng.count and big.last <= after):
+                    return True
+        return False
 
     def _trim(self, after: int) -> None:
         size = self.config.pack_size
@@ -398,12 +476,14 @@ class LogReader:
         keep_from = after // size * size + 1
         for s in [s for s in self._recent if s < keep_from]:
             del self._recent[s]
+        # smaller packs below the last full range decide nothing more (that range covers them)
+        self._packed -= {p for p in self._packed if p.count < size and p.last < keep_from}
 
     def _write_pack(self, rng: PackName, have: dict[int, bytes]) -> None:
-        if self.root.exists(rng.path):
-            return
         missing = [s for s in range(rng.first, rng.last + 1) if s not in have]
-        if missing:
+        if missing:  # (with every entry at hand the exclusive create alone settles it)
+            if self.root.exists(rng.path):
+                return
             got = self.root.read_many([log_path(s) for s in missing])
             for s in missing:
                 if log_path(s) not in got:
