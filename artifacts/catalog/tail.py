@@ -311,7 +311,14 @@ class LogReader:
         names = [n for n in map(parse_pack_name, listed) if n and n.last > last]
         start = [n for n in names if n.first <= last + 1]  # may overlap what is applied
         first = max(start, key=lambda n: n.last).first if start else last + 1
-        return self._take(_cover(names, first), names)[0]
+        got = self._take(_cover(names, first), names)[0]
+        if self.config.pack_size and got:  # the open range's bytes, for its pack (see _recent)
+            keep_from = got[-1].seq // self.config.pack_size * self.config.pack_size + 1
+            for e in reversed(got):
+                if e.seq < keep_from:
+                    break
+                self._recent[e.seq] = e.data
+        return got
 
     def _take(self, chain: list[PackName], names: list[PackName]) -> tuple[list[RawEntry], bool]:
         """The entries of ``chain``'s packs; a bad pack's range is covered by the smaller packs
@@ -481,9 +488,11 @@ class LogReader:
 
     def _write_pack(self, rng: PackName, have: dict[int, bytes]) -> None:
         missing = [s for s in range(rng.first, rng.last + 1) if s not in have]
-        if missing:  # (with every entry at hand the exclusive create alone settles it)
-            if self.root.exists(rng.path):
-                return
+        # a sub-pack with every entry at hand: its exclusive create alone settles it (a refused
+        # PUT of a few KB costs what the HEAD would); a full pack's body is worth a HEAD first
+        if (missing or rng.count >= self.config.pack_size) and self.root.exists(rng.path):
+            return
+        if missing:
             got = self.root.read_many([log_path(s) for s in missing])
             for s in missing:
                 if log_path(s) not in got:
