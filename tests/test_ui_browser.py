@@ -316,3 +316,23 @@ def test_a_live_run_page_grows_its_chart_by_itself(
     assert "finished" in pg.locator("h1").inner_text()
     assert pg.locator("body[data-live]").count() == 0  # no more polling
     only_local(watch, server)
+
+
+def test_a_live_run_page_opened_before_any_metric_shows_them_once_flushed(
+    server: str, demo: Demo, page: tuple[Any, Watch]
+) -> None:
+    """A page opened right after the run started ("no metrics logged") gets its charts when the
+    first rows are flushed, without the user reloading."""
+    pg, watch = page
+    run = demo.store.start_run(project="other", job_type="train", config={"lr": 0.02})
+    try:
+        pg.goto(f"{server}/runs/{run.id}")
+        assert pg.locator(".chart").count() == 0
+        run.log({"val_acc": 0.3}, step=0)
+        run.log({"val_acc": 0.4}, step=1)
+        run.flush()
+        pg.wait_for_selector(".chart[data-metric='val_acc'][data-drawn='1']", timeout=15_000)
+        assert {c["metric"]: c["points"] for c in charts_drawn(pg)}["val_acc"] == 2
+    finally:
+        run.finish()
+    only_local(watch, server)

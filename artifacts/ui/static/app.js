@@ -52,7 +52,8 @@
   }
 
   function live(url) {
-    var spec = readJson("chart-data");
+    // a run with no metrics flushed yet has no charts (and no chart data): its first rows reload it
+    var spec = readJson("chart-data") || { charts: [] };
     function tick() {
       fetch(url, { headers: { "accept": "application/json" }, credentials: "same-origin" })
         .then(function (r) { return r.ok ? r.json() : null; })
