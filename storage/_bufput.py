@@ -18,15 +18,13 @@ caller's buffers, and this call does not return (nor raise) before the helper ha
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
-from ._localput import local_tmp, publish_local, put_local_bytes
-from .errors import disk_full_errors
+from ._localput import put_local_bytes, put_local_via_tmp
 from .hashing import CHUNK_SIZE, hash_bytes, threaded_blake3
 from .streams import write_all
 from .values import PutResult
@@ -98,28 +96,18 @@ def _put_while_hashed(blobs: BlobStore, view: bytes | memoryview, digest: Future
     if digest.done():  # hashed already: look for it before writing, as any put does
         return put_local_bytes(blobs, view, digest.result())
     size = len(view)
-    tmp = local_tmp(blobs)
-    try:
-        with disk_full_errors("store a blob", blobs.root.url):
-            with open(tmp, "wb", buffering=0) as f:
-                looked = False
-                for off in range(0, size, CHUNK_SIZE):
-                    if not looked and digest.done():
-                        looked = True
-                        if blobs._freshen(digest.result(), size):  # stored already: stop here
-                            f.close()
-                            os.unlink(tmp)
-                            return PutResult(digest.result(), size, False)
-                    write_all(f, view[off : off + CHUNK_SIZE])
-                if blobs.fsync:
-                    os.fsync(f.fileno())
-            d = digest.result()
-            written = publish_local(blobs, tmp, blobs.root.local(blobs.relpath(d)), size)
-        return PutResult(d, size, written)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+
+    def write(f: BinaryIO) -> tuple[str, int] | PutResult:
+        looked = False
+        for off in range(0, size, CHUNK_SIZE):
+            if not looked and digest.done():
+                looked = True
+                if blobs._freshen(digest.result(), size):  # stored already: stop here
+                    return PutResult(digest.result(), size, False)
+            write_all(f, view[off : off + CHUNK_SIZE])
+        return digest.result(), size
+
+    return put_local_via_tmp(blobs, write)
 
 
 def _hash_in_order(

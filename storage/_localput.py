@@ -62,15 +62,25 @@ def put_local_range(
     return put_local_via_tmp(blobs, write)
 
 
-def put_local_via_tmp(blobs: BlobStore, write: Callable[[BinaryIO], tuple[str, int]]) -> PutResult:
-    """Write a new blob into a temp file with ``write`` (returns digest, size), then publish it."""
+def put_local_via_tmp(
+    blobs: BlobStore,
+    write: Callable[[BinaryIO], tuple[str, int] | PutResult],
+    what: str = "store a blob",
+) -> PutResult:
+    """Write a new blob into a temp file with ``write`` (returns digest, size), then publish it.
+    ``write`` may instead return the `PutResult` of a blob it found stored meanwhile: the temp file
+    is dropped unpublished."""
     tmp = local_tmp(blobs)
     try:
-        with disk_full_errors("store a blob", blobs.root.url):
+        with disk_full_errors(what, blobs.root.url):
             with open(tmp, "w+b", buffering=0) as out:
-                digest, size = write(out)
-                if blobs.fsync:
+                got = write(out)
+                if blobs.fsync and not isinstance(got, PutResult):
                     os.fsync(out.fileno())
+            if isinstance(got, PutResult):
+                os.unlink(tmp)
+                return got
+            digest, size = got
             written = publish_local(blobs, tmp, blobs.root.local(blobs.relpath(digest)), size)
         return PutResult(digest, size, written)
     except BaseException:
@@ -149,22 +159,14 @@ def put_local_bytes(
     view = memoryview(data).cast("B") if not isinstance(data, bytes) else data
     digest = digest if digest is not None else hash_bytes(view)
     size = len(view)
-    rel = blobs.relpath(digest)
     if blobs._freshen(digest, size):
         return PutResult(digest, size, False)
-    tmp = local_tmp(blobs)
-    try:
-        with disk_full_errors(f"store blob {digest}", blobs.root.url):
-            with open(tmp, "wb", buffering=0) as f:
-                write_all(f, view)
-                if blobs.fsync:
-                    os.fsync(f.fileno())
-            written = publish_local(blobs, tmp, blobs.root.local(rel), size)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return PutResult(digest, size, written)
+
+    def write(f: BinaryIO) -> tuple[str, int]:
+        write_all(f, view)
+        return digest, size
+
+    return put_local_via_tmp(blobs, write, f"store blob {digest}")
 
 
 def put_local_small(blobs: BlobStore, data: bytes) -> PutResult:

@@ -73,7 +73,7 @@ def test_a_failing_write_surfaces_and_the_helper_lets_go(
 
     # a large buffer is published by one of these two, whether its digest came before its write
     monkeypatch.setattr(_bufput, "put_local_bytes", failing(_bufput.put_local_bytes))
-    monkeypatch.setattr(_bufput, "publish_local", failing(_bufput.publish_local))
+    monkeypatch.setattr(_bufput, "put_local_via_tmp", failing(_bufput.put_local_via_tmp))
     datas = [bytes([i]) * (2 * MIB) for i in range(8)]
     with pytest.raises(DiskFullError):
         blobs.put_many_bytes(datas)
