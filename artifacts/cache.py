@@ -14,7 +14,10 @@ The cache (``<cache dir>/files``) holds one folder per version, named by its man
 - ``<digest>.lock``: a process building the entry holds it exclusively; a process that got the folder
   from `Version.download()` holds it shared for as long as it runs (the README flow reads the files
   after ``download()`` returns). Eviction takes it exclusively without waiting, so it never removes a
-  folder an open process is using.
+  folder an open process is using. Whatever else takes it without waiting (the in-use probe of
+  `DownloadCache.info`) or lets go of it for a moment (a builder's exclusive-to-shared switch, which
+  flock does not make atomic) does so under the global lock, where no eviction runs: otherwise an
+  evictor would keep an unused entry (and overrun the bound) or remove a just-built one.
 
 The cache has a size bound (``artifacts cache --max-size``, stored in ``config.json``, or
 ``$ARTIFACTS_CACHE_MAX_SIZE`` in bytes; 20 GB by default): before an entry is built, least recently
@@ -143,9 +146,13 @@ class DownloadCache:
 
     # -- listing and eviction --------------------------------------------------------------------
     def info(self) -> CacheInfo:
+        """The entries and whether each is in use, probed under the cache's lock: a probe takes the
+        entry's lock for a moment, and an evictor meeting it would take the entry for one in use and
+        keep it (so listing the cache beside a download let the cache outgrow its bound)."""
         entries = []
-        for digest, size, used in self._entries():
-            entries.append(CacheEntry(digest, size, used, self._in_use(digest)))
+        with self._global() if self.path.is_dir() else contextlib.nullcontext():
+            for digest, size, used in self._entries():
+                entries.append(CacheEntry(digest, size, used, self._in_use(digest)))
         return CacheInfo(
             str(self.path), self.max_size, sum(e.size for e in entries), tuple(entries)
         )
@@ -248,7 +255,8 @@ class DownloadCache:
                 _flock(fd, _ex())  # build it (others wait; an evictor skips it)
                 if not (marker.exists() and folder.is_dir()):
                     self._build(version, callback)
-                _flock(fd, _sh())
+                with self._global():  # flock drops EX before taking SH: no evictor in between
+                    _flock(fd, _sh())
                 _HELD[digest] = fd
                 return folder
             except BaseException:

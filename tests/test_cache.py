@@ -146,6 +146,34 @@ def test_cache_bound_holds_under_two_concurrent_downloaders(
     assert len(cache.info().entries) >= 1
 
 
+def test_listing_the_cache_never_keeps_an_unused_entry_from_eviction(
+    local_backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`info()` probes each entry's lock; an eviction meeting the probe kept the entry as if in use,
+    so the test above saw the bound overrun when load stretched a probe: no eviction runs mid-probe."""
+    import artifacts.cache as c
+
+    a = many_files(open_(local_backend), 2, 40_000, "a")
+    cache = DownloadCache()
+    cache.release(a.download().name)
+    real, seen = c._flock, []
+
+    def probe_then_evict(fd: int, how: int) -> bool:
+        ok = real(fd, how)
+        if ok and how == c._ex_nb() and not seen:  # the probe holds a's lock: an evictor comes
+            seen.append("probe")
+            lock = os.open(cache.path / ".lock", os.O_RDWR)
+            try:  # it evicts if it can take the cache's lock now, else it waits for the probe
+                seen.append(cache._evict_locked(0, everything=True) if real(lock, how) else "waits")
+            finally:
+                os.close(lock)
+        return ok
+
+    monkeypatch.setattr(c, "_flock", probe_then_evict)
+    assert [(e.digest, e.in_use) for e in cache.info().entries] == [(a.digest, False)]
+    assert seen == ["probe", "waits"]  # (an eviction mid-probe would have freed 0, not 80,000)
+
+
 def test_open_readers_entry_is_never_evicted(
     local_backend: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
