@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from .blobs import BlobStore
 
 __all__ = [
+    "UNNAMED_MAX",
     "freshen_local",
     "put_local_bytes",
     "put_local_range",
@@ -34,6 +35,11 @@ __all__ = [
     "put_local_stream",
     "put_local_via_tmp",
 ]
+
+
+#: In-memory buffers under this size are written unnamed (`put_local_small`); larger ones through a
+#: named temp file, whose extra link and unlink cost nothing beside their write.
+UNNAMED_MAX = 1 << 20
 
 
 def put_local_stream(blobs: BlobStore, src: str | BinaryIO, cb: Callback) -> PutResult:
@@ -155,12 +161,22 @@ def ensure_dir(blobs: BlobStore, d: str) -> None:
 def put_local_bytes(
     blobs: BlobStore, data: bytes | bytearray | memoryview, digest: str | None
 ) -> PutResult:
-    """An in-memory buffer, hashed without copying (``digest``: the caller's, already checked)."""
+    """An in-memory buffer, hashed without copying (``digest``: the caller's, already checked).
+    One under `UNNAMED_MAX` is written unnamed (`put_local_small`): a checkpoint's biases and small
+    layers then cost two file operations each, not four (create, link, unlink, and the temp name).
+    A stored blob is looked for first in every case: a frozen layer logged each epoch is a hit."""
     view = memoryview(data).cast("B") if not isinstance(data, bytes) else data
     digest = digest if digest is not None else hash_bytes(view)
     size = len(view)
     if blobs._freshen(digest, size):
         return PutResult(digest, size, False)
+    if size < UNNAMED_MAX:
+        return put_local_small(blobs, view, digest, looked=True)
+    return _put_named(blobs, view, digest)
+
+
+def _put_named(blobs: BlobStore, view: bytes | memoryview, digest: str) -> PutResult:
+    size = len(view)
 
     def write(f: BinaryIO) -> tuple[str, int]:
         write_all(f, view)
@@ -169,14 +185,15 @@ def put_local_bytes(
     return put_local_via_tmp(blobs, write, f"store blob {digest}")
 
 
-def put_local_small(blobs: BlobStore, data: bytes) -> PutResult:
-    """A small file's whole content (`storage.batch`): written unnamed and linked under its digest
-    where the OS allows it (`storage._unnamed`), else through a named temp file."""
+def put_local_small(
+    blobs: BlobStore, data: bytes | memoryview, digest: str | None = None, *, looked: bool = False
+) -> PutResult:
+    """A small whole content (a file of `storage.batch`, a small tensor): written unnamed and
+    linked under its digest where the OS allows it (`storage._unnamed`), else through a named temp
+    file. ``digest``: the caller's, already checked; ``looked``: the caller found no stored blob."""
     tmp_dir = blobs.root.local(blobs.tmp_dir)
     ensure_dir(blobs, tmp_dir)
-    if not _unnamed.available(tmp_dir):
-        return put_local_bytes(blobs, data, None)
-    digest = hash_bytes(data)
+    digest = digest if digest is not None else hash_bytes(data)
     size = len(data)
     target = blobs.root.local(blobs.relpath(digest))
     d = os.path.dirname(target)
@@ -184,9 +201,14 @@ def put_local_small(blobs: BlobStore, data: bytes) -> PutResult:
         _make_blob_dir(blobs, d)
     # a directory this process made held no blob before it: the link finds any stored since (and
     # freshens it), so only an older directory is worth a look before the write
-    if d not in blobs._made and blobs._freshen(digest, size):
+    if not looked and d not in blobs._made and blobs._freshen(digest, size):
         return PutResult(digest, size, False)
-    return PutResult(digest, size, _unnamed.put_unnamed(blobs, data, digest, tmp_dir, target))
+    if not _unnamed.available(tmp_dir):
+        return _put_named(blobs, data, digest)
+    written = _unnamed.put_unnamed(blobs, data, digest, tmp_dir, target)
+    if written and size >= REMEMBER_MIN:
+        remember(target)
+    return PutResult(digest, size, written)
 
 
 def _make_blob_dir(blobs: BlobStore, d: str) -> None:

@@ -81,7 +81,9 @@ def _probe(tmp_dir: str) -> bool:
     return True
 
 
-def put_unnamed(blobs: BlobStore, data: bytes, digest: str, tmp_dir: str, target: str) -> bool:
+def put_unnamed(
+    blobs: BlobStore, data: bytes | memoryview, digest: str, tmp_dir: str, target: str
+) -> bool:
     """Write ``data`` (whose digest is ``digest``) unnamed in ``tmp_dir`` and link it as
     ``target``; False if a blob of that size was there already (freshened, as a dedup hit is),
     True if ours was published (also over a damaged one of another size)."""

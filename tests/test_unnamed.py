@@ -74,7 +74,7 @@ def test_the_unnamed_path_is_taken_where_the_os_has_it(
     Counted through the two ways a blob is published: ``linkat`` of an fd, or a temp file's name."""
     linked: list[str] = []
     named: list[str] = []
-    real_link, real_bytes = unnamed._link, localput.put_local_bytes
+    real_link, real_named = unnamed._link, localput._put_named
 
     def link(fd: int, target: str) -> None:
         linked.append(target)
@@ -82,10 +82,10 @@ def test_the_unnamed_path_is_taken_where_the_os_has_it(
 
     def put_bytes(*a: Any) -> Any:
         named.append("x")
-        return real_bytes(*a)
+        return real_named(*a)
 
     monkeypatch.setattr(unnamed, "_link", link)
-    monkeypatch.setattr(localput, "put_local_bytes", put_bytes)
+    monkeypatch.setattr(localput, "_put_named", put_bytes)
     store = storage.open_blob_store(str(tmp_path / "store"))
     store.put_files(_tree(tmp_path / "in", 5))
     if mode == "unnamed":
@@ -266,3 +266,36 @@ def test_small_put_killed_leaves_no_half_written_blob(how: str, tmp_path: Path) 
         assert list((root / "tmp").iterdir()) == []
     store = storage.open_blob_store(str(root))
     assert sorted(store.iter_digests()) == sorted(blobs)
+
+
+def test_small_buffers_are_written_unnamed_and_large_ones_through_a_temp_name(
+    mode: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkpoint's small tensors take the unnamed path too (two file operations each); a buffer of
+    `UNNAMED_MAX` or more, the named temp file. Either way: the same blobs, dedup, and a blob of
+    256 KiB or more published by this process is trusted on restore without a second hash."""
+    from storage import written
+
+    linked: list[str] = []
+    real_link = unnamed._link
+
+    def link(fd: int, target: str) -> None:
+        linked.append(os.path.basename(target))
+        real_link(fd, target)
+
+    monkeypatch.setattr(unnamed, "_link", link)
+    root = tmp_path / "store"
+    store = storage.open_blob_store(str(root))
+    datas = [b"b" * 8, bytearray(b"w" * 300_000), memoryview(b"e" * localput.UNNAMED_MAX)]
+    results = store.put_many_bytes(datas)
+    assert [r.digest for r in results] == [b3(bytes(d)) for d in datas]
+    assert [r.written for r in results] == [True, True, True]
+    assert sorted(_blob_files(root).values()) == sorted(bytes(d) for d in datas)
+    small = [r.digest[2:] for r in results[:2]]
+    assert [x for x in linked if not x.endswith("probe")] == (small if mode == "unnamed" else [])
+    mid = root / "blobs" / results[1].digest[:2] / results[1].digest[2:]
+    assert written.vouches(str(mid), os.stat(mid))
+    again = store.put_many_bytes(datas)  # stored already: nothing written, nothing linked
+    assert [r.written for r in again] == [False, False, False]
+    assert [x for x in linked if not x.endswith("probe")] == (small if mode == "unnamed" else [])
+    assert list((root / "tmp").iterdir()) == []
