@@ -288,19 +288,19 @@ class _Loader:
                 self._check(hash_bytes(memoryview(raw.numpy())), entry, rel)  # type: ignore[arg-type]
                 self.version.store.blobs.trust(local)
             return raw
+        # read (and hashed) where the tensor is kept: a large tensor costs no second copy
+        raw = torch.empty(nbytes, dtype=torch.uint8)
         try:
-            data = self.version.read_bytes(entry.path, verify=self.verify)
+            self.version.store.blobs.read_into(
+                entry.digest, memoryview(raw.numpy()), verify=self.verify  # type: ignore[arg-type]
+            )
         except NotFoundError:
             raise CheckpointError(
                 f"{self.where(rel)}: its blob {entry.digest} is missing from the store"
             ) from None
         except IntegrityError as e:
             raise IntegrityError(f"{self.where(rel)}: {e}") from None
-        if len(data) != nbytes:
-            raise IntegrityError(
-                f"{self.where(rel)}: blob {entry.digest} holds {len(data)} bytes, expected {nbytes}"
-            )
-        return torch.frombuffer(bytearray(data), dtype=torch.uint8)
+        return raw
 
     def _check(self, actual: str, entry: FileEntry, rel: str) -> None:
         if actual != entry.digest:

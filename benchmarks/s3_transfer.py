@@ -3,13 +3,20 @@
 - one large file (default 256 MiB): ``BlobStore.put_file`` / ``get_file`` (verified) vs s3fs
   ``put_file`` / ``get_file``;
 - many small files (default 1,000 x 4 KiB): ``BlobStore.put_files`` / ``get_files`` vs s3fs ``put_file``
-  in a loop and s3fs ``put`` / ``get`` with lists (s3fs batches those concurrently).
+  in a loop and s3fs ``put`` / ``get`` with lists (s3fs batches those concurrently);
+- a large in-memory state_dict (default 256 MiB in 8 tensors): ``store.log_artifact`` of an artifact
+  with ``add_state_dict`` (hashing, upload, manifest and commit) vs s3fs ``pipe`` (concurrent
+  ``pipe_file``, multipart above 100 MiB) and a ``pipe_file`` loop of the tensors' bytes (handed to
+  s3fs ready as ``bytes``, so raw s3fs pays no copy), and ``load_state_dict`` of that version
+  (verified) vs s3fs ``cat`` and a ``cat_file`` loop of the same objects (bytes, not tensors).
 
 The moto server runs in its own process (as a real S3 endpoint would), started by this script on
 127.0.0.1 with port 0. Every upload goes to a key that does not exist yet (ours: the blob is deleted
-between runs, so nothing is skipped as a duplicate). Runs are interleaved; the table shows medians.
+between runs, so nothing is skipped as a duplicate; a state_dict's tensors get new leading bytes each
+run). Runs are interleaved, their order rotated each run; the tables show medians.
 
     python benchmarks/s3_transfer.py [--size 256M] [--files 1000] [--small-size 4K] [--repeat 5]
+                                     [--sd-size 256M] [--tensors 8] [--cases files,state_dict]
 """
 
 from __future__ import annotations
@@ -99,7 +106,17 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=1000, help="number of small files (default 1000)")
     ap.add_argument("--small-size", default="4K", help="size of each small file (default 4K)")
     ap.add_argument("--repeat", type=int, default=5, help="timed runs per operation (default 5)")
+    ap.add_argument("--sd-size", default="256M", help="state_dict size (default 256M)")
+    ap.add_argument("--tensors", type=int, default=8, help="tensors in the state_dict (default 8)")
+    ap.add_argument(
+        "--cases", default="files,state_dict", help="files, state_dict or both (default both)"
+    )
     args = ap.parse_args()
+    cases = set(args.cases.split(","))
+    if not cases <= {"files", "state_dict"}:
+        ap.error(f"unknown case in --cases {args.cases!r}")
+    if "files" not in cases:
+        args.size, args.files = "0", 0
     size, small = parse_size(args.size), parse_size(args.small_size)
 
     work = Path(tempfile.mkdtemp(prefix="artifacts-s3-bench-"))
@@ -114,9 +131,36 @@ def main() -> None:
             p.write_bytes(os.urandom(small))
             smalls.append(p)
         with moto_process() as endpoint:
-            run(args, endpoint, work, big, smalls)
+            print(load_line().replace("at the end", "at the start"))
+            if "files" in cases:
+                run(args, endpoint, work, big, smalls)
+            if "state_dict" in cases:
+                run_state_dict(args, endpoint, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+Op = tuple[str, Callable[[], Any], Callable[[], None] | None]
+
+
+def measure(ops: list[Op], repeat: int) -> dict[str, list[float]]:
+    """Times of each op over ``repeat`` rounds after a warm-up round; each round runs every op once,
+    the order rotated by one per round, so no contender always goes first or follows the same one.
+    An op's setup runs untimed, before a put and after a get."""
+    times: dict[str, list[float]] = {name: [] for name, _, _ in ops}
+    for r in range(-1, repeat):  # round -1 warms up connections and caches
+        print(f"run {r + 1}/{repeat} ..." if r >= 0 else "warm-up run ...", flush=True)
+        k = max(r, 0) % len(ops)
+        for name, fn, setup in ops[k:] + ops[:k]:
+            if setup is not None and name.startswith("put"):
+                setup()
+            t = time.perf_counter()
+            fn()
+            if r >= 0:
+                times[name].append(time.perf_counter() - t)
+            if setup is not None and name.startswith("get"):
+                setup()
+    return times
 
 
 def run(args: argparse.Namespace, endpoint: str, work: Path, big: Path, smalls: list[Path]) -> None:
@@ -167,7 +211,7 @@ def run(args: argparse.Namespace, endpoint: str, work: Path, big: Path, smalls: 
         for p in out.iterdir():
             p.unlink()
 
-    ops: list[tuple[str, Callable[[], Any], Callable[[], None] | None]] = [
+    ops: list[Op] = [
         ("put big: s3fs put_file", lambda: fs.put_file(str(big), raw_big), drop_raw_big),
         ("put big: BlobStore.put_file", put_ours_big, drop_ours_big),
         ("get big: s3fs get_file", lambda: fs.get_file(raw_big, str(big_out)), rm_outputs),
@@ -200,20 +244,8 @@ def run(args: argparse.Namespace, endpoint: str, work: Path, big: Path, smalls: 
     store.put_file(big)
     store.put_files(smalls)
 
-    times: dict[str, list[float]] = {name: [] for name, _, _ in ops}
-    for r in range(-1, args.repeat):  # run -1 warms up connections and caches
-        print(f"run {r + 1}/{args.repeat} ..." if r >= 0 else "warm-up run ...", flush=True)
-        for name, fn, setup in ops:
-            if setup is not None and name.startswith("put"):
-                setup()
-            t = time.perf_counter()
-            fn()
-            if r >= 0:
-                times[name].append(time.perf_counter() - t)
-            if setup is not None and name.startswith("get"):
-                setup()
-        # put rows deleted their objects before running and left them stored; gets read those
-
+    # put rows delete their objects before running and leave them stored; gets read those
+    times = measure(ops, args.repeat)
     med = {k: statistics.median(v) for k, v in times.items()}
 
     def ratio(ours: str, ref: str) -> str:
@@ -247,6 +279,111 @@ def run(args: argparse.Namespace, endpoint: str, work: Path, big: Path, smalls: 
     print(
         f"  get small  {ratio(f'get small: {b}.get_files', 'get small: s3fs get(list)')} vs get(list)"
     )
+
+
+def run_state_dict(args: argparse.Namespace, endpoint: str, work: Path) -> None:
+    """A large in-memory state_dict logged to and loaded from an S3 store, vs raw s3fs moving the
+    same bytes (see the module docstring)."""
+    import torch  # only here: the files case needs no torch
+
+    from artifacts import Artifact, open_store
+
+    os.environ["ARTIFACTS_CACHE_DIR"] = str(
+        work / "cache"
+    )  # index cache and stat cache start empty
+    total, n = parse_size(args.sd_size), args.tensors
+    each = total // n // 4 * 4  # float32 elements
+    gen = torch.Generator().manual_seed(0)
+    sd = {f"layer{i}.weight": torch.rand(each // 4, generator=gen) for i in range(n)}
+    size = sum(t.numel() * 4 for t in sd.values())
+    bucket = make_bucket(endpoint)
+    opts = options(endpoint)
+    fs = s3fs.S3FileSystem(**opts)
+    store = open_store(f"s3://{bucket}/store", storage_options=opts)
+    raw_keys = [f"{bucket}/raw-sd/{k}" for k in sd]
+
+    def raw_bytes() -> list[bytes]:
+        return [t.numpy().tobytes() for t in sd.values()]
+
+    # the get rows read a version logged (and raw objects put) once, from bytes no put row repeats
+    ref = store.log_artifact(Artifact("sd-ref", type="model").add_state_dict(sd))
+    fs.pipe(dict(zip(raw_keys, raw_bytes(), strict=True)))
+    ref_keys = [f"{bucket}/ref-sd/{k}" for k in sd]
+    fs.pipe(dict(zip(ref_keys, raw_bytes(), strict=True)))
+    ready: list[bytes] = []
+    logged: list[Any] = []
+
+    def fresh_content() -> None:
+        """New leading bytes in every tensor: a put row never finds its content stored."""
+        for t in sd.values():
+            t.view(torch.uint8)[:16] = torch.randint(0, 256, (16,), dtype=torch.uint8)
+
+    def setup_raw() -> None:
+        fresh_content()
+        ready[:] = raw_bytes()  # raw s3fs is handed bytes, untimed
+        with contextlib.suppress(FileNotFoundError):
+            fs.rm(raw_keys)
+
+    def setup_ours() -> None:
+        fresh_content()
+        for v in logged:  # last round's blobs: the server's memory holds one round at a time
+            for f in v.files():
+                if f.size > 1 << 20:
+                    store.blobs.delete(f.digest)
+        logged.clear()
+
+    def put_ours() -> None:
+        logged.append(store.log_artifact(Artifact("sd-put", type="model").add_state_dict(sd)))
+
+    def put_raw_loop() -> None:
+        for k, b in zip(raw_keys, ready, strict=True):
+            fs.pipe_file(k, b)
+
+    def get_ours() -> None:
+        got = ref.load_state_dict()
+        assert len(got) == n
+
+    def get_raw_loop() -> None:
+        for k in ref_keys:
+            fs.cat_file(k)
+
+    ops: list[Op] = [
+        (
+            "put sd: s3fs pipe(dict)",
+            lambda: fs.pipe(dict(zip(raw_keys, ready, strict=True))),
+            setup_raw,
+        ),
+        ("put sd: s3fs pipe_file loop", put_raw_loop, setup_raw),
+        ("put sd: log_artifact", put_ours, setup_ours),
+        ("get sd: s3fs cat(list)", lambda: fs.cat(ref_keys), None),
+        ("get sd: s3fs cat_file loop", get_raw_loop, None),
+        ("get sd: load_state_dict", get_ours, None),
+    ]
+    times = measure(ops, args.repeat)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    rows = [
+        (name, med[name], min(times[name]), f"{size / MIB / med[name]:.0f} MiB/s")
+        for name, _, _ in ops
+    ]
+    print()
+    print(load_line())
+    print(
+        f"moto S3 on {endpoint} (own process); state_dict of {n} float32 tensors, "
+        f"{size / MIB:.0f} MiB in all; {args.repeat} interleaved runs, order rotated"
+    )
+    print(table(rows, ("operation", "median s", "best s", "rate")))
+    print()
+    print("ratios of medians, ours / raw s3fs (target: within 10%, i.e. <= 1.10x)")
+    for op, ours, refs in (
+        ("put", "put sd: log_artifact", ("put sd: s3fs pipe(dict)", "put sd: s3fs pipe_file loop")),
+        (
+            "get",
+            "get sd: load_state_dict",
+            ("get sd: s3fs cat(list)", "get sd: s3fs cat_file loop"),
+        ),
+    ):
+        versus = ", ".join(f"{med[ours] / med[r]:.2f}x vs {r.split(': ')[1]}" for r in refs)
+        print(f"  {op} state_dict  {versus}")
 
 
 if __name__ == "__main__":

@@ -60,6 +60,36 @@ class S3Root(RemoteRoot):
 
         return await _error_wrapper(call_and_read, retries=self.fs.retries)
 
+    def read_range_into(self, rel: str, start: int, buf: memoryview) -> int:
+        """One ranged GET of ``len(buf) + 1`` bytes whose body is read into ``buf`` as it arrives
+        (see `Root.read_range_into`): a restored tensor lands where it is kept, no copy between."""
+        with backend_errors(f"read {rel}", self.url):
+            from fsspec.asyn import sync
+
+            return int(sync(self.fs.loop, self._get_into, self.full(rel), start, buf))
+
+    async def _get_into(self, full: str, start: int, buf: memoryview) -> int:
+        from s3fs.core import _error_wrapper  # a body cut off mid-read: read again from the start
+
+        bucket, key, _ = self.fs.split_path(full)
+        ranged = f"bytes={start}-{start + len(buf)}"  # inclusive: one byte past ``buf``
+
+        async def call_and_read() -> int:
+            resp = await self.fs._call_s3("get_object", Bucket=bucket, Key=key, Range=ranged)
+            body = resp["Body"]
+            try:
+                got = 0
+                while got < len(buf):
+                    n = await body.readinto(buf[got:])
+                    if not n:
+                        return got
+                    got += n
+                return got + len(await body.read())  # the byte past ``buf``, if the object has it
+            finally:
+                body.close()
+
+        return int(await _error_wrapper(call_and_read, retries=self.fs.retries))
+
     def exists(self, rel: str) -> bool:
         with backend_errors(f"check {rel}", self.url):
             # one HEAD; fs.exists() adds a LIST on a miss (is it a directory?)

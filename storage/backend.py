@@ -161,6 +161,17 @@ class Root:
         with backend_errors(f"read {rel}", self.url):
             return self.fs.cat_file(self.full(rel), start=start, end=end)
 
+    def read_range_into(self, rel: str, start: int, buf: memoryview) -> int:
+        """Bytes ``start`` on of ``rel`` into the byte view ``buf``; returns how many ``rel`` holds
+        from ``start`` on, counted up to ``len(buf) + 1`` (one more than fits says that it goes on:
+        that byte is read, not kept). Backends that stream (S3) write the bytes into ``buf`` as they
+        arrive, so a large object costs no whole-object buffer and copy on the way; here it is
+        read as `read_range` and copied."""
+        data = self.read_range(rel, start, start + len(buf) + 1)
+        n = min(len(data), len(buf))
+        buf[:n] = memoryview(data)[:n]
+        return len(data)
+
     def read_many(self, rels: list[str]) -> dict[str, bytes]:
         """Fetch several small objects at once (concurrently where the filesystem is async); missing
         ones are left out."""

@@ -439,33 +439,61 @@ class BlobStore:
                 return self.read_bytes(digest, verify=verify)
             raise missing_error(self.root, digest) from None
         if verify:
-            actual = hash_bytes(data)
-            if actual != digest:
-                raise IntegrityError(
-                    f"blob {digest} is corrupt: its content hashes to {actual} ({self.root.url}); "
-                    "verify the store"
-                )
+            self._check_content(digest, data)
         return data
 
     def _read_sized(self, digest: str, size: int, verify: bool) -> bytes:
         if size == 0:  # no ranged read of an empty object (S3 answers 416): its digest says it all
-            if digest != _EMPTY:
-                raise IntegrityError(f"blob {digest} is named as empty but is not ({self.root.url})")
+            self._check_empty(digest)
             return b""
         data = self.read_range(digest, 0, size + 1)
-        if len(data) != size:
-            held = f"more than {size}" if len(data) > size else str(len(data))
+        self._check_held(digest, size, len(data))
+        if verify:
+            self._check_content(digest, data)
+        return data
+
+    def read_into(
+        self, digest: str, buf: bytearray | memoryview, *, verify: bool = True
+    ) -> None:
+        """Fill ``buf`` with the blob, which must hold exactly ``len(buf)`` bytes (what a manifest
+        entry says): as `read_bytes` with ``size``, at most one byte more is read, but the bytes land
+        in ``buf`` as they arrive (on S3), so a restored tensor costs no whole-blob copy on the way;
+        with ``verify`` they are hashed there. `IntegrityError` on another size or content."""
+        view = memoryview(buf).cast("B")
+        if not view:
+            self._check_empty(digest)
+            return
+        rel = self.relpath(digest)
+        try:
+            held = self.root.read_range_into(rel, 0, view)
+        except NotFoundError:
+            if self._restored(digest):
+                return self.read_into(digest, view, verify=verify)
+            raise missing_error(self.root, digest) from None
+        self._check_held(digest, len(view), held)
+        if verify:
+            self._check_content(digest, view)
+
+    def _check_held(self, digest: str, size: int, held: int) -> None:
+        """`IntegrityError` unless a sized read (at most ``size + 1`` bytes) found ``size``."""
+        if held != size:
+            what = f"more than {size}" if held > size else str(held)
             raise IntegrityError(
-                f"blob {digest} holds {held} bytes, not the {size} its manifest entry says "
+                f"blob {digest} holds {what} bytes, not the {size} its manifest entry says "
                 f"({self.root.url}); verify the store"
             )
-        actual = hash_bytes(data) if verify else digest
+
+    def _check_empty(self, digest: str) -> None:
+        if digest != _EMPTY:
+            raise IntegrityError(f"blob {digest} is named as empty but is not ({self.root.url})")
+
+    def _check_content(self, digest: str, data: bytes | memoryview) -> None:
+        actual = hash_bytes(data)
         if actual != digest:
             raise IntegrityError(
                 f"blob {digest} is corrupt: its content hashes to {actual} ({self.root.url}); "
                 "verify the store"
             )
-        return data
 
     def read_range(self, digest: str, start: int, end: int) -> bytes:
         """Bytes ``start`` to ``end`` (exclusive) of a blob, unverified (a part cannot be hashed)."""

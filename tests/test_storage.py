@@ -148,6 +148,39 @@ class TestBlobStore:
         assert head + rest == data
         assert store.verify_blob(r.digest)
 
+    def test_read_into_fills_the_buffer_and_refuses_other_sizes_and_content(
+        self, backend: Backend
+    ) -> None:
+        """`read_into` (a restored tensor's read, into its own memory): exactly the blob, checked like
+        a sized `read_bytes`; a buffer of another size, damaged bytes and a missing blob raise."""
+        store = open_store(backend)
+        data = os.urandom(storage.hashing.CHUNK_SIZE + 4321)  # more than one network read on S3
+        d = store.put_bytes(data).digest
+        buf = bytearray(len(data))
+        store.read_into(d, buf)
+        assert bytes(buf) == data
+        view = memoryview(bytearray(len(data) + 8))[4:-4]  # a view into a larger buffer
+        store.read_into(d, view, verify=False)
+        assert view.tobytes() == data
+        with pytest.raises(IntegrityError, match=f"holds more than {len(data) - 1} bytes"):
+            store.read_into(d, bytearray(len(data) - 1))
+        with pytest.raises(IntegrityError, match=f"holds {len(data)} bytes, not the {len(data) + 1}"):
+            store.read_into(d, bytearray(len(data) + 1))
+        store.read_into(b3(b""), bytearray())  # nothing to read
+        with pytest.raises(IntegrityError, match="named as empty"):
+            store.read_into(d, bytearray())
+        fs, root = raw_fs(backend)
+        bad = bytearray(data)
+        bad[-1] ^= 0x01
+        fs.pipe_file(f"{root}/{BlobStore.relpath(d)}", bytes(bad))
+        with pytest.raises(IntegrityError, match="is corrupt"):
+            store.read_into(d, bytearray(len(data)))
+        store.read_into(d, buf, verify=False)
+        assert buf == bad
+        store.delete(d)
+        with pytest.raises(NotFoundError):
+            store.read_into(d, bytearray(len(data)))
+
     def test_put_bytes_accepts_buffers(self, backend: Backend) -> None:
         import array
 
