@@ -27,7 +27,6 @@ from ..errors import (
     ConflictError,
     DiskFullError,
     IntegrityError,
-    InvalidStateError,
     InvalidValueError,
     NotFoundError,
     StoreNotFoundError,
@@ -37,7 +36,7 @@ from ..names import check_name
 from ..untrusted import load_json
 from .entries import Entry, EntryError, decode, encode
 from .identity import check_store_id, index_path
-from .index import INDEX_FORMAT, Index, IndexMoved
+from .index import INDEX_FORMAT, Index
 from .log import CommitLog, RawEntry, backoff, log_path
 from .rules import Applied
 from .tail import LogMismatch, LogReader, warn
@@ -219,6 +218,11 @@ class Catalog:
             return applied
 
     def _commit_locked(self, entry: Entry, ts: str | None) -> Applied:
+        """Validate and apply the entry in one index transaction, create it in the log, and only
+        then commit the transaction (as a `Bulk` batch of one does): the index never holds an entry
+        the log does not, and the entry is applied once, not checked in a rolled-back transaction
+        and applied again. A writer killed between the create and the commit leaves a whole entry
+        in the log, which the next sync applies."""
         commit_id = uuid.uuid4().hex  # one per change, kept across retries (see _landed)
         for attempt in range(_MAX_ATTEMPTS):
             seq = self.index.last_seq + 1
@@ -237,31 +241,35 @@ class Catalog:
                 typed = decode(seq, data)
             except EntryError as e:
                 raise InvalidValueError(f"cannot commit {entry.OP}: {e}") from None
-            try:
-                applied = self.index.check(typed)
-            except IndexMoved:
+            raw = RawEntry(seq, data)
+            if self.index.begin_own() != seq - 1:  # another process of this index applied more
+                self.index.end_own(commit=False)
                 self.sync()
                 continue
             started = time.perf_counter()
             try:
+                applied = self.index.stage_own(raw, typed)  # raises the rule it breaks
                 self.log.create(seq, data)
             except ConflictError:
+                self.index.end_own(commit=False)
                 if self._landed(seq, data):  # our own create, whose reply was lost
                     self.sync()
                     return applied
                 backoff(attempt, time.perf_counter() - started)
                 self.sync()
                 continue
+            except BaseException:
+                self.index.end_own(commit=False)
+                raise
             try:
-                rejected = dict(self.reader.committed(self.index, RawEntry(seq, data), typed))
+                self.index.end_own(commit=True)
             except DiskFullError as e:  # the entry is in the log, whole: only this cache is behind
                 raise DiskFullError(
                     f"disk full: {entry.OP} was committed (log entry {seq}), but the local index "
                     f"at {self.index.path} could not record it; it catches up by itself once there "
                     "is space"
                 ) from e
-            if seq in rejected:  # cannot happen when check() passed; keep the log honest anyway
-                raise InvalidStateError(f"log entry {seq} was rejected: {rejected[seq]}")
+            self.reader.bulk_committed(self.index, seq - 1, [raw])
             return applied
         raise ConflictError(
             f"gave up committing {entry.OP} after {_MAX_ATTEMPTS} lost races; retry later"

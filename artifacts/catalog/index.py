@@ -348,16 +348,6 @@ class Index(Rules):
                 )
         return rejected
 
-    def check(self, entry: Entry) -> Applied:
-        """Validate ``entry`` as if it were committed next, at ``entry.seq``; raises the rule it breaks
-        (`IndexMoved` when the index is no longer at ``entry.seq - 1``). Returns what it would do."""
-        with contextlib.suppress(_Rollback), self.transaction() as c:
-            if self._last_seq(c) != entry.seq - 1:
-                raise IndexMoved(entry.seq)
-            applied = self._apply_entry(c, entry)
-            raise _Rollback
-        return applied
-
     # -- a bulk of this process's own entries (`artifacts.catalog.bulk`) --------------------------
     def begin_own(self) -> int:
         """Open the write transaction a bulk stages its entries in; returns the last seq applied.
@@ -711,7 +701,3 @@ class Index(Rules):
             )
         keep = set(ordered)
         return ordered, [e for e in edges if e["dst"] in keep]
-
-
-class _Rollback(Exception):
-    pass
