@@ -1,8 +1,8 @@
 """`Bulk`: many commits of one process, as the same log entries one commit at a time would write.
 
 Importing history (thousands of versions and aliases from another tracker) one `Catalog.commit` at a
-time costs, per entry, a sync, a validating transaction that is rolled back, the exclusive create and a
-second transaction that applies it. A bulk opens one index transaction per batch instead: each entry
+time costs, per entry, a sync, an index transaction and the exclusive create (a commit is a batch of
+one). A bulk opens one index transaction per batch instead: each entry
 is encoded at the next sequence number (chained to the one before by ``prev``), decoded again and
 applied in a savepoint of that transaction, so a rule it breaks is raised at once, as by `commit`, and
 it leaves no trace. At the end of a batch the staged entries are created in the log one after another,

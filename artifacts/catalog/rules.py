@@ -2,9 +2,10 @@
 
 Every rule (gapless version numbers, alias moves, quotas, admin rights, run states) lives here, in one
 `_apply_<op>` method per operation, reading the entry's fields by attribute. The same code validates a
-writer's change before it commits (inside a rolled-back transaction) and replays every entry for every
-reader, so all clients decide alike; an entry that breaks a rule raises, and the index records it as
-rejected. Field types and ranges were already checked when the entry was decoded (`entries`).
+writer's change before it commits (inside the transaction that records it once the log entry is
+created) and replays every entry for every reader, so all clients decide alike; an entry that
+breaks a rule raises, and the index records it as rejected. Field types and ranges were already
+checked when the entry was decoded (`entries`).
 """
 
 from __future__ import annotations
