@@ -17,6 +17,7 @@ __all__ = [
     "INT64_MAX",
     "MAX_ENTRY_BYTES",
     "MAX_FILES",
+    "MAX_PACK_BYTES",
     "MAX_PATH_CHARS",
     "check_int",
     "shorten",
@@ -32,6 +33,10 @@ INT64_MAX = 2**63 - 1
 
 #: Bytes of one log entry; a version's manifest is inline in its entry, so this bounds it too.
 MAX_ENTRY_BYTES = 512 * 1024 * 1024
+#: Bytes of one log pack (`artifacts.catalog.packs`): a pack is a cache of entries, so a range whose
+#: pack would be larger is not packed and is read entry by entry (no pack costs more to read than the
+#: largest entry may). Content read from a store is read up to these bounds and no further.
+MAX_PACK_BYTES = MAX_ENTRY_BYTES
 #: Files of one version (a dataset of more files is split into several artifacts, or archived).
 MAX_FILES = 2_000_000
 #: Characters of one file path in an artifact (Linux refuses paths over 4096 bytes anyway).

@@ -38,25 +38,36 @@ class S3Root(RemoteRoot):
         p = fs.protocol
         return "s3" in ((p,) if isinstance(p, str) else tuple(p)) and hasattr(fs, "_call_s3")
 
-    def read(self, rel: str) -> bytes:
+    def read(self, rel: str, limit: int | None = None) -> bytes:
         with backend_errors(f"read {rel}", self.url):
             from fsspec.asyn import sync
 
-            return sync(self.fs.loop, self._get, self.full(rel))
+            return sync(self.fs.loop, self._get, self.full(rel), limit)
 
-    async def _get(self, full: str) -> bytes:
+    async def _get(self, full: str, limit: int | None = None) -> bytes:
         """One GET. s3fs's ``cat_file`` first HEADs the key (to split big objects into ranges), and on a
-        missing key its HEAD adds a LIST (is it a directory?): three requests where one will do."""
+        missing key its HEAD adds a LIST (is it a directory?): three requests where one will do.
+
+        ``limit``: the response's Content-Length says whether the object is over it; one that is has
+        only its first ``limit + 1`` bytes read and the connection closed (`Root.read`), in the same
+        one GET (a Range header instead would turn an empty object into HTTP 416)."""
         from s3fs.core import _error_wrapper  # s3fs's own retries for a body cut off mid-read
 
         bucket, key, _ = self.fs.split_path(full)
 
         async def call_and_read() -> bytes:
             resp = await self.fs._call_s3("get_object", Bucket=bucket, Key=key)
+            body = resp["Body"]
             try:
-                return bytes(await resp["Body"].read())
+                size = resp.get("ContentLength")
+                if limit is None or (isinstance(size, int) and size <= limit):
+                    return bytes(await body.read())
+                data = bytearray()
+                while len(data) <= limit and (chunk := await body.read(limit + 1 - len(data))):
+                    data += chunk
+                return bytes(data)
             finally:
-                resp["Body"].close()
+                body.close()
 
         return await _error_wrapper(call_and_read, retries=self.fs.retries)
 

@@ -152,9 +152,14 @@ class Root:
         with backend_errors(f"create {rel}", self.url):
             self.fs.pipe_file(self.full(rel), data, mode="create")
 
-    def read(self, rel: str) -> bytes:
+    def read(self, rel: str, limit: int | None = None) -> bytes:
+        """The bytes of ``rel``; with ``limit``, at most its first ``limit + 1``: store content is
+        untrusted, and more than ``limit`` back says the object is over the caller's bound (which
+        refuses it) without the rest being read."""
         with backend_errors(f"read {rel}", self.url):
-            return self.fs.cat_file(self.full(rel))
+            if limit is None:
+                return self.fs.cat_file(self.full(rel))
+            return self.fs.cat_file(self.full(rel), start=0, end=limit + 1)
 
     def read_range(self, rel: str, start: int, end: int) -> bytes:
         """Bytes ``start`` to ``end`` (exclusive) of ``rel``."""
@@ -172,24 +177,33 @@ class Root:
         buf[:n] = memoryview(data)[:n]
         return len(data)
 
-    def read_many(self, rels: list[str]) -> dict[str, bytes]:
+    def read_many(self, rels: list[str], limit: int | None = None) -> dict[str, bytes]:
         """Fetch several small objects at once (concurrently where the filesystem is async); missing
-        ones are left out."""
+        ones are left out. ``limit``: as for `read`, each object's first ``limit + 1`` bytes at most."""
         if not rels:
             return {}
         full = {self.full(r): r for r in rels}
         with backend_errors("read log entries", self.url):
             if getattr(self.fs, "async_impl", False):
-                datas = self._cat_async(list(full))
+                datas = self._cat_async(list(full), limit)
                 return {r: d for r, d in zip(full.values(), datas, strict=True) if d is not None}
+            if limit is not None:
+                out = {}
+                for f, r in full.items():
+                    with contextlib.suppress(FileNotFoundError):
+                        out[r] = self.fs.cat_file(f, start=0, end=limit + 1)
+                return out
             got = self.fs.cat(list(full), on_error="omit")
         return {full[k if k in full else self.fs._strip_protocol(k)]: v for k, v in got.items()}
 
-    async def _get(self, full: str) -> bytes:
-        """One object, on an async filesystem's event loop (see `_cat_async`)."""
-        return bytes(await self.fs._cat_file(full))
+    async def _get(self, full: str, limit: int | None = None) -> bytes:
+        """One object (its first ``limit + 1`` bytes at most), on an async filesystem's event loop
+        (see `_cat_async`)."""
+        if limit is None:
+            return bytes(await self.fs._cat_file(full))
+        return bytes(await self.fs._cat_file(full, start=0, end=limit + 1))
 
-    def _cat_async(self, paths: list[str]) -> list[bytes | None]:
+    def _cat_async(self, paths: list[str], limit: int | None = None) -> list[bytes | None]:
         """GET each path concurrently on the filesystem's own event loop; None where missing.
 
         ``fs.cat(list)`` would first expand every path (a HEAD and a LIST per missing key); probing the
@@ -201,7 +215,7 @@ class Root:
 
         async def one(p: str) -> bytes | None:
             try:
-                return await get(p)
+                return await get(p, limit)
             except FileNotFoundError:
                 return None
 

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 import artifacts
-from artifacts import Artifact, ArtifactsError, IntegrityError, bounds
+from artifacts import Artifact, ArtifactsError, IntegrityError, StoreWarning, bounds
+from artifacts.catalog.log import log_path
 from artifacts.chunks import chunk_path, heartbeat_path, json_lines, read_chunks
 from artifacts.manifest import canonical_json
 from artifacts.tensors import STATE_FORMAT, CheckpointError
@@ -210,6 +211,111 @@ def test_manifests_and_entries_over_the_bounds_are_rejected_by_every_reader(
     with pytest.raises(artifacts.InvalidValueError, match="may have at most 65536"):
         store.log_artifact(Artifact("m", "dataset", metadata={"pad": "x" * 70_000}).add_bytes("z", b"2"))
     assert [v.version for v in open_(backend).versions("m")] == [0, 1]
+
+
+# -- log entries and packs: read one byte past their bound, no further ----------------------------
+def test_a_bounded_read_stops_one_byte_past_the_limit(backend: Backend) -> None:
+    root = open_(backend).root
+    data = bytes(range(256)) * 400
+    root.write("t/big", data)
+    root.write("t/empty", b"")
+    assert root.read("t/big", limit=999) == data[:1000]
+    assert root.read("t/big", limit=len(data)) == root.read("t/big") == data
+    assert root.read("t/empty", limit=10) == b""  # (a Range GET would be HTTP 416 here)
+    got = root.read_many(["t/big", "t/empty", "t/missing"], limit=999)
+    assert got == {"t/big": data[:1000], "t/empty": b""}
+    assert root.read_many(["t/big"], limit=len(data)) == {"t/big": data}
+
+
+def _bytes_read() -> int:
+    """Bytes this process has read from files and sockets so far (Linux)."""
+    with open("/proc/self/io") as f:
+        return int(next(line for line in f if line.startswith("rchar:")).split()[1])
+
+
+def test_a_50_gib_log_entry_or_pack_is_refused_having_read_one_byte_past_the_bound(
+    local_backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bounds, "MAX_ENTRY_BYTES", 64 * 1024)
+    monkeypatch.setattr(bounds, "MAX_PACK_BYTES", 64 * 1024)
+    monkeypatch.setenv("ARTIFACTS_PACK_SIZE", "3")
+    monkeypatch.setenv("ARTIFACTS_SUB_PACKS", "")
+    store = open_(local_backend)
+    for i in range(3):  # entries 1 to 3: packed by the third
+        store.log_artifact(Artifact("m", "dataset").add_bytes("x", b"%d" % i))
+    store.reader.background.wait(30)
+    root = Path(local_backend.url)
+    pack = root / "packs" / f"{1:020d}-{3:020d}.pack"
+    assert pack.is_file()
+    pack.unlink()
+    fat, seq = 50 * 2**30, store.index.last_seq + 1
+    for path in (pack, root / log_path(seq)):  # sparse: no disk, but a whole read is 50 GiB
+        with open(path, "wb") as f:
+            f.truncate(fat)
+    for i in range(2):  # honest entries after it, to the end of its pack's range
+        store.log_artifact(Artifact("m", "dataset").add_bytes("y", b"%d" % i))
+    store.reader.background.wait(30)
+    assert not (root / "packs" / f"{4:020d}-{6:020d}.pack").exists()  # its range is left unpacked
+    monkeypatch.setenv("ARTIFACTS_CACHE_DIR", str(root.parent / "cold"))
+    before = _bytes_read()
+    with pytest.warns(StoreWarning, match=f"pack packs/{1:020d}-{3:020d}.pack holds more than 65536"):
+        fresh = open_(local_backend)
+    assert _bytes_read() - before < 16 * 2**20  # (a whole read: 50 GiB, or a MemoryError)
+    assert [v.version for v in fresh.versions("m")] == [0, 1, 2, 3, 4]  # the chain holds past it
+    reason = _rejected(fresh, seq)
+    assert f"{log_path(seq)} holds more than 65536 bytes; a log entry may have at most 65536" in reason
+    assert "\n" not in reason
+    assert any(f"{1:020d}-{3:020d}.pack holds more than 65536" in p for p in fresh.verify().problems)
+
+
+def test_snapshot_data_longer_than_its_descriptor_says_is_refused_unread(
+    local_backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ARTIFACTS_SNAPSHOT_EVERY", "2")
+    store = open_(local_backend)
+    for i in range(3):
+        store.log_artifact(Artifact("m", "dataset").add_bytes("x", b"%d" % i))
+    store.reader.background.wait(30)
+    root = Path(local_backend.url)
+    (data,) = (root / "snapshot-data").iterdir()
+    data.chmod(0o644)
+    with open(data, "r+b") as f:  # its bytes, then a sparse 50 GiB
+        f.truncate(50 * 2**30)
+    monkeypatch.setenv("ARTIFACTS_CACHE_DIR", str(root.parent / "cold"))
+    before = _bytes_read()
+    with pytest.warns(StoreWarning, match="is longer than the [0-9]+ bytes its descriptor gives"):
+        fresh = open_(local_backend)
+    assert _bytes_read() - before < 16 * 2**20
+    assert [v.version for v in fresh.versions("m")] == [0, 1, 2]  # from the log instead
+
+
+@pytest.mark.s3
+def test_a_log_entry_over_the_bound_is_read_one_byte_past_it_on_s3(
+    s3_backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import aiobotocore.response
+
+    monkeypatch.setattr(bounds, "MAX_ENTRY_BYTES", 64 * 1024)
+    store = open_(s3_backend)
+    store.log_artifact(Artifact("m", "dataset").add_bytes("x", b"1"))
+    seq = store.index.last_seq + 1
+    store.root.create_exclusive(log_path(seq), b"{" + b" " * (8 * 2**20) + b"}")
+    store.log_artifact(Artifact("m", "dataset").add_bytes("y", b"2"))
+    body = aiobotocore.response.AioStreamingBody
+    seen: list[int] = []
+    real = body.read
+
+    async def counted(self: Any, amt: int | None = None) -> bytes:
+        chunk = await real(self, amt)
+        seen.append(len(chunk))
+        return bytes(chunk)
+
+    monkeypatch.setattr(body, "read", counted)
+    monkeypatch.setenv("ARTIFACTS_CACHE_DIR", str(Path(store.index.path).parent / "cold"))
+    fresh = open_(s3_backend)
+    assert [v.version for v in fresh.versions("m")] == [0, 1]
+    assert 0 < sum(seen) < 2**20  # the 8 MiB entry: its first 64 KiB + 1 only
+    assert f"{log_path(seq)} holds more than 65536 bytes" in _rejected(fresh, seq)
 
 
 # -- live runs: chunks read in bounded rounds ------------------------------------------------------

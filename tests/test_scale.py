@@ -300,13 +300,13 @@ def reads(store: artifacts.Store, monkeypatch: pytest.MonkeyPatch) -> Iterator[l
     cls, got = type(store.root), []
     read_many, read = cls.read_many, cls.read
 
-    def many(self: Any, rels: list[str]) -> dict[str, bytes]:
-        out = read_many(self, rels)
+    def many(self: Any, rels: list[str], limit: int | None = None) -> dict[str, bytes]:
+        out = read_many(self, rels, limit)
         got.extend(r for r in rels if r in out)
         return out
 
-    def one(self: Any, rel: str) -> bytes:
-        data = read(self, rel)
+    def one(self: Any, rel: str, limit: int | None = None) -> bytes:
+        data = read(self, rel, limit)
         got.append(rel)
         return data
 

@@ -27,7 +27,7 @@ from storage.backend import mtime_of
 
 from ..errors import ArtifactsError, ConflictError
 from . import snapshots as snaps
-from .log import RawEntry, log_path
+from .log import RawEntry, read_entries
 from .packs import (
     PACK_DIR,
     PackError,
@@ -36,6 +36,7 @@ from .packs import (
     encode_pack,
     pack_bounds,
     parse_pack_name,
+    read_packs,
 )
 
 if TYPE_CHECKING:
@@ -68,16 +69,16 @@ def pack_findings(store: Catalog) -> list[tuple[PackName | None, str]]:
             names.append(p)
     for i in range(0, len(names), _BATCH):
         part = names[i : i + _BATCH]
-        got = store.root.read_many([p.path for p in part])
-        logs = store.root.read_many([log_path(s) for p in part for s in range(p.first, p.last + 1)])
+        got = read_packs(store.root, part)
+        logs = read_entries(store.root, [s for p in part for s in range(p.first, p.last + 1)])
         for p in part:
             try:
-                entries = decode_pack(p, got.get(p.path, b""))
+                entries = decode_pack(p, got.get(p, b""))
             except PackError as e:
                 found.append((p, str(e)))
                 continue
             for raw in entries:
-                stored = logs.get(log_path(raw.seq))
+                stored = logs.get(raw.seq)
                 if stored is None:
                     found.append((p, f"pack {p.path} holds entry {raw.seq}, which is not in the log"))
                     break
@@ -112,13 +113,12 @@ def repair_packs(
         if dry_run:
             continue
         seqs = list(range(p.first, p.last + 1))
-        logs = store.root.read_many([log_path(s) for s in seqs])
+        logs = read_entries(store.root, seqs)
         store.root.delete(p.path)
-        if all(log_path(s) in logs for s in seqs):
+        data = encode_pack([RawEntry(s, logs[s]) for s in seqs]) if len(logs) == len(seqs) else None
+        if data is not None:  # else the log lacks an entry, or the range is over the bounds
             with contextlib.suppress(ConflictError):  # another gc made it just now: the same bytes
-                store.root.create_exclusive(
-                    p.path, encode_pack([RawEntry(s, logs[log_path(s)]) for s in seqs])
-                )
+                store.root.create_exclusive(p.path, data)
     return done
 
 
@@ -197,10 +197,8 @@ def _replay_differs(store: Catalog, seq: int, path: Path) -> list[str]:
         try:
             for lo in range(1, seq + 1, 1000):
                 hi = min(seq, lo + 999)
-                got = store.root.read_many([log_path(s) for s in range(lo, hi + 1)])
-                index.apply(
-                    [RawEntry(s, got[log_path(s)]) for s in range(lo, hi + 1) if log_path(s) in got]
-                )
+                got = read_entries(store.root, list(range(lo, hi + 1)))
+                index.apply([RawEntry(s, data) for s, data in got.items()])
             if index.last_seq != seq:
                 return [f"cannot be replayed: the log stops at {index.last_seq}"]
             return _tables_differ(index.connection, path)

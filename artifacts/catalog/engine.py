@@ -281,6 +281,6 @@ class Catalog:
         the very bytes count (they carry the commit id): another commit's entry, or a short one,
         is never taken as ours."""
         try:
-            return self.root.read(log_path(seq)) == data
+            return self.root.read(log_path(seq), limit=len(data)) == data
         except NotFoundError:
             return False

@@ -46,6 +46,7 @@ from ..manifest import Manifest, canonical_json
 from ..names import check_alias, check_name
 from ..untrusted import check_depth
 from ..values import check_notes, check_tags
+from .log import log_path
 
 __all__ = [
     "INT64_MAX",
@@ -503,9 +504,10 @@ def entry_format(data: bytes) -> int | None:
 
 def decode(seq: int, data: bytes) -> Entry:
     """The typed entry stored as ``seq``; `EntryError` naming the first field that breaks a rule."""
-    if len(data) > bounds.MAX_ENTRY_BYTES:
+    if len(data) > bounds.MAX_ENTRY_BYTES:  # readers read one byte past the bound, no further
         raise EntryError(
-            f"it is {len(data)} bytes; a log entry may have at most {bounds.MAX_ENTRY_BYTES}"
+            f"{log_path(seq)} holds more than {bounds.MAX_ENTRY_BYTES} bytes; "
+            f"a log entry may have at most {bounds.MAX_ENTRY_BYTES}"
         )
     try:
         obj = json.loads(data.decode("utf-8"))

@@ -40,10 +40,11 @@ from storage import hash_bytes
 from storage.leftovers import clean_leftovers
 from storage.quarantine import corrupt_message, is_set_aside
 
+from .. import bounds
 from ..errors import IntegrityError, InvalidStateError, InvalidValueError, NotFoundError
 from .checks import drop_covered_packs, gc_scale, pack_findings, repair_packs, verify_scale
 from .entries import LOG_FORMAT, EntryError, decode, entry_format
-from .log import LOG_DIR, log_path
+from .log import LOG_DIR, log_path, read_entries
 
 if TYPE_CHECKING:
     from .engine import Catalog
@@ -260,11 +261,11 @@ def _log_problems(
     if reparse:
         every = [s for s in sorted(paths) if s <= applied]
         todo = [s for s in every if s not in rejected]
-        got: dict[str, bytes] = {}
+        got: dict[int, bytes] = {}
         for i in range(0, len(every), 1000):
-            got.update(store.root.read_many([log_path(s) for s in every[i : i + 1000]]))
+            got.update(read_entries(store.root, every[i : i + 1000]))
         for seq in todo:
-            data = got.get(log_path(seq))
+            data = got.get(seq)
             if data is None:
                 problems.append(f"log entry {seq} disappeared while verifying")
                 continue
@@ -273,7 +274,7 @@ def _log_problems(
             except EntryError as e:  # changed after it was applied (bit rot, a hand edit)
                 problems.append(f"log entry {seq} does not parse any more: {e}")
                 continue
-            before = got.get(log_path(seq - 1))
+            before = got.get(seq - 1)
             if entry.prev is not None and before is not None and hash_bytes(before) != entry.prev:
                 problems.append(
                     f"log entry {seq - 1} was changed after entry {seq} was written: its bytes no "
@@ -367,9 +368,10 @@ def _refuse_unsafe(store: Catalog, head: int) -> None:
         )
     for seq, _reason in store.index.rejected():
         try:
-            fmt = entry_format(store.root.read(log_path(seq)))
+            data = store.root.read(log_path(seq), limit=bounds.MAX_ENTRY_BYTES)
         except NotFoundError:
             continue
+        fmt = entry_format(data) if len(data) <= bounds.MAX_ENTRY_BYTES else None
         if fmt is not None and fmt > LOG_FORMAT:  # else garbage: no reader can use it
             raise InvalidStateError(
                 f"gc refused: log entry {seq} is written in log format {fmt}, newer than this "

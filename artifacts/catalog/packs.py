@@ -22,8 +22,9 @@ import json
 import re
 from dataclasses import dataclass
 
-from storage import hash_bytes
+from storage import Root, hash_bytes
 
+from .. import bounds
 from ..manifest import canonical_json
 from ..untrusted import load_json
 from .log import RawEntry
@@ -38,6 +39,7 @@ __all__ = [
     "pack_bounds",
     "pack_path",
     "parse_pack_name",
+    "read_packs",
 ]
 
 PACK_DIR = "packs"
@@ -83,14 +85,21 @@ def pack_bounds(seq: int, size: int) -> PackName:
     return PackName(first, first + size - 1)
 
 
-def encode_pack(entries: list[RawEntry]) -> bytes:
-    """The pack's bytes: determined by the entries alone, so racing writers produce the same object."""
+def encode_pack(entries: list[RawEntry]) -> bytes | None:
+    """The pack's bytes: determined by the entries alone, so racing writers produce the same object.
+    None where it would be over `bounds.MAX_PACK_BYTES`, or holds an entry over
+    `bounds.MAX_ENTRY_BYTES` (whose bytes here are only the prefix readers read): such a range is
+    left unpacked, read entry by entry."""
     if not entries:
         raise ValueError("a pack holds at least one entry")
     first = entries[0].seq
     for i, e in enumerate(entries):
         if e.seq != first + i:
             raise ValueError(f"pack entries must be contiguous: {e.seq} follows {first + i - 1}")
+    if any(len(e.data) > bounds.MAX_ENTRY_BYTES for e in entries):
+        return None
+    if sum(len(e.data) for e in entries) > bounds.MAX_PACK_BYTES:  # before the join allocates it
+        return None
     body = b"".join(e.data for e in entries)
     header = {
         "count": len(entries),
@@ -99,12 +108,25 @@ def encode_pack(entries: list[RawEntry]) -> bytes:
         "format": PACK_FORMAT,
         "lengths": [len(e.data) for e in entries],
     }
-    return canonical_json(header) + b"\n" + body
+    data = canonical_json(header) + b"\n" + body
+    return data if len(data) <= bounds.MAX_PACK_BYTES else None
+
+
+def read_packs(root: Root, names: list[PackName]) -> dict[PackName, bytes]:
+    """The stored bytes of packs ``names`` (missing ones left out), each read up to one byte past
+    `bounds.MAX_PACK_BYTES` and no further (`decode_pack` refuses a longer one, naming it)."""
+    got = root.read_many([p.path for p in names], limit=bounds.MAX_PACK_BYTES)
+    return {p: got[p.path] for p in names if p.path in got}
 
 
 def decode_pack(name: PackName, data: bytes) -> list[RawEntry]:
     """The entries of a stored pack, after checking everything that can be checked without the log."""
     where = name.path
+    if len(data) > bounds.MAX_PACK_BYTES:
+        raise PackError(
+            f"pack {where} holds more than {bounds.MAX_PACK_BYTES} bytes; a pack may have at most "
+            f"{bounds.MAX_PACK_BYTES}"
+        )
     cut = data.find(b"\n", 0, _MAX_HEADER)
     if cut < 0:
         raise PackError(f"pack {where} is unparsable: no header (truncated or not a pack)")

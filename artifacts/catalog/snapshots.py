@@ -276,10 +276,18 @@ def check_snapshot(
         )
     if snap.store_id != store_id:
         raise SnapshotError(f"snapshot {where} belongs to another store ({snap.store_id})")
-    try:
-        data = root.read(snap.data_path)
+    size = snap.size if isinstance(snap.size, int) and not isinstance(snap.size, bool) else -1
+    if size < 0:
+        raise SnapshotError(f"snapshot {where} names no valid data size")
+    try:  # read up to one byte past the size its descriptor gives, no further
+        data = root.read(snap.data_path, limit=size)
     except NotFoundError:
         raise SnapshotError(f"snapshot {where}: its data {snap.data_path} is missing") from None
+    if len(data) > size:
+        raise SnapshotError(
+            f"snapshot {where}: its data {snap.data_path} is longer than the {size} bytes its "
+            "descriptor gives"
+        )
     if hash_bytes(data) != snap.digest:
         raise SnapshotError(f"snapshot {where}: its data {snap.data_path} is corrupt (digest)")
     try:

@@ -33,7 +33,7 @@ from storage import Root, hash_bytes
 
 from ..errors import ArtifactsError, ConflictError, StoreWarning
 from . import snapshots as snaps
-from .log import LOG_DIR, RawEntry, log_path
+from .log import LOG_DIR, RawEntry, log_path, read_entries
 from .packs import (
     PACK_DIR,
     PackError,
@@ -42,6 +42,7 @@ from .packs import (
     encode_pack,
     pack_bounds,
     parse_pack_name,
+    read_packs,
 )
 
 if TYPE_CHECKING:
@@ -327,10 +328,10 @@ class LogReader:
         out: list[RawEntry] = []
         for i in range(0, len(chain), _BATCH):
             part = chain[i : i + _BATCH]
-            got = self.root.read_many([p.path for p in part])
+            got = read_packs(self.root, part)
             for p in part:
                 try:
-                    data = got.get(p.path)
+                    data = got.get(p)
                     if data is None:
                         raise PackError(f"pack {p.path} disappeared")
                     out += decode_pack(p, data)
@@ -385,9 +386,9 @@ class LogReader:
         out: list[RawEntry] = []
         for i in range(0, len(seqs), _BATCH):
             part = seqs[i : i + _BATCH]
-            got = self.root.read_many([log_path(s) for s in part])
+            got = read_entries(self.root, part)
             for s in part:
-                data = got.get(log_path(s))
+                data = got.get(s)
                 if data is None:
                     return out
                 out.append(RawEntry(s, data))
@@ -493,11 +494,13 @@ class LogReader:
         if (missing or rng.count >= self.config.pack_size) and self.root.exists(rng.path):
             return
         if missing:
-            got = self.root.read_many([log_path(s) for s in missing])
+            got = read_entries(self.root, missing)
             for s in missing:
-                if log_path(s) not in got:
+                if s not in got:
                     return  # not in the log (yet): nothing to pack
-                have[s] = got[log_path(s)]
+                have[s] = got[s]
         data = encode_pack([RawEntry(s, have[s]) for s in range(rng.first, rng.last + 1)])
+        if data is None:
+            return  # over the bounds: left to be read entry by entry
         with contextlib.suppress(ConflictError):  # someone made the same bytes first
             self.root.create_exclusive(rng.path, data)
