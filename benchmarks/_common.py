@@ -130,3 +130,12 @@ def quiet_werkzeug() -> None:
     import logging
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
+
+
+def parse_size(text: str) -> int:
+    """``256M``, ``1G``, ``4KiB``, ``1000`` (powers of 1024) as bytes, for a benchmark's size flags."""
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    t = text.strip().lower().rstrip("ib").rstrip("b")
+    if t and t[-1] in units:
+        return int(float(t[:-1]) * units[t[-1]])
+    return int(t)

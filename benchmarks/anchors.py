@@ -49,7 +49,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import artifacts  # noqa: E402
-from benchmarks._common import load_line, make_random_file, read_through, table  # noqa: E402
+from benchmarks._common import (  # noqa: E402
+    load_line,
+    make_random_file,
+    parse_size,
+    read_through,
+    table,
+)
 
 MIB = 1 << 20
 CHUNK = 8 << 20
@@ -133,14 +139,6 @@ print("@@RESULT " + json.dumps({"import": t1 - t0, "seconds": t5 - t2, "parts": 
 
 class AnchorFailed(Exception):
     pass
-
-
-def parse_size(text: str) -> int:
-    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-    t = text.strip().lower().rstrip("ib").rstrip("b")
-    if t and t[-1] in units:
-        return int(float(t[:-1]) * units[t[-1]])
-    return int(t)
 
 
 def rm(path: Path) -> None:

@@ -31,8 +31,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 import artifacts  # noqa: E402
-from benchmarks._common import interleaved_medians, load_line, table  # noqa: E402
-from benchmarks.ingest import parse_size  # noqa: E402
+from benchmarks._common import (  # noqa: E402
+    interleaved_medians,
+    load_line,
+    parse_size,
+    table,
+)
 
 
 class GRUClassifier(torch.nn.Module):

@@ -232,7 +232,9 @@ def main() -> None:
         print(f"{label:58} {m * 1000:7.1f} ms {tgt:>8} {verdict}")
     q_seed = dict(where="config.seed = 4242", order_by=["-summary.val_acc"], limit=50)
     q_adam = dict(where='config.optimizer = "adam" and summary.val_acc > 0.99', limit=50)
-    _plans(store, [q_example, q_job, q_scan, {**q_scan, "after": page1.next_cursor}, q_seed, q_adam])
+    _plans(
+        store, [q_example, q_job, q_scan, {**q_scan, "after": page1.next_cursor}, q_seed, q_adam]
+    )
     store.close()
 
     env = {

@@ -131,7 +131,16 @@ class Bench:
         box = self.work / "ours"
         env = {**os.environ, "PYTHONPATH": str(REPO), "ARTIFACTS_CACHE_DIR": str(box / "cache")}
         cmd = [sys.executable, "-c", "import sys; from artifacts.cli import main; sys.exit(main())"]
-        args = ["--store", str(box / "store"), "--user", "bench", "-q", "put", "many", str(self.src)]
+        args = [
+            "--store",
+            str(box / "store"),
+            "--user",
+            "bench",
+            "-q",
+            "put",
+            "many",
+            str(self.src),
+        ]
         t = time.perf_counter()
         subprocess.run([*cmd, *args], env=env, check=True, stdout=subprocess.DEVNULL)
         return time.perf_counter() - t
