@@ -15,8 +15,10 @@ from .errors import ArtifactsError, InvalidValueError
 
 __all__ = [
     "INT64_MAX",
+    "MAX_CHUNK_BYTES",
     "MAX_ENTRY_BYTES",
     "MAX_FILES",
+    "MAX_HEARTBEAT_BYTES",
     "MAX_PACK_BYTES",
     "MAX_PATH_CHARS",
     "check_int",
@@ -37,6 +39,10 @@ MAX_ENTRY_BYTES = 512 * 1024 * 1024
 #: pack would be larger is not packed and is read entry by entry (no pack costs more to read than the
 #: largest entry may). Content read from a store is read up to these bounds and no further.
 MAX_PACK_BYTES = MAX_ENTRY_BYTES
+#: Bytes of one history chunk of a live run (`artifacts.chunks`; a writer refuses to flush a larger
+#: one: flush more often) and of its heartbeat (a few numbers).
+MAX_CHUNK_BYTES = MAX_ENTRY_BYTES
+MAX_HEARTBEAT_BYTES = 1024 * 1024
 #: Files of one version (a dataset of more files is split into several artifacts, or archived).
 MAX_FILES = 2_000_000
 #: Characters of one file path in an artifact (Linux refuses paths over 4096 bytes anyway).

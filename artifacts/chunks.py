@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from . import bounds
 from .errors import ArtifactsError, InvalidValueError
 from .manifest import canonical_json
 from .untrusted import MAX_DEPTH, check_depth, load_json
@@ -218,6 +219,11 @@ _SCAN: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # t
 
 def decode_chunk(data: bytes, run_id: str, n: int) -> Chunk:
     """Parse a chunk; `ValueError` says what is wrong with one that is damaged or not this run's."""
+    if len(data) > bounds.MAX_CHUNK_BYTES:  # readers read one byte past the bound, no further
+        raise ValueError(
+            f"chunk {n} of run {run_id} ({chunk_path(run_id, n)}) holds more than "
+            f"{bounds.MAX_CHUNK_BYTES} bytes; a chunk may have at most {bounds.MAX_CHUNK_BYTES}"
+        )
     try:
         text = data.decode("utf-8")
         first, _, rest = text.partition("\n")
@@ -262,7 +268,7 @@ def read_chunks(
             last = n + probe - 1
             probe = min(probe * 4, _MAX_BATCH)
         paths = {chunk_path(run_id, i): i for i in range(n, last + 1)}
-        got = root.read_many(list(paths))
+        got = root.read_many(list(paths), limit=bounds.MAX_CHUNK_BYTES)  # no further: untrusted
         for path, i in paths.items():
             data = got.get(path)
             if data is None:
@@ -282,9 +288,9 @@ def read_chunks(
 
 def read_heartbeat(root: Root, run_id: str) -> Heartbeat | None:
     """The run's heartbeat, or None if it never flushed (or the last write was cut short)."""
-    got = root.read_many([heartbeat_path(run_id)])
+    got = root.read_many([heartbeat_path(run_id)], limit=bounds.MAX_HEARTBEAT_BYTES)
     data = next(iter(got.values()), None)
-    if data is None:
+    if data is None or len(data) > bounds.MAX_HEARTBEAT_BYTES:  # not ours: read no further
         return None
     try:
         obj = load_json(data, "heartbeat")

@@ -26,6 +26,7 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from . import bounds
 from .bounds import INT64_MAX, check_int, shorten
 from .chunks import Heartbeat, chunk_path, encode_chunk, heartbeat_path
 from .errors import ArtifactsError, ConflictError, InvalidValueError
@@ -243,17 +244,18 @@ class LiveHistory:
             rows = lines + ([canonical_json(clean_json(open_row))] if open_row else [])
             n = self.chunks + 1
             data = encode_chunk(self.run_id, n, rows, clean_json(summary), config)
+            if len(data) > bounds.MAX_CHUNK_BYTES:  # no reader would take it (rows put back)
+                raise InvalidValueError(
+                    f"run {self.run_id}: {len(rows)} rows make a chunk of {len(data)} bytes; a chunk "
+                    f"may have at most {bounds.MAX_CHUNK_BYTES}: flush more often (flush_rows=)"
+                )
             try:
                 self.root.create_exclusive(chunk_path(self.run_id, n), data)
             except ConflictError:
                 # a retried PUT that had landed, or another process writing this run: only the
                 # former is fine
-                if (
-                    self.root.read_many([chunk_path(self.run_id, n)]).get(
-                        chunk_path(self.run_id, n)
-                    )
-                    != data
-                ):
+                path = chunk_path(self.run_id, n)
+                if self.root.read_many([path], limit=len(data)).get(path) != data:
                     raise ArtifactsError(
                         f"chunk {n} of run {self.run_id} was written by someone else; is the run "
                         "running twice?"

@@ -18,7 +18,7 @@ import pytest
 import artifacts
 from artifacts import Artifact, ArtifactsError, IntegrityError, StoreWarning, bounds
 from artifacts.catalog.log import log_path
-from artifacts.chunks import chunk_path, heartbeat_path, json_lines, read_chunks
+from artifacts.chunks import chunk_path, heartbeat_path, json_lines, read_chunks, read_heartbeat
 from artifacts.manifest import canonical_json
 from artifacts.tensors import STATE_FORMAT, CheckpointError
 from artifacts.vocab import VOCAB_FORMAT, Vocabulary, VocabularyError, load_vocabulary
@@ -352,3 +352,48 @@ def test_hostile_chunk_rows_are_one_error_and_odd_characters_survive(backend: Ba
         json_lines(b"[" * 100_000 + b"]" * 100_000)
     run._live.close()  # type: ignore[union-attr]  # the run "dies" with the bad chunk there (and
     # no flush at exit, which would wait out the S3 bound once the test server is gone)
+
+
+def _run_with_small_chunks(
+    b: Backend, monkeypatch: pytest.MonkeyPatch
+) -> tuple[artifacts.Store, artifacts.Run]:
+    monkeypatch.setattr(bounds, "MAX_CHUNK_BYTES", 64 * 1024)
+    store = open_(b)
+    return store, store.start_run(project="p", flush_interval=60)
+
+
+def test_a_50_gib_chunk_or_heartbeat_is_refused_having_read_one_byte_past_the_bound(
+    local_backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, run = _run_with_small_chunks(local_backend, monkeypatch)
+    run.log({"loss": 1.0})
+    run.flush()
+    run._live.close()  # type: ignore[union-attr]  # (no flush at exit over the files made below)
+    root = Path(local_backend.url)
+    for rel in (chunk_path(run.id, 2), heartbeat_path(run.id)):
+        with open(root / rel, "wb") as f:  # sparse: a whole read is 50 GiB
+            f.truncate(50 * 2**30)
+    before = _bytes_read()
+    with pytest.raises(ArtifactsError) as e:
+        read_chunks(store.root, run.id)
+    assert str(e.value) == (
+        f"chunk 2 of run {run.id} ({chunk_path(run.id, 2)}) holds more than 65536 bytes; "
+        "a chunk may have at most 65536"
+    )
+    assert read_heartbeat(store.root, run.id) is None  # as one cut short
+    assert _bytes_read() - before < 4 * 2**20
+
+
+def test_a_flush_over_the_chunk_bound_is_refused_and_kept(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, run = _run_with_small_chunks(backend, monkeypatch)
+    for _ in range(3):
+        run.log({"text": "x" * 30_000})
+    with pytest.raises(artifacts.InvalidValueError, match="a chunk may have at most 65536: flush"):
+        run.flush()
+    assert store.root.list_after(f"runs/{run.id}/chunks") == []  # nothing no reader would take
+    monkeypatch.setattr(bounds, "MAX_CHUNK_BYTES", 1024 * 1024)
+    run.flush()  # the rows were kept
+    assert [len(r["text"]) for r in open_(backend).run(run.id).history()] == [30_000] * 3
+    run.finish()
