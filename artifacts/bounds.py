@@ -18,9 +18,9 @@ __all__ = [
     "MAX_CHUNK_BYTES",
     "MAX_ENTRY_BYTES",
     "MAX_FILES",
-    "MAX_HEARTBEAT_BYTES",
     "MAX_PACK_BYTES",
     "MAX_PATH_CHARS",
+    "MAX_SMALL_BYTES",
     "check_int",
     "shorten",
 ]
@@ -40,9 +40,11 @@ MAX_ENTRY_BYTES = 512 * 1024 * 1024
 #: largest entry may). Content read from a store is read up to these bounds and no further.
 MAX_PACK_BYTES = MAX_ENTRY_BYTES
 #: Bytes of one history chunk of a live run (`artifacts.chunks`; a writer refuses to flush a larger
-#: one: flush more often) and of its heartbeat (a few numbers).
+#: one: flush more often).
 MAX_CHUNK_BYTES = MAX_ENTRY_BYTES
-MAX_HEARTBEAT_BYTES = 1024 * 1024
+#: Bytes of the store's small documents: store.json, a run's heartbeat, a snapshot's descriptor and
+#: the snapshot hint (a few fields each).
+MAX_SMALL_BYTES = 1024 * 1024
 #: Files of one version (a dataset of more files is split into several artifacts, or archived).
 MAX_FILES = 2_000_000
 #: Characters of one file path in an artifact (Linux refuses paths over 4096 bytes anyway).

@@ -288,12 +288,12 @@ def read_chunks(
 
 def read_heartbeat(root: Root, run_id: str) -> Heartbeat | None:
     """The run's heartbeat, or None if it never flushed (or the last write was cut short)."""
-    got = root.read_many([heartbeat_path(run_id)], limit=bounds.MAX_HEARTBEAT_BYTES)
+    got = root.read_many([heartbeat_path(run_id)], limit=bounds.MAX_SMALL_BYTES)
     data = next(iter(got.values()), None)
-    if data is None or len(data) > bounds.MAX_HEARTBEAT_BYTES:  # not ours: read no further
+    if data is None:
         return None
     try:
-        obj = load_json(data, "heartbeat")
+        obj = load_json(data, "heartbeat", limit=bounds.MAX_SMALL_BYTES)
         extra = {k: v for k, v in obj.items() if k not in ("t", "chunks", "interval")}
         return Heartbeat(float(obj["t"]), int(obj["chunks"]), float(obj["interval"]), extra)
     except (ValueError, KeyError, TypeError, AttributeError):

@@ -36,8 +36,13 @@ def check_depth(obj: Any, where: str, limit: int = MAX_DEPTH) -> Any:
     return obj
 
 
-def load_json(data: bytes | str, where: str, expect: type | None = dict) -> Any:
-    """The document in ``data``; `ValueError` if it is not JSON, too deep, or not an ``expect``."""
+def load_json(
+    data: bytes | str, where: str, expect: type | None = dict, limit: int | None = None
+) -> Any:
+    """The document in ``data``; `ValueError` if it is not JSON, too deep, or not an ``expect``, or
+    longer than ``limit`` bytes (``data`` read from the store up to one byte past it, no further)."""
+    if limit is not None and len(data) > limit:
+        raise ValueError(f"{where} holds more than {limit} bytes; it may have at most {limit}")
     try:
         obj = json.loads(data)
     except RecursionError:

@@ -268,15 +268,20 @@ def test_a_50_gib_log_entry_or_pack_is_refused_having_read_one_byte_past_the_bou
     assert any(f"{1:020d}-{3:020d}.pack holds more than 65536" in p for p in fresh.verify().problems)
 
 
-def test_snapshot_data_longer_than_its_descriptor_says_is_refused_unread(
-    local_backend: Backend, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _snapshotted(b: Backend, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The root of a local store of three versions with a snapshot at entry 2."""
     monkeypatch.setenv("ARTIFACTS_SNAPSHOT_EVERY", "2")
-    store = open_(local_backend)
+    store = open_(b)
     for i in range(3):
         store.log_artifact(Artifact("m", "dataset").add_bytes("x", b"%d" % i))
     store.reader.background.wait(30)
-    root = Path(local_backend.url)
+    return Path(b.url)
+
+
+def test_snapshot_data_longer_than_its_descriptor_says_is_refused_unread(
+    local_backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = _snapshotted(local_backend, monkeypatch)
     (data,) = (root / "snapshot-data").iterdir()
     data.chmod(0o644)
     with open(data, "r+b") as f:  # its bytes, then a sparse 50 GiB
@@ -287,6 +292,27 @@ def test_snapshot_data_longer_than_its_descriptor_says_is_refused_unread(
         fresh = open_(local_backend)
     assert _bytes_read() - before < 16 * 2**20
     assert [v.version for v in fresh.versions("m")] == [0, 1, 2]  # from the log instead
+
+
+def test_a_50_gib_store_json_or_snapshot_descriptor_is_refused_having_read_1_mib(
+    local_backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = _snapshotted(local_backend, monkeypatch)
+    (descriptor,) = (p for p in (root / "snapshots").iterdir() if p.name != "hint.json")
+    for path in (descriptor, root / "snapshots" / "hint.json"):
+        path.chmod(0o644)
+        with open(path, "r+b") as f:  # sparse: a whole read is 50 GiB
+            f.truncate(50 * 2**30)
+    monkeypatch.setenv("ARTIFACTS_CACHE_DIR", str(root.parent / "cold"))
+    before = _bytes_read()
+    with pytest.warns(StoreWarning, match=f"snapshots/{descriptor.name} holds more than 1048576"):
+        fresh = open_(local_backend)
+    assert [v.version for v in fresh.versions("m")] == [0, 1, 2]  # from the log instead
+    with open(root / "store.json", "r+b") as f:
+        f.truncate(50 * 2**30)
+    with pytest.raises(artifacts.IntegrityError, match="store.json holds more than 1048576 bytes"):
+        open_(local_backend)
+    assert _bytes_read() - before < 16 * 2**20
 
 
 @pytest.mark.s3

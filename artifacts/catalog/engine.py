@@ -23,6 +23,7 @@ from typing import Any
 from storage import BlobStore, Root, StatCache, default_cache_dir
 from storage.conditional import ensure_exclusive_creates
 
+from .. import bounds
 from ..errors import (
     ConflictError,
     DiskFullError,
@@ -131,7 +132,7 @@ class Catalog:
         store costs one request here (the CLI asks for no existence check before it).
         """
         try:
-            data = self.root.read(STORE_FILE)
+            data = self.root.read(STORE_FILE, limit=bounds.MAX_SMALL_BYTES)
         except NotFoundError:
             self.root.check_reachable(create=create)
             if not create:
@@ -149,9 +150,9 @@ class Catalog:
             with contextlib.suppress(ConflictError):
                 self.root.create_exclusive(STORE_FILE, canonical_json(info))
                 print(f"artifacts: created a new store at {self.url}", file=sys.stderr)
-            data = self.root.read(STORE_FILE)
+            data = self.root.read(STORE_FILE, limit=bounds.MAX_SMALL_BYTES)
         try:
-            info = load_json(data, STORE_FILE)
+            info = load_json(data, STORE_FILE, limit=bounds.MAX_SMALL_BYTES)
             fmt = info["format"]
             check_store_id(info["id"], f"{self.url}/{STORE_FILE}")
             check_name(info["created_by"], "user name")

@@ -29,6 +29,7 @@ from typing import Any
 
 from storage import Root, hash_bytes
 
+from .. import bounds
 from ..errors import ArtifactsError, ConflictError, NotFoundError
 from ..manifest import canonical_json
 from ..untrusted import load_json
@@ -206,7 +207,8 @@ def list_snapshots(root: Root, *, before: int | None = None) -> list[str]:
     after = ""
     if before is None:
         with contextlib.suppress(ArtifactsError, ValueError, KeyError, TypeError):
-            hinted = load_json(root.read(HINT), HINT)["seq"]
+            small = bounds.MAX_SMALL_BYTES
+            hinted = load_json(root.read(HINT, limit=small), HINT, limit=small)["seq"]
             if isinstance(hinted, int) and not isinstance(hinted, bool) and hinted > 0:
                 after = f"{hinted - 1:020d}-~"  # the hinted seq and anything newer
     names = _listed(root, after)
@@ -238,7 +240,8 @@ def _listed(root: Root, after: str) -> list[str]:
 def read_descriptor(root: Root, where: str) -> Snapshot:
     seq = parse_descriptor_name(where)
     try:
-        obj = load_json(root.read(where), f"snapshot {where}")
+        small = bounds.MAX_SMALL_BYTES
+        obj = load_json(root.read(where, limit=small), f"snapshot {where}", limit=small)
         snap = Snapshot(
             seq=obj["seq"],
             index_format=obj["index_format"],
