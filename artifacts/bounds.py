@@ -21,7 +21,10 @@ __all__ = [
     "MAX_PACK_BYTES",
     "MAX_PATH_CHARS",
     "MAX_SMALL_BYTES",
+    "SNAPSHOT_INFLATE_FLOOR",
+    "SNAPSHOT_INFLATE_RATIO",
     "check_int",
+    "max_snapshot_bytes",
     "shorten",
 ]
 
@@ -45,10 +48,31 @@ MAX_CHUNK_BYTES = MAX_ENTRY_BYTES
 #: Bytes of the store's small documents: store.json, a run's heartbeat, a snapshot's descriptor and
 #: the snapshot hint (a few fields each).
 MAX_SMALL_BYTES = 1024 * 1024
+#: A snapshot's data inflates to at most max(SNAPSHOT_INFLATE_RATIO x its compressed bytes,
+#: SNAPSHOT_INFLATE_FLOOR) (`max_snapshot_bytes`); past that it is refused as a zlib bomb (its digest is
+#: the store's own, so it proves nothing), and a writer does not write one. Deflate's own limit is about
+#: 1032:1, so without this 5 MiB of store content could make a reader write 5 GiB on each cold open.
+#: Measured on the snapshots our store writes (zlib level 1 of a SQLite backup, not vacuumed; this
+#: SQLite zeroes free pages, but the index deletes little and they held at most 1 page in 50k entries):
+#: a few to 200 entries: 160-240 KiB of mostly empty pages at 6-46:1 (the floor's case); 20k and 50k
+#: entries (benchmarks/scale.py's mix, Store.bulk): 2.1-2.4:1; 4k versions all carrying the same
+#: 20 KB config: 6:1. Only metadata that repeats itself inside one value goes higher (a 46 KB note of
+#: one line repeated: 73:1; 100 KB of one character: 108:1); a store of those past the floor makes no
+#: snapshots and opens from packs and the log, as before snapshots. 64:1 is 25x the usual ratio and
+#: 10x the repeated-config one, and caps a bomb at 64x the bytes it stores, not 1032x.
+SNAPSHOT_INFLATE_RATIO = 64
+#: The inflated bytes any snapshot may reach whatever its ratio (small stores are mostly empty pages);
+#: tens of MiB of temporary disk, written in pieces (memory stays at one piece).
+SNAPSHOT_INFLATE_FLOOR = 64 * 1024 * 1024
 #: Files of one version (a dataset of more files is split into several artifacts, or archived).
 MAX_FILES = 2_000_000
 #: Characters of one file path in an artifact (Linux refuses paths over 4096 bytes anyway).
 MAX_PATH_CHARS = 4096
+
+
+def max_snapshot_bytes(compressed: int) -> int:
+    """The bytes a snapshot's data of ``compressed`` bytes may inflate to (see SNAPSHOT_INFLATE_RATIO)."""
+    return max(SNAPSHOT_INFLATE_RATIO * compressed, SNAPSHOT_INFLATE_FLOOR)
 
 
 def shorten(value: Any, limit: int = 40) -> str:

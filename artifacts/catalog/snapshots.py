@@ -9,7 +9,8 @@ versions add comes along), and is only used by an index whose schema is the same
 written before its descriptor, so a writer killed halfway leaves at worst an orphan that gc removes. A
 maker skips a seq that already has a descriptor, unless it found that one unusable; two writers racing
 on one seq may both succeed, and either snapshot serves (gc keeps the newest). Loading checks the
-descriptor, the digest, ``PRAGMA integrity_check``, the schema and every table's row count before the
+descriptor, the digest, the inflated size (`bounds.max_snapshot_bytes`: a zlib bomb stops there, written
+to disk in pieces), ``PRAGMA integrity_check``, the schema and every table's row count before the
 index becomes a page-for-page copy of the checked file; any doubt raises `SnapshotError` naming the
 object, and the caller falls back to an older snapshot, then packs, then the entries.
 """
@@ -170,7 +171,8 @@ def write_snapshot(
 ) -> Snapshot | None:
     """Copy the pinned state to the store (data, then descriptor, then hint); closes ``pinned``.
 
-    None when a descriptor for that seq exists already (and is not among the ``unusable`` names).
+    None when a descriptor for that seq exists already (and is not among the ``unusable`` names), or
+    when the data inflates past `bounds.max_snapshot_bytes`, which readers would refuse.
     """
     try:
         seq = int(_meta(pinned, "last_seq") or 0)
@@ -185,9 +187,11 @@ def write_snapshot(
                 schema, rows = schema_digest(dest), _rows(dest)
             finally:
                 dest.close()
-            data = zlib.compress(path.read_bytes(), 1)
+            data, size = zlib.compress(path.read_bytes(), 1), path.stat().st_size
     finally:
         pinned.close()
+    if size > bounds.max_snapshot_bytes(len(data)):
+        return None  # no reader would take it (see bounds.SNAPSHOT_INFLATE_RATIO): packs serve
     snap = Snapshot(seq, index_format, schema, hash_bytes(data), len(data), rows, store_id, _now())
     with contextlib.suppress(ConflictError):  # the same bytes, written by someone else
         root.create_exclusive(snap.data_path, data)
@@ -293,12 +297,8 @@ def check_snapshot(
         )
     if hash_bytes(data) != snap.digest:
         raise SnapshotError(f"snapshot {where}: its data {snap.data_path} is corrupt (digest)")
-    try:
-        raw = zlib.decompress(data)
-    except zlib.error as e:
-        raise SnapshotError(f"snapshot {where}: its data does not decompress ({e})") from None
     path = workdir / f"snapshot-{seq}-{snap.digest[:16]}.sqlite"
-    path.write_bytes(raw)
+    _inflate(data, path, where)
     conn = sqlite3.connect(path)
     try:
         ok = conn.execute("PRAGMA integrity_check").fetchall()
@@ -321,6 +321,43 @@ def check_snapshot(
     finally:
         conn.close()
     return snap, path
+
+
+#: Bytes fed to and taken from the inflater at a time: the memory a snapshot's inflating costs.
+_PIECE = 1024 * 1024
+
+
+def _inflate(data: bytes, path: Path, where: str) -> None:
+    """Inflate ``data`` into the file ``path`` piece by piece, refusing it (and removing the file) once
+    it is past `bounds.max_snapshot_bytes` or when the stream is damaged or cut short."""
+    limit = bounds.max_snapshot_bytes(len(data))
+    inflater, view, pos, written = zlib.decompressobj(), memoryview(data), 0, 0
+    tail: bytes | memoryview = b""
+    try:
+        with open(path, "wb") as out:
+            while not inflater.eof:
+                if not tail:  # the next piece of input (empty at the end: what the inflater holds)
+                    tail, pos = view[pos : pos + _PIECE], pos + _PIECE
+                piece = inflater.decompress(tail, _PIECE)
+                tail = inflater.unconsumed_tail
+                written += len(piece)
+                if written > limit:
+                    raise SnapshotError(
+                        f"snapshot {where}: its data inflates to more than {limit} bytes, the most"
+                        f" {len(data)} compressed bytes may (bounds.max_snapshot_bytes)"
+                    )
+                out.write(piece)
+                if not piece and not tail and pos >= len(data):
+                    raise SnapshotError(
+                        f"snapshot {where}: its data does not decompress (incomplete or truncated"
+                        " stream)"
+                    )
+    except zlib.error as e:
+        path.unlink(missing_ok=True)
+        raise SnapshotError(f"snapshot {where}: its data does not decompress ({e})") from None
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
 
 
 #: The index's JSON columns and the JSON types their readers expect (NULL or '' read as empty).
