@@ -10,6 +10,13 @@ cost 0.49 s (shared-memory page faults), which is why the mapping is private.
 
 Small, read-only or immutable buffers take the plain path: ``bytes`` is immutable already and is
 never copied; a read-only view of some other object is copied with ``bytes()``.
+
+`release` hands a mapped copy's pages back as soon as its blob is stored. On this VM that is most of
+what a background upload costs beyond the synchronous one: memory free for a few seconds goes back to
+the host (virtio-balloon free page reporting), and the first touch of such a page costs a host fault,
+so a put writing 1 GiB of new page cache beside a 1 GiB copy paid for 2 GiB of untouched memory; pages
+released tensor by tensor are taken again at once by the next tensor's page cache (standalone, 1 GiB
+from a copy into new files: 0.42 s and 0.36 CPU-s released as written, 0.83 s and 0.57 CPU-s kept).
 """
 
 from __future__ import annotations
@@ -20,13 +27,14 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-__all__ = ["PARALLEL_MIN", "copy_buffers"]
+__all__ = ["PARALLEL_MIN", "copy_buffers", "release"]
 
 #: Buffers at least this large are copied in parallel slices (below it a thread hand-over costs more).
 PARALLEL_MIN = 4 << 20
 _SLICE = 8 << 20
 _PRIVATE = getattr(mmap, "MAP_PRIVATE", None)
 _ANONYMOUS = getattr(mmap, "MAP_ANONYMOUS", None)
+_DONTNEED = getattr(mmap, "MADV_DONTNEED", None)
 
 
 def copy_buffers(datas: Sequence[bytes | bytearray | memoryview]) -> list[bytes | memoryview]:
@@ -60,6 +68,15 @@ def copy_buffers(datas: Sequence[bytes | bytearray | memoryview]) -> list[bytes 
                 for _ in pool.map(lambda job: ctypes.memmove(*job), jobs):
                     pass
     return out
+
+
+def release(copy: bytes | bytearray | memoryview | None) -> None:
+    """Give the pages of a copy made by `copy_buffers` back to the OS now, while views of it may
+    still exist; it reads as zeros afterwards, so only its owner calls this, once nothing reads it.
+    A ``bytes`` copy (small, or the caller's own immutable buffer) is left alone: it is freed, or
+    not, with its last reference."""
+    if isinstance(copy, memoryview) and isinstance(copy.obj, mmap.mmap) and _DONTNEED is not None:
+        copy.obj.madvise(_DONTNEED)
 
 
 def _address(view: memoryview) -> int | None:

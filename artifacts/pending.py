@@ -11,7 +11,10 @@ the run's next ``log_artifact`` or by ``finish()``, which waits for every pendin
 
 Memory is bounded: copies held by pending uploads may total at most ``limit`` bytes; a further
 ``log_artifact(wait=False)`` waits (in the training thread) until enough of them are done. A single
-artifact larger than the limit is still accepted when nothing else is pending.
+artifact larger than the limit is still accepted when nothing else is pending. Within an upload each
+buffer's copy gives its pages back as soon as its blob is stored (`artifacts.bufcopy.release`), so the
+put writes its new blobs into memory the copy just held rather than into memory untouched for long
+(what made the background path slower than the synchronous one on this VM; see benchmarks/README).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING
 
 from .artifact import Artifact
-from .bufcopy import copy_buffers
+from .bufcopy import copy_buffers, release
 
 if TYPE_CHECKING:
     from .version import ArtifactVersion
@@ -79,10 +82,11 @@ class PendingUploads:
         self._seen: set[Future[ArtifactVersion]] = set()
 
     def submit(
-        self, artifact: Artifact, upload: Callable[[Artifact], ArtifactVersion]
+        self, artifact: Artifact, upload: Callable[[Artifact, Callable[[str], None]], ArtifactVersion]
     ) -> PendingVersion:
-        """Copy ``artifact``'s buffers (within the byte budget), then ``upload`` the copy in the
-        background. Raises first any earlier background error nobody has seen."""
+        """Copy ``artifact``'s buffers (within the byte budget), then ``upload(copy, stored)`` in the
+        background, where ``stored(path)`` frees that buffer's copy once its blob is stored (the
+        upload must not read it again). Raises first any earlier background error nobody has seen."""
         self.raise_unsurfaced()
         nbytes = sum(s.size for s in artifact if s.data is not None)
         with self._cond:
@@ -96,9 +100,12 @@ class PendingUploads:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="artifacts-upload")
 
+        def stored(path: str) -> None:
+            release(copy._staged[path].data)
+
         def job() -> ArtifactVersion:
             try:
-                return upload(copy)
+                return upload(copy, stored)
             finally:
                 copy._staged.clear()  # drop the copies before waking a waiting producer
                 self._release(nbytes)

@@ -297,7 +297,8 @@ class Run:
         if pending is None:
             pending = self._pending = PendingUploads()
         return pending.submit(
-            artifact, lambda copy: self._store.log_artifact(copy, aliases=aliases, run=self)
+            artifact,
+            lambda copy, stored: self._store._log_artifact(copy, aliases, self, None, stored=stored),
         )
 
     def flush(self) -> None:

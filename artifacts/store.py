@@ -6,7 +6,7 @@ import contextlib
 import getpass
 import os
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -382,12 +382,15 @@ class Store:
         run: Run | None,
         callback: Callback | None,
         bulk: Bulk | None = None,
+        stored: Callable[[str], None] | None = None,
     ) -> ArtifactVersion:
         """`log_artifact`, or with ``bulk`` its staged form: the index is read as the bulk's batch
         has it (no sync in between) and the entry is staged there instead of committed alone. The
-        cyclic gc is paused throughout (20k files: results, entries, rows; see storage.gcpause)."""
+        cyclic gc is paused throughout (20k files: results, entries, rows; see storage.gcpause).
+        ``stored(path)``: called once an in-memory buffer's blob is stored and the buffer is read no
+        more (a background upload frees its private copy there: `artifacts.pending`)."""
         with gc_paused():
-            return self._log_artifact_paused(artifact, aliases, run, callback, bulk)
+            return self._log_artifact_paused(artifact, aliases, run, callback, bulk, stored)
 
     def _log_artifact_paused(
         self,
@@ -396,6 +399,7 @@ class Store:
         run: Run | None,
         callback: Callback | None,
         bulk: Bulk | None,
+        stored: Callable[[str], None] | None,
     ) -> ArtifactVersion:
         aliases, mem_digests = self._precheck(artifact, aliases, sync=bulk is None)
         known: dict[str, str] | None = None
@@ -403,7 +407,7 @@ class Store:
             same, known = self._unchanged(artifact, aliases, sync=bulk is None)
             if same is not None:
                 return same
-        manifest = self._upload(artifact, callback, mem_digests, known)
+        manifest = self._upload(artifact, callback, mem_digests, known, stored)
         same = (
             self._same_as_latest(artifact, manifest.digest, aliases, sync=bulk is None)
             if run is None
@@ -547,9 +551,11 @@ class Store:
         callback: Callback | None,
         mem_digests: dict[str, str],
         known: dict[str, str] | None = None,
+        stored: Callable[[str], None] | None = None,
     ) -> Manifest:
         """Store every staged file and buffer; this method alone owns the progress total. ``known``:
-        the stat cache's digests of files, already looked up (path -> digest)."""
+        the stat cache's digests of files, already looked up (path -> digest); ``stored``: see
+        `_log_artifact`."""
         staged = list(artifact)
         files = [s for s in staged if s.source is not None and s.offset is None]
         ranges = [s for s in staged if s.source is not None and s.offset is not None]
@@ -584,6 +590,7 @@ class Store:
                 [s.data if s.data is not None else b"" for s in mem],
                 digests=[mem_digests.get(s.path) for s in mem],
                 callback=callback,
+                stored=None if stored is None else lambda i: stored(mem[i].path),
             )
             entries += [
                 FileEntry(s.path, r.digest, r.size, s.meta)

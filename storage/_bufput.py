@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -67,8 +67,10 @@ def put_local_many_bytes(
     datas: Sequence[bytes | bytearray | memoryview],
     digests: Sequence[str | None],
     cb: Callback,
+    stored: Callable[[int], None] | None = None,
 ) -> list[PutResult]:
-    """Store ``datas`` in order (``digests``: the caller's, already checked, None where unknown)."""
+    """Store ``datas`` in order (``digests``: the caller's, already checked, None where unknown);
+    ``stored(i)`` once buffer ``i`` is published and hashed (the helper has moved past it)."""
     views = [d if isinstance(d, bytes) else memoryview(d).cast("B") for d in datas]
     known = list(digests)
     ahead: dict[int, Future[str]] = {
@@ -84,6 +86,8 @@ def put_local_many_bytes(
             else:
                 results.append(put_local_bytes(blobs, view, known[i] or hash_bytes(view)))
             cb.relative_update(len(view))
+            if stored is not None:
+                stored(i)
         return results
     finally:
         if job is not None:

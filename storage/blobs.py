@@ -300,21 +300,27 @@ class BlobStore:
         *,
         digests: Sequence[str | None] | None = None,
         callback: Callback | None = None,
+        stored: Callable[[int], None] | None = None,
     ) -> list[PutResult]:
         """Store many in-memory buffers (tensors); results in order. Concurrent where each put is a
         round trip; on a local disk one after another, each written while a helper thread hashes the
         next (see `storage._bufput`). ``digests``: the caller's digests of these very buffers (see
-        `put_bytes`), None where it has none."""
+        `put_bytes`), None where it has none. ``stored(i)`` is called once buffer ``i``'s blob is
+        stored and nothing here reads that buffer any more (in order on a local disk, as puts finish
+        on a remote root): a caller that owns a private copy frees it there, so a checkpoint's copy
+        shrinks while it is written instead of being held whole until the end."""
         cb = as_callback(callback)
         known = list(digests) if digests is not None else [None] * len(datas)
         if self.root.os_paths:
             from ._bufput import put_local_many_bytes
 
-            return put_local_many_bytes(self, datas, known, cb)
+            return put_local_many_bytes(self, datas, known, cb, stored)
 
         def put(i: int) -> PutResult:
             r = self.put_bytes(datas[i], digest=known[i])
             cb.relative_update(r.size)
+            if stored is not None:
+                stored(i)
             return r
 
         return self._map(put, list(range(len(datas))), min(16, self.max_workers))

@@ -15,7 +15,7 @@ from typing import Any
 import blake3
 import pytest
 
-from artifacts.bufcopy import PARALLEL_MIN, copy_buffers
+from artifacts.bufcopy import PARALLEL_MIN, copy_buffers, release
 from storage import BlobStore, _bufput, hash_bytes, open_root, written
 from storage.errors import DiskFullError
 
@@ -233,3 +233,36 @@ def test_parallel_copies_are_private_and_exact() -> None:
     small[:] = b"TINY"
     assert bytes(copies[0]) == expected and bytes(copies[2]) == b"tiny"
     assert bytes(copies[4]) == expected[: 5 * MIB]
+
+
+def test_a_released_copy_gives_its_pages_back_and_nothing_else_is_touched() -> None:
+    src = bytearray(b"\x07") * (2 * PARALLEL_MIN)
+    same = b"immutable"
+    mapped, kept = copy_buffers([src, same])
+    release(mapped)  # views of it may still exist: it reads as zeros now
+    assert not any(mapped[::4096])
+    release(kept)  # the caller's own bytes: left alone
+    release(None)
+    assert kept is same == b"immutable" and src == b"\x07" * (2 * PARALLEL_MIN)
+
+
+@pytest.mark.parametrize("where", ["local", "memory"])
+def test_stored_is_called_once_per_buffer_after_its_blob_is_stored(
+    tmp_path: Path, where: str
+) -> None:
+    url = str(tmp_path / "store") if where == "local" else f"memory://stored-{os.getpid()}"
+    blobs = BlobStore(open_root(url))
+    datas = _buffers()
+    seen: list[int] = []
+    lock = threading.Lock()
+
+    def stored(i: int) -> None:  # nothing reads buffer i any more: its blob is there
+        assert blobs.read_bytes(hash_bytes(datas[i])) == bytes(datas[i])
+        with lock:
+            seen.append(i)
+
+    results = blobs.put_many_bytes(datas, stored=stored)
+    assert [r.digest for r in results] == [hash_bytes(d) for d in datas]
+    if where == "local":
+        assert seen == list(range(len(datas)))  # one after another, in order
+    assert sorted(seen) == list(range(len(datas)))

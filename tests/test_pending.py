@@ -10,13 +10,17 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 import artifacts
 from artifacts import Artifact
+from artifacts import pending as pending_mod
+from artifacts.bufcopy import PARALLEL_MIN
 from artifacts.pending import PendingUploads, PendingVersion
+from storage import hash_bytes
 from tests.conftest import Backend
 
 REPO = Path(__file__).resolve().parent.parent
@@ -85,6 +89,43 @@ def test_background_error_surfaces_once(backend: Backend) -> None:
     assert store.usage() <= 1000
 
 
+def test_each_copy_is_released_once_its_blob_is_stored(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The copy of a buffer gives its pages back as soon as that buffer's blob is stored (not at
+    the end of the upload), the caller's buffers are never touched, and the bytes stored are the
+    ones from the moment of the call."""
+    store = _open(backend)
+    released: list[tuple[bytes, bool]] = []
+    real = pending_mod.release
+
+    def spy(copy: bytes | bytearray | memoryview | None) -> None:
+        if not isinstance(copy, memoryview):  # a small buffer's bytes() copy: left to refcounting
+            assert copy == b"s" * 1000
+            return real(copy)
+        # its blob is stored by now (on a remote root the puts finish in any order)
+        released.append((bytes(copy[:1]), store.blobs.exists(hash_bytes(copy))))
+        real(copy)
+        assert not any(copy[:: 1 << 16])  # its pages are gone: it reads as zeros
+
+    monkeypatch.setattr(pending_mod, "release", spy)
+    size = PARALLEL_MIN + 4096  # copied into private mappings
+    tensors = [bytearray([i + 1]) * size for i in range(3)]
+    art = Artifact("ckpt", "model").add_bytes("small", bytearray(b"s" * 1000))
+    for i, t in enumerate(tensors):
+        art.add_bytes(f"t{i}", t)
+    with store.start_run(project="p") as run:
+        h = run.log_artifact(art, wait=False)
+        for t in tensors:
+            t[:] = b"\xff" * size  # training goes on
+        v = h.result(timeout=60)
+    assert sorted(released) == [(bytes([i + 1]), True) for i in range(3)]
+    for i in range(3):
+        assert v.read_bytes(f"t{i}") == bytes([i + 1]) * size
+    assert v.read_bytes("small") == b"s" * 1000
+    assert all(t == b"\xff" * size for t in tensors)
+
+
 def test_bad_aliases_fail_in_the_caller(backend: Backend) -> None:
     store = _open(backend)
     with store.start_run(project="p") as run, pytest.raises(artifacts.InvalidNameError):
@@ -96,7 +137,7 @@ def test_pending_copies_are_bounded() -> None:
     gate = threading.Event()
     order: list[str] = []
 
-    def upload(a: Artifact) -> artifacts.ArtifactVersion:
+    def upload(a: Artifact, stored: Callable[[str], None]) -> artifacts.ArtifactVersion:
         gate.wait(30)
         order.append(a.name)
         return None  # type: ignore[return-value]
