@@ -11,10 +11,9 @@ cost 0.49 s (shared-memory page faults), which is why the mapping is private.
 Small, read-only or immutable buffers take the plain path: ``bytes`` is immutable already and is
 never copied; a read-only view of some other object is copied with ``bytes()``.
 
-`release` hands a mapped copy's pages back as soon as its blob is stored. On this VM that is most of
-what a background upload costs beyond the synchronous one: memory free for a few seconds goes back to
-the host (virtio-balloon free page reporting), and the first touch of such a page costs a host fault,
-so a put writing 1 GiB of new page cache beside a 1 GiB copy paid for 2 GiB of untouched memory; pages
+`release` hands a mapped copy's pages back as soon as its blob is stored, so a background put needs
+about one checkpoint of memory, not two. On this VM memory left free for a few seconds goes back to
+the host (virtio-balloon free page reporting) and its first touch costs a host fault per page; pages
 released tensor by tensor are taken again at once by the next tensor's page cache (standalone, 1 GiB
 from a copy into new files: 0.42 s and 0.36 CPU-s released as written, 0.83 s and 0.57 CPU-s kept).
 """

@@ -14,7 +14,7 @@ Memory is bounded: copies held by pending uploads may total at most ``limit`` by
 artifact larger than the limit is still accepted when nothing else is pending. Within an upload each
 buffer's copy gives its pages back as soon as its blob is stored (`artifacts.bufcopy.release`), so the
 put writes its new blobs into memory the copy just held rather than into memory untouched for long
-(what made the background path slower than the synchronous one on this VM; see benchmarks/README).
+(which costs a host fault per page on this VM: benchmarks/README, "wait=False time to commit").
 """
 
 from __future__ import annotations

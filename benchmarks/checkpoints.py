@@ -5,9 +5,14 @@ fine-tune with the embedding frozen, and the time to log / restore a checkpoint 
 With ``--size`` (``1G``, ``256M``): a large state_dict of ``--tensors`` float32 tensors instead, logged
 vs `torch.save` and safetensors' `save_file` (each to a new file), restored vs `load_file` (every byte
 touched by both), and the time ``log_artifact(wait=False)`` blocks the caller vs a `clone` of every
-tensor. Every round runs each contender once, in rotated order (round k starts with contender k), each
-after the previous outputs are deleted and ``sync`` ran: on this VM a write right after another large
-write pays for its dirty pages.
+tensor, and its time to commit vs the synchronous log plus that copy. Every round runs each contender
+once, in rotated order (round k starts with contender k and runs the others forward in even rounds,
+backward in odd ones, so no contender always follows the same one), each after the previous outputs
+(files, and the blobs of the previous log) are deleted and ``sync`` ran. Both matter on this VM: memory
+left free for a few seconds goes back to the host (virtio-balloon free page reporting) and costs a host
+fault per page when touched again, so a 1 GiB write into memory a deletion just freed took 0.24 CPU-s
+and one after a kept 1 GiB write 0.95 CPU-s; with a plain cyclic rotation each contender always
+followed the same one, and ``wait=False`` always came right after ``log`` kept its blobs.
 
     python benchmarks/checkpoints.py [--epochs 10] [--vocab 20000] [--embed 100] [--hidden 256]
     python benchmarks/checkpoints.py --size 1G [--tensors 24] [--repeat 5]
@@ -245,13 +250,15 @@ def rotated(
     between: Callable[[str], Any],
     cpu: dict[str, list[float]],
 ) -> dict[str, list[float]]:
-    """Wall times of each contender over ``rounds``, round k starting with contender k (CPU times of
-    the whole process, every thread, go to ``cpu``); ``between(name)`` (untimed) runs before every
-    contender."""
+    """Wall times of each contender over ``rounds``, round k starting with contender k and going
+    forward in even rounds, backward in odd ones (CPU times of the whole process, every thread, go
+    to ``cpu``); ``between(name)`` (untimed) runs before every contender."""
     names = list(fns)
     times: dict[str, list[float]] = {k: [] for k in names}
+    n = len(names)
     for r in range(rounds):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
+        step = -1 if r % 2 else 1
+        for name in [names[(r + step * j) % n] for j in range(n)]:
             between(name)
             t, c = time.perf_counter(), time.process_time()
             fns[name]()
@@ -298,6 +305,9 @@ def big(size: int, n: int, rounds: int) -> None:
         def fresh(_: str) -> None:  # new content for every contender (nothing deduplicated)
             shutil.rmtree(out, ignore_errors=True)
             out.mkdir()
+            for blob in (tmp / "store" / "blobs").rglob("*"):  # the last log's tensors, as files
+                if blob.is_file() and blob.stat().st_size >= 1 << 20:  # (manifests stay)
+                    blob.unlink()
             with torch.no_grad():
                 for x in sd.values():
                     x.add_(1e-3)
@@ -343,6 +353,12 @@ def big(size: int, n: int, rounds: int) -> None:
                     "/clone",
                 ),
             )
+        )
+        commit, sync_log = (statistics.median(w[k]) for k in ("log wait=False, to commit", "log"))
+        copy = statistics.median(blocked)
+        print(
+            f"wait=False to commit {commit:.3f} s vs log + caller blocked {sync_log:.3f} + "
+            f"{copy:.3f} = {sync_log + copy:.3f} s: {commit / (sync_log + copy):.2f}x"
         )
         print(load_line(), "\n", flush=True)
 
