@@ -713,3 +713,22 @@ def test_temp_names_are_unique_across_threads_and_forked_children() -> None:
     os.waitpid(pid, 0)
     names += [unique() for _ in range(2000)]
     assert len(set(names + child)) == len(names) + len(child) == 8000
+
+
+# -- many buffers at once (a checkpoint's tensors) -----------------------------------------------
+def test_put_many_bytes_names_each_buffer_by_its_own_bytes(backend: Backend) -> None:
+    """Mutable and immutable buffers, a duplicate in one batch, one stored before, small and large:
+    each result names its own bytes, in order, and says whether this batch wrote it."""
+    store = open_store(backend)
+    big = [bytes([i]) * ((2 << 20) + i) for i in range(3)]
+    stored = store.put_bytes(big[2])
+    datas: list[Any] = [bytearray(big[0]), b"small", memoryview(big[1]), big[0], big[2], b""]
+    results = store.put_many_bytes(datas)
+    assert [r.digest for r in results] == [b3(bytes(d)) for d in datas]
+    assert [r.size for r in results] == [len(d) for d in datas]
+    written = [r.written for r in results]
+    assert written[0] != written[3]  # one content twice, sent at once: exactly one write
+    assert [written[i] for i in (1, 2, 4, 5)] == [True, True, False, True]
+    assert results[4].digest == stored.digest
+    for r, d in zip(results, datas, strict=True):
+        assert store.read_bytes(r.digest) == bytes(d)
