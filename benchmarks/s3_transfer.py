@@ -15,7 +15,7 @@
 The moto server runs in its own process (as a real S3 endpoint would), started by this script on
 127.0.0.1 with port 0. Every upload goes to a key that does not exist yet (ours: the blob is deleted
 between runs, so nothing is skipped as a duplicate; a state_dict's tensors get new leading bytes each
-run). Runs are interleaved, their order rotated each run; the tables show medians.
+run). Runs are interleaved, their order rotated each run and odd runs backward; the tables show medians.
 
     python benchmarks/s3_transfer.py [--size 256M] [--files 1000] [--small-size 4K] [--repeat 5]
                                      [--sd-size 256M] [--tensors 8] [--cases files,state_dict]
@@ -147,13 +147,15 @@ Op = tuple[str, Callable[[], Any], Callable[[], None] | None]
 
 def measure(ops: list[Op], repeat: int) -> dict[str, list[float]]:
     """Times of each op over ``repeat`` rounds after a warm-up round; each round runs every op once,
-    the order rotated by one per round, so no contender always goes first or follows the same one.
-    An op's setup runs untimed, before a put and after a get."""
+    the order rotated by one per round and odd rounds backward, so no contender always goes first
+    or always follows the same one (a cyclic rotation alone keeps who follows whom). An op's setup
+    runs untimed, before a put and after a get."""
     times: dict[str, list[float]] = {name: [] for name, _, _ in ops}
     for r in range(-1, repeat):  # round -1 warms up connections and caches
         print(f"run {r + 1}/{repeat} ..." if r >= 0 else "warm-up run ...", flush=True)
         k = max(r, 0) % len(ops)
-        for name, fn, setup in ops[k:] + ops[:k]:
+        order = ops[k:] + ops[:k]
+        for name, fn, setup in order[::-1] if r % 2 else order:
             if setup is not None and name.startswith("put"):
                 setup()
             t = time.perf_counter()
@@ -376,7 +378,7 @@ def run_state_dict(args: argparse.Namespace, endpoint: str, work: Path) -> None:
     print(load_line())
     print(
         f"moto S3 on {endpoint} (own process); state_dict of {n} float32 tensors, "
-        f"{size / MIB:.0f} MiB in all; {args.repeat} interleaved runs, order rotated"
+        f"{size / MIB:.0f} MiB in all; {args.repeat} interleaved runs, order rotated, odd runs backward"
     )
     print(table(rows, ("operation", "median s", "best s", "rate")))
     print()
