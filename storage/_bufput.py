@@ -1,15 +1,16 @@
 """Many in-memory buffers (a checkpoint's tensors) stored on a root with OS paths, hashing overlapped
 with writing.
 
-The large buffers are hashed in order by a process-wide helper thread (with BLAKE3's threads), while
-the caller writes them, in order, into temp files (BLAKE3 and ``write`` both release the GIL). A buffer
-whose digest is known before its write starts is checked for a stored blob first, as any put is;
-otherwise it is written while being hashed, in `CHUNK_SIZE` pieces, and once its digest arrives a blob
-already stored stops the write (a frozen layer costs at most the part written meanwhile, on the other
-core). So the caller never waits for a digest it could write without, and a checkpoint costs about the
-larger of its hashing and its writing, not their sum: hashing (3 GB/s a core here) is the slower one,
-and BLAKE3's pool lets it use whatever the writer leaves of the cores. Buffers under `INLINE_MAX` are
-hashed by the caller before their write: handing one over costs more than hashing it.
+The large buffers are hashed in order by a process-wide helper thread (with BLAKE3's threads on more
+than two cores), while the caller writes them, in order, into temp files (BLAKE3 and ``write`` both
+release the GIL). A buffer whose digest is known before its write starts is checked for a stored blob
+first, as any put is; otherwise it is written while being hashed, in `CHUNK_SIZE` pieces, and once its
+digest arrives a blob already stored stops the write (a frozen layer costs at most the part written
+meanwhile, on the other core). So the caller never waits for a digest it could write without, and a
+checkpoint costs about the larger of its hashing and its writing, not their sum: hashing (3 GB/s a
+core here) is the slower one, and BLAKE3's pool lets it use whatever the writer leaves of the cores
+(on two, that is one). Buffers under `INLINE_MAX` are hashed by the caller before their write:
+handing one over costs more than hashing it.
 
 Each blob is still published under its digest only after its whole content was written and hashed
 (`publish_local`), so a crash or an error leaves at most a temp file. The helper only ever reads the
@@ -24,6 +25,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, BinaryIO
 
+import blake3
+
 from ._localput import put_local_bytes, put_local_via_tmp
 from .hashing import CHUNK_SIZE, hash_bytes, threaded_blake3
 from .streams import write_all
@@ -36,8 +39,14 @@ if TYPE_CHECKING:
 
 __all__ = ["INLINE_MAX", "put_local_many_bytes"]
 
-#: Buffers smaller than this are hashed by the caller (about 0.3 ms at 3 GB/s; a hand-over costs more).
-INLINE_MAX = 1 << 20
+#: Buffers smaller than this are hashed by the caller (20 us at 3 GB/s; a hand-over costs more). A
+#: larger one goes to the helper, which is idle by then in a checkpoint: the caller is still writing
+#: the big tensors before it (a GRU's 0.3 and 0.8 MB layers hashed there: 0.3 ms less of its 4.3 ms put).
+INLINE_MAX = 64 << 10
+
+#: On this many cores or fewer the helper hashes on one thread: the caller's writes hold the other
+#: core, and BLAKE3's pool would take turns on it (a GRU checkpoint's put: 3.9 ms against 4.1 ms).
+_SINGLE_CORES = 2
 
 _helper: ThreadPoolExecutor | None = None
 _helper_lock = threading.Lock()
@@ -51,6 +60,10 @@ def _hasher() -> ThreadPoolExecutor:
         if _helper is None:
             _helper = ThreadPoolExecutor(1, thread_name_prefix="blob-hash")
         return _helper
+
+
+def _new_hasher() -> blake3.blake3:
+    return threaded_blake3() if (os.cpu_count() or 1) > _SINGLE_CORES else blake3.blake3()
 
 
 def _forget_helper() -> None:  # a forked child has no helper thread, only the parent's pool object
@@ -122,7 +135,7 @@ def _hash_in_order(
             fut.cancel()
             continue
         try:
-            h = threaded_blake3()
+            h = _new_hasher()
             h.update(views[i])
             fut.set_result(h.hexdigest())
         except BaseException as e:  # surfaces in the caller, on this buffer

@@ -113,7 +113,7 @@ def test_a_blob_found_stored_mid_write_stops_the_write(
             return str(self.h.hexdigest())
 
     monkeypatch.setattr(_bufput, "write_all", write_all)
-    monkeypatch.setattr(_bufput, "threaded_blake3", Slow)
+    monkeypatch.setattr(_bufput, "_new_hasher", Slow)
     (r,) = blobs.put_many_bytes([memoryview(data)])
     assert (r.digest, r.size, r.written) == (hash_bytes(data), len(data), False)
     assert len(chunks) == 1  # stopped once the digest named a stored blob
@@ -128,7 +128,7 @@ def test_a_failing_hash_surfaces_on_its_buffer(
         def update(self, data: Any) -> None:
             raise MemoryError("no memory to hash")
 
-    monkeypatch.setattr(_bufput, "threaded_blake3", Broken)
+    monkeypatch.setattr(_bufput, "_new_hasher", Broken)
     with pytest.raises(MemoryError):
         _blobs(tmp_path).put_many_bytes([bytes([i]) * (2 * MIB) for i in range(3)])
 
