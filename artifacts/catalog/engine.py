@@ -28,6 +28,7 @@ from ..errors import (
     ConflictError,
     DiskFullError,
     IntegrityError,
+    InvalidStateError,
     InvalidValueError,
     NotFoundError,
     StoreNotFoundError,
@@ -219,12 +220,16 @@ class Catalog:
             return applied
 
     def _commit_locked(self, entry: Entry, ts: str | None) -> Applied:
-        """Validate and apply the entry in one index transaction, create it in the log, and only
-        then commit the transaction (as a `Bulk` batch of one does): the index never holds an entry
-        the log does not, and the entry is applied once, not checked in a rolled-back transaction
-        and applied again. A writer killed between the create and the commit leaves a whole entry
-        in the log, which the next sync applies."""
+        """Validate the entry at the head in an index transaction, create it in the log, then apply it.
+
+        On local disk the transaction stays open across the create (about a millisecond) and is
+        committed once the entry is in the log, as a `Bulk` batch of one: the entry is applied once.
+        On a remote root a create can take seconds (retries), and other processes sharing this index
+        must not wait on it: there the validating transaction is rolled back before the create and
+        the entry applied after it. Either way the index never holds an entry the log does not; a
+        writer killed after the create leaves a whole entry, which the next sync applies."""
         commit_id = uuid.uuid4().hex  # one per change, kept across retries (see _landed)
+        held = self.root.os_paths
         for attempt in range(_MAX_ATTEMPTS):
             seq = self.index.last_seq + 1
             when = ts if isinstance(ts, str) else now()
@@ -247,12 +252,19 @@ class Catalog:
                 self.index.end_own(commit=False)
                 self.sync()
                 continue
-            started = time.perf_counter()
             try:
                 applied = self.index.stage_own(raw, typed)  # raises the rule it breaks
+            except BaseException:
+                self.index.end_own(commit=False)
+                raise
+            if not held:
+                self.index.end_own(commit=False)
+            started = time.perf_counter()
+            try:
                 self.log.create(seq, data)
             except ConflictError:
-                self.index.end_own(commit=False)
+                if held:
+                    self.index.end_own(commit=False)
                 if self._landed(seq, data):  # our own create, whose reply was lost
                     self.sync()
                     return applied
@@ -260,17 +272,23 @@ class Catalog:
                 self.sync()
                 continue
             except BaseException:
-                self.index.end_own(commit=False)
+                if held:
+                    self.index.end_own(commit=False)
                 raise
             try:
-                self.index.end_own(commit=True)
+                if held:
+                    self.index.end_own(commit=True)
+                    self.reader.bulk_committed(self.index, seq - 1, [raw])
+                    return applied
+                rejected = dict(self.reader.committed(self.index, raw, typed))
             except DiskFullError as e:  # the entry is in the log, whole: only this cache is behind
                 raise DiskFullError(
                     f"disk full: {entry.OP} was committed (log entry {seq}), but the local index "
                     f"at {self.index.path} could not record it; it catches up by itself once there "
                     "is space"
                 ) from e
-            self.reader.bulk_committed(self.index, seq - 1, [raw])
+            if seq in rejected:  # cannot happen when the validation passed; keep the log honest
+                raise InvalidStateError(f"log entry {seq} was rejected: {rejected[seq]}")
             return applied
         raise ConflictError(
             f"gave up committing {entry.OP} after {_MAX_ATTEMPTS} lost races; retry later"
