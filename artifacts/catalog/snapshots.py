@@ -205,14 +205,20 @@ def write_snapshot(
 
 
 # -- finding and loading ---------------------------------------------------------------------------
+def _small_json(root: Root, rel: str, where: str) -> Any:
+    """A small document of the store (the hint, a descriptor), read up to one byte past
+    `bounds.MAX_SMALL_BYTES` and refused past it (`ValueError`, as `load_json` refuses)."""
+    small = bounds.MAX_SMALL_BYTES
+    return load_json(root.read(rel, limit=small), where, limit=small)
+
+
 def list_snapshots(root: Root, *, before: int | None = None) -> list[str]:
     """Descriptor names, newest first. The hint narrows the listing to the hinted seq and newer; a
     stale hint (nothing there any more) costs one more listing. ``before``: only older than that seq."""
     after = ""
     if before is None:
         with contextlib.suppress(ArtifactsError, ValueError, KeyError, TypeError):
-            small = bounds.MAX_SMALL_BYTES
-            hinted = load_json(root.read(HINT, limit=small), HINT, limit=small)["seq"]
+            hinted = _small_json(root, HINT, HINT)["seq"]
             if isinstance(hinted, int) and not isinstance(hinted, bool) and hinted > 0:
                 after = f"{hinted - 1:020d}-~"  # the hinted seq and anything newer
     names = _listed(root, after)
@@ -244,8 +250,7 @@ def _listed(root: Root, after: str) -> list[str]:
 def read_descriptor(root: Root, where: str) -> Snapshot:
     seq = parse_descriptor_name(where)
     try:
-        small = bounds.MAX_SMALL_BYTES
-        obj = load_json(root.read(where, limit=small), f"snapshot {where}", limit=small)
+        obj = _small_json(root, where, f"snapshot {where}")
         snap = Snapshot(
             seq=obj["seq"],
             index_format=obj["index_format"],
