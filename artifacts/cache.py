@@ -209,9 +209,16 @@ class DownloadCache:
 
     def _evict_locked(self, room: int, *, everything: bool = False, building: str = "") -> int:
         """Evict LRU entries nobody uses until ``room`` more bytes fit under the bound, counting
-        what other processes' builds in progress have reserved."""
+        what other processes' builds in progress have reserved.
+
+        Reservations are counted before the entries: a builder finishes outside the global lock,
+        writing its marker and then removing its reservation, so an entry finished between the two
+        listings is counted twice (at worst one eviction early), never not at all. Listed the other
+        way round, a build finishing between them was missed, and the cache outgrew its bound by
+        that entry (the flaky two-downloader test)."""
+        reserved = self._reserved(exclude=building)  # first (see above)
         entries = self._entries()
-        total = sum(size for _, size, _ in entries) + self._reserved(exclude=building)
+        total = sum(size for _, size, _ in entries) + reserved
         limit = self.max_size - room
         freed = 0
         for digest, size, _ in entries:
@@ -296,7 +303,7 @@ class DownloadCache:
                 _remove_tree(tmp)
                 raise
             data = json.dumps({"size": version.size, "files": version.file_count()})
-            _write_atomic(self.path / f"{digest}.json", data)
+            _write_atomic(self.path / f"{digest}.json", data)  # before the reservation goes
         finally:
             with contextlib.suppress(FileNotFoundError):
                 reservation.unlink()

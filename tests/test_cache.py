@@ -174,6 +174,48 @@ def test_listing_the_cache_never_keeps_an_unused_entry_from_eviction(
     assert seen == ["probe", "waits"]  # (an eviction mid-probe would have freed 0, not 80,000)
 
 
+def test_an_entry_finished_during_an_eviction_is_still_counted(
+    local_backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A builder in another process finishes (marker written, then its reservation removed) while an
+    evictor lists the cache: the evictor must count it once, as an entry or as a reservation. When it
+    listed entries first it counted it as neither, kept what it should have evicted, and the cache
+    held three versions under a bound of two and a half (the flaky two-downloader test above)."""
+    import fcntl
+
+    import artifacts.cache as c
+
+    a = many_files(open_(local_backend), 2, 40_000, "a")
+    cache = DownloadCache()
+    cache.release(a.download().name)  # 80,000 bytes, unused
+    monkeypatch.setenv("ARTIFACTS_CACHE_MAX_SIZE", str(200_000))
+    b = "b" * 64  # another process builds b: its lock held, 80,000 bytes reserved
+    held = os.open(cache.path / f"{b}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(held, fcntl.LOCK_EX)
+    (cache.path / f"{b}.building").write_text(json.dumps({"size": 80_000}))
+    real, finished = c.DownloadCache._entries, []
+
+    def listing_then_b_finishes(self: DownloadCache) -> list[tuple[str, int, float]]:
+        out = real(self)
+        if not finished:  # b's builder: marker first, then the reservation goes
+            finished.append(b)
+            (cache.path / b).mkdir()
+            (cache.path / f"{b}.json").write_text(json.dumps({"size": 80_000}))
+            (cache.path / f"{b}.building").unlink()
+        return out
+
+    monkeypatch.setattr(c.DownloadCache, "_entries", listing_then_b_finishes)
+    try:
+        with cache._global():  # room for an 80,000-byte c: a (unused) has to go
+            freed = cache._evict_locked(80_000, building="c" * 64)
+    finally:
+        os.close(held)
+    assert finished == [b]
+    assert freed == 80_000 and not (cache.path / a.digest).exists()
+    monkeypatch.setattr(c.DownloadCache, "_entries", real)
+    assert [e.digest for e in cache.info().entries] == [b]
+
+
 def test_open_readers_entry_is_never_evicted(
     local_backend: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
