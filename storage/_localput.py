@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 __all__ = [
     "UNNAMED_MAX",
     "freshen_local",
+    "local_tmp",
+    "publish_tmp",
     "put_local_bytes",
     "put_local_range",
     "put_local_small",
@@ -86,7 +88,17 @@ def put_local_via_tmp(
             if isinstance(got, PutResult):
                 os.unlink(tmp)
                 return got
-            digest, size = got
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return publish_tmp(blobs, tmp, *got, what)
+
+
+def publish_tmp(blobs: BlobStore, tmp: str, digest: str, size: int, what: str) -> PutResult:
+    """Publish a written temp file under ``digest`` (`publish_local`); it is gone either way."""
+    try:
+        with disk_full_errors(what, blobs.root.url):
             written = publish_local(blobs, tmp, blobs.root.local(blobs.relpath(digest)), size)
         return PutResult(digest, size, written)
     except BaseException:

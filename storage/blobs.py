@@ -303,11 +303,11 @@ class BlobStore:
         stored: Callable[[int], None] | None = None,
     ) -> list[PutResult]:
         """Store many in-memory buffers (tensors); results in order. Concurrent where each put is a
-        round trip; on a local disk one after another, each written while a helper thread hashes the
-        next (see `storage._bufput`). ``digests``: the caller's digests of these very buffers (see
+        round trip; on a local disk written one after another while a helper thread hashes them
+        (see `storage._bufput`). ``digests``: the caller's digests of these very buffers (see
         `put_bytes`), None where it has none. ``stored(i)`` is called once buffer ``i``'s blob is
-        stored and nothing here reads that buffer any more (in order on a local disk, as puts finish
-        on a remote root): a caller that owns a private copy frees it there, so a checkpoint's copy
+        stored and nothing here reads that buffer any more (as each blob is published: not
+        necessarily in order): a caller that owns a private copy frees it there, so a checkpoint's copy
         shrinks while it is written instead of being held whole until the end."""
         cb = as_callback(callback)
         known = list(digests) if digests is not None else [None] * len(datas)

@@ -73,7 +73,7 @@ def test_a_failing_write_surfaces_and_the_helper_lets_go(
 
     # a large buffer is published by one of these two, whether its digest came before its write
     monkeypatch.setattr(_bufput, "put_local_bytes", failing(_bufput.put_local_bytes))
-    monkeypatch.setattr(_bufput, "put_local_via_tmp", failing(_bufput.put_local_via_tmp))
+    monkeypatch.setattr(_bufput, "publish_tmp", failing(_bufput.publish_tmp))
     datas = [bytes([i]) * (2 * MIB) for i in range(8)]
     with pytest.raises(DiskFullError):
         blobs.put_many_bytes(datas)
@@ -119,6 +119,46 @@ def test_a_blob_found_stored_mid_write_stops_the_write(
     assert len(chunks) == 1  # stopped once the digest named a stored blob
     assert not os.listdir(tmp_path / "store" / "tmp")
     assert blobs.read_bytes(r.digest) == data
+
+
+def test_the_caller_hashes_from_the_back_what_the_helper_has_not_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer does not wait for digests: it writes every buffer, then hashes those the helper has
+    not reached (here the helper is held on the first one until the caller has hashed one)."""
+    caller_hashed = threading.Event()
+    by: dict[bytes, list[str]] = {}
+
+    class Recorded:
+        def __init__(self) -> None:
+            self.h = blake3.blake3()
+
+        def update(self, data: Any) -> None:
+            me = threading.current_thread()
+            if me is threading.main_thread():
+                caller_hashed.set()
+            else:
+                assert caller_hashed.wait(30), "the caller waited for the helper instead"
+            by.setdefault(bytes(data[:1]), []).append(
+                "caller" if me is threading.main_thread() else "helper"
+            )
+            self.h.update(data)
+
+        def hexdigest(self) -> str:
+            return str(self.h.hexdigest())
+
+    monkeypatch.setattr(_bufput, "_new_hasher", Recorded)
+    blobs = _blobs(tmp_path)
+    datas = [bytes([i]) * (2 * MIB) for i in range(4)]
+    order = []
+    results = blobs.put_many_bytes(datas, stored=order.append)
+    assert [r.digest for r in results] == [hash_bytes(d) for d in datas]
+    assert sorted(by) == [bytes([i]) for i in range(4)] and all(len(w) == 1 for w in by.values())
+    assert by[b"\x00"] == ["helper"] and by[b"\x03"] == ["caller"]  # each hashed once, from both ends
+    assert sorted(order) == [0, 1, 2, 3]  # each buffer reported stored once
+    for r, d in zip(results, datas, strict=True):
+        assert blobs.read_bytes(r.digest) == d
+    assert not os.listdir(tmp_path / "store" / "tmp")
 
 
 def test_a_failing_hash_surfaces_on_its_buffer(
