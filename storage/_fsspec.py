@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import fsspec
@@ -70,6 +71,30 @@ class S3Root(RemoteRoot):
                 body.close()
 
         return await _error_wrapper(call_and_read, retries=self.fs.retries)
+
+    @contextlib.contextmanager
+    def read_pieces(self, rel: str, piece: int = 1 << 20) -> Iterator[tuple[int, Iterator[bytes]]]:
+        """One GET (`Root.read_pieces`): its Content-Length is the size, its body read a piece at a
+        time as the caller consumes it; the connection is closed on exit, read to the end or not."""
+        from fsspec.asyn import sync
+
+        bucket, key, _ = self.fs.split_path(self.full(rel))
+        with backend_errors(f"read {rel}", self.url):
+            resp = sync(self.fs.loop, self.fs._call_s3, "get_object", Bucket=bucket, Key=key)
+        body = resp["Body"]
+
+        def pieces() -> Iterator[bytes]:
+            while True:
+                with backend_errors(f"read {rel}", self.url):
+                    chunk = sync(self.fs.loop, body.read, piece)
+                if not chunk:
+                    return
+                yield bytes(chunk)
+
+        try:
+            yield int(resp["ContentLength"]), pieces()
+        finally:
+            body.close()
 
     def read_range_into(self, rel: str, start: int, buf: memoryview) -> int:
         """One ranged GET of ``len(buf) + 1`` bytes whose body is read into ``buf`` as it arrives

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
 from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING, Any, ClassVar
@@ -160,6 +161,29 @@ class Root:
             if limit is None:
                 return self.fs.cat_file(self.full(rel))
             return self.fs.cat_file(self.full(rel), start=0, end=limit + 1)
+
+    @contextlib.contextmanager
+    def read_pieces(self, rel: str, piece: int = 1 << 20) -> Iterator[tuple[int, Iterator[bytes]]]:
+        """``rel``'s size and an iterator of its bytes in pieces of at most ``piece``: store content
+        too large to hold whole (a snapshot's data) read with bounded memory, its size known before
+        any byte is read so that the caller can refuse it unread. The stream is closed on exit."""
+        with backend_errors(f"read {rel}", self.url):
+            f = self.open_read(rel)
+        with f:
+            try:
+                size = os.fstat(f.fileno()).st_size
+            except (OSError, AttributeError, ValueError, io.UnsupportedOperation):
+                size = int(self.info(rel)["size"])
+
+            def pieces() -> Iterator[bytes]:
+                while True:
+                    with backend_errors(f"read {rel}", self.url):
+                        chunk = f.read(piece)
+                    if not chunk:
+                        return
+                    yield chunk
+
+            yield size, pieces()
 
     def read_range(self, rel: str, start: int, end: int) -> bytes:
         """Bytes ``start`` to ``end`` (exclusive) of ``rel``."""

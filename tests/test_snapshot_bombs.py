@@ -99,10 +99,10 @@ _BIG = 5  # versions of 800 KB of hex metadata: a snapshot of over 1 MiB compres
 @pytest.mark.parametrize(
     "damage, match",
     [
-        (lambda d: d[: len(d) // 2], r"does not decompress \(incomplete or truncated stream\)"),
-        (lambda d: d[:-4], r"does not decompress \(incomplete or truncated stream\)"),
-        (lambda d: b"", r"does not decompress \(incomplete or truncated stream\)"),
-        (lambda d: b"garbage" + d, r"does not decompress \(Error -3 .*incorrect header check\)"),
+        (lambda d: d[: len(d) // 2], r"is corrupt: it does not decompress \(incomplete or truncated stream\)"),
+        (lambda d: d[:-4], r"is corrupt: it does not decompress \(incomplete or truncated stream\)"),
+        (lambda d: b"", r"is corrupt: it does not decompress \(incomplete or truncated stream\)"),
+        (lambda d: b"garbage" + d, r"is corrupt: it does not decompress \(Error -3 .*incorrect header check\)"),
     ],
     ids=["half", "no-checksum", "empty", "garbage"],
 )
@@ -143,3 +143,42 @@ def test_a_writer_does_not_write_a_snapshot_no_reader_would_take(
     store = _snapshotted(local_backend, monkeypatch)
     assert snaps.all_snapshots(store.root) == []
     assert [v.version for v in open_(local_backend).versions("m")] == [0, 1, 2]
+
+
+def _bytes_read() -> int:
+    """Bytes this process has read from files and sockets so far (Linux)."""
+    with open("/proc/self/io") as f:
+        return int(next(line for line in f if line.startswith("rchar:")).split()[1])
+
+
+@pytest.mark.parametrize("head", ["honest", "garbage"])
+def test_a_50_gib_snapshot_its_descriptor_vouches_for_is_refused_having_read_a_few_pieces(
+    local_backend: Backend, monkeypatch: pytest.MonkeyPatch, head: str
+) -> None:
+    """The data is store content, and so is the size its descriptor gives: a snapshot claiming 50 GiB
+    of data that is there (sparse) is streamed, refused at its first bad piece (garbage, or bytes
+    past the end of an honest stream), never read whole into memory (as it was, up to the claim)."""
+    store = _snapshotted(local_backend, monkeypatch)
+    old = snaps.read_descriptor(store.root, snaps.list_snapshots(store.root)[0])
+    fat = 50 * 2**30
+    new = dataclasses.replace(old, digest="0" * 64, size=fat)  # no digest is checked before it
+    data = Path(local_backend.url) / new.data_path
+    data.parent.mkdir(exist_ok=True)
+    with open(data, "wb") as f:
+        if head == "honest":
+            f.write(store.root.read(old.data_path))
+        f.truncate(fat)  # sparse: no disk, but a whole read is 50 GiB
+    store.root.create_exclusive(new.path, canonical_json(new.to_dict()))
+    store.root.delete(old.path)
+    why = "goes on past the end of its compressed stream" if head == "honest" else "decompress"
+    before = _bytes_read()
+    tracemalloc.start()
+    try:
+        with pytest.warns(StoreWarning, match=f"snapshot {new.path}: its data is corrupt: .*{why}"):
+            fresh = open_(local_backend)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert _bytes_read() - before < 16 * 2**20 and peak < 16 * 2**20
+    assert [v.version for v in fresh.versions("m")] == [0, 1, 2]  # from the log instead
+    assert not list((Path(local_backend.url).parent / "cold").rglob("snapshot-*.sqlite"))

@@ -24,9 +24,12 @@ import re
 import sqlite3
 import tempfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import blake3
 
 from storage import Root, hash_bytes
 
@@ -291,19 +294,21 @@ def check_snapshot(
     size = snap.size if isinstance(snap.size, int) and not isinstance(snap.size, bool) else -1
     if size < 0:
         raise SnapshotError(f"snapshot {where} names no valid data size")
-    try:  # read up to one byte past the size its descriptor gives, no further
-        data = root.read(snap.data_path, limit=size)
+    path = workdir / f"snapshot-{seq}-{snap.digest[:16]}.sqlite"
+    try:  # streamed: its size is checked before any byte is read, its bytes never held whole
+        with root.read_pieces(snap.data_path, _PIECE) as (length, pieces):
+            if length > size:
+                raise SnapshotError(
+                    f"snapshot {where}: its data {snap.data_path} is longer than the {size} bytes "
+                    "its descriptor gives"
+                )
+            hasher = blake3.blake3()
+            _inflate(_hashed(pieces, hasher), length, path, where)
     except NotFoundError:
         raise SnapshotError(f"snapshot {where}: its data {snap.data_path} is missing") from None
-    if len(data) > size:
-        raise SnapshotError(
-            f"snapshot {where}: its data {snap.data_path} is longer than the {size} bytes its "
-            "descriptor gives"
-        )
-    if hash_bytes(data) != snap.digest:
+    if hasher.hexdigest() != snap.digest:
+        path.unlink(missing_ok=True)
         raise SnapshotError(f"snapshot {where}: its data {snap.data_path} is corrupt (digest)")
-    path = workdir / f"snapshot-{seq}-{snap.digest[:16]}.sqlite"
-    _inflate(data, path, where)
     conn = sqlite3.connect(path)
     try:
         ok = conn.execute("PRAGMA integrity_check").fetchall()
@@ -332,34 +337,51 @@ def check_snapshot(
 _PIECE = 1024 * 1024
 
 
-def _inflate(data: bytes, path: Path, where: str) -> None:
-    """Inflate ``data`` into the file ``path`` piece by piece, refusing it (and removing the file) once
-    it is past `bounds.max_snapshot_bytes` or when the stream is damaged or cut short."""
-    limit = bounds.max_snapshot_bytes(len(data))
-    inflater, view, pos, written = zlib.decompressobj(), memoryview(data), 0, 0
-    tail: bytes | memoryview = b""
+def _hashed(pieces: Iterator[bytes], hasher: blake3.blake3) -> Iterator[bytes]:
+    for piece in pieces:
+        hasher.update(piece)
+        yield piece
+
+
+def _inflate(pieces: Iterator[bytes], length: int, path: Path, where: str) -> None:
+    """Inflate the ``length`` compressed bytes ``pieces`` bring into the file ``path``, a piece at a
+    time, refusing them (and removing the file) once past `bounds.max_snapshot_bytes` or when the
+    stream is damaged, cut short, or goes on past its end. The caller's digest check covers the rest
+    (bytes that came after the stream ended are read, counted in the digest, and refused)."""
+    limit = bounds.max_snapshot_bytes(length)
+    inflater, written = zlib.decompressobj(), 0
+    source = iter(pieces)
     try:
         with open(path, "wb") as out:
+            tail: bytes = b""
             while not inflater.eof:
-                if not tail:  # the next piece of input (empty at the end: what the inflater holds)
-                    tail, pos = view[pos : pos + _PIECE], pos + _PIECE
+                if not tail:  # the next piece of input (none at the end: what the inflater holds)
+                    tail = next(source, b"")
+                    ended = not tail
                 piece = inflater.decompress(tail, _PIECE)
                 tail = inflater.unconsumed_tail
                 written += len(piece)
                 if written > limit:
                     raise SnapshotError(
                         f"snapshot {where}: its data inflates to more than {limit} bytes, the most"
-                        f" {len(data)} compressed bytes may (bounds.max_snapshot_bytes)"
+                        f" {length} compressed bytes may (bounds.max_snapshot_bytes)"
                     )
                 out.write(piece)
-                if not piece and not tail and pos >= len(data):
+                if not piece and not tail and ended:
                     raise SnapshotError(
-                        f"snapshot {where}: its data does not decompress (incomplete or truncated"
-                        " stream)"
+                        f"snapshot {where}: its data is corrupt: it does not decompress (incomplete"
+                        " or truncated stream)"
                     )
+            if inflater.unused_data or any(source):  # the stream ended before its data did
+                raise SnapshotError(
+                    f"snapshot {where}: its data is corrupt: it goes on past the end of its "
+                    "compressed stream"
+                )
     except zlib.error as e:
         path.unlink(missing_ok=True)
-        raise SnapshotError(f"snapshot {where}: its data does not decompress ({e})") from None
+        raise SnapshotError(
+            f"snapshot {where}: its data is corrupt: it does not decompress ({e})"
+        ) from None
     except BaseException:
         path.unlink(missing_ok=True)
         raise
