@@ -25,6 +25,14 @@ cache nor dvc's state DB refuses it as too fresh. Each timed run starts after ``
 the runs of the different tools are interleaved, so background load hits them alike. Medians (and best).
 
     python benchmarks/anchors.py [--size 256M] [--repeat 3] [--anchors-python /tmp/anchors/bin/python]
+    python benchmarks/anchors.py --workload files [--files 20000] ...
+    python benchmarks/anchors.py --workload checkpoint [--size 1G] [--tensors 24] ...
+
+The other two workloads of issue 16: ``--workload files`` ingests a directory of small files (``cp -r``,
+ours ``add_dir``, ``dvc add`` of the directory, W&B ``add_dir``, MLflow ``log_artifacts``), and
+``--workload checkpoint`` a state_dict in memory: ours logs it with ``add_state_dict``; the floor is
+``torch.save`` to a new file, and each anchor is timed as that ``torch.save`` plus its own ingest of
+the file (what checkpointing with it costs; the anchors' venv needs no torch).
 
 ``BENCH_VERBOSE=1`` also prints every run's time. MLflow 3.x refuses ``file:`` tracking URIs unless
 ``MLFLOW_ALLOW_FILE_STORE=true``, which the script sets for its subprocess.
@@ -107,7 +115,8 @@ t1 = time.perf_counter()
 run = wandb.init(project="anchors-bench", dir=sys.argv[1], mode="offline")
 t2 = time.perf_counter()
 art = wandb.Artifact("bench-file", type="dataset")
-art.add_file(sys.argv[2])
+import os
+art.add_dir(sys.argv[2]) if os.path.isdir(sys.argv[2]) else art.add_file(sys.argv[2])
 t3 = time.perf_counter()
 run.log_artifact(art)
 t4 = time.perf_counter()
@@ -129,7 +138,8 @@ mlflow.set_tracking_uri("file:" + sys.argv[1])
 t2 = time.perf_counter()
 with mlflow.start_run():
     t3 = time.perf_counter()
-    mlflow.log_artifact(sys.argv[2])
+    import os
+    (mlflow.log_artifacts if os.path.isdir(sys.argv[2]) else mlflow.log_artifact)(sys.argv[2])
     t4 = time.perf_counter()
 t5 = time.perf_counter()
 print("@@RESULT " + json.dumps({"import": t1 - t0, "seconds": t5 - t2, "parts": {
@@ -261,13 +271,68 @@ def check_call(cmd: list[str], env: dict[str, str], cwd: Path, timeout: float) -
         raise AnchorFailed(f"{' '.join(cmd)} exited {proc.returncode}: " + " | ".join(tail))
 
 
+def inodes(path: Path) -> set[tuple[int, int]]:
+    """(dev, ino) of a file, or of every file below a directory."""
+    paths = [path] if not path.is_dir() else [p for p in path.rglob("*") if p.is_file()]
+    return {(st.st_dev, st.st_ino) for st in (p.stat() for p in paths)}
+
+
+def make_tree(path: Path, files: int, dirs: int, size: int) -> None:
+    """``files`` random files of ``size`` bytes in ``dirs`` directories, unless already there."""
+    if path.is_dir() and sum(1 for p in path.rglob("*") if p.is_file()) == files:
+        return
+    rm(path)
+    print(f"writing {files} files of {size} bytes in {dirs} dirs to {path} ...", flush=True)
+    for i in range(files):
+        d = path / f"d{i % dirs:03d}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"f{i:06d}.bin").write_bytes(os.urandom(size))
+
+
+def make_state_dict(size: int, tensors: int) -> dict[str, Any]:
+    """``tensors`` float32 tensors of ``size`` bytes in all (torch imported only for this workload)."""
+    import torch
+
+    torch.manual_seed(0)
+    return {f"layer{i}.weight": torch.randn(size // 4 // tensors) for i in range(tensors)}
+
+
 class Bench:
-    def __init__(self, src: Path, work: Path, python: str | None, timeout: float) -> None:
+    """One workload: a file, a directory (``src`` is one), or a checkpoint (``state_dict``: ours
+    logs it with `add_state_dict`; every other tool is timed as `torch.save` to a new file plus its
+    own ingest of that file, which is what using it for a checkpoint costs)."""
+
+    def __init__(
+        self,
+        src: Path,
+        work: Path,
+        python: str | None,
+        timeout: float,
+        state_dict: dict[str, Any] | None = None,
+    ) -> None:
         self.src = src
         self.work = work
         self.python = python
         self.timeout = timeout
-        self.src_key = (src.stat().st_dev, src.stat().st_ino)
+        self.state_dict = state_dict
+        self.src_keys = inodes(src) if state_dict is None else set()
+
+    def _add(self, art: artifacts.Artifact) -> None:
+        if self.state_dict is not None:
+            art.add_state_dict(self.state_dict)
+        elif self.src.is_dir():
+            art.add_dir(self.src)
+        else:
+            art.add_file(self.src)
+
+    def _save(self, path: Path) -> float:
+        """`torch.save` of the checkpoint to a new file (timed), for the tools that take files."""
+        import torch
+
+        os.sync()
+        t = time.perf_counter()
+        torch.save(self.state_dict, path)
+        return time.perf_counter() - t
 
     # -- ours and cp, in this process ------------------------------------------------------------
     def ours(self, keep: bool = False) -> dict[str, Any]:
@@ -279,7 +344,7 @@ class Bench:
         try:
             t1 = time.perf_counter()
             art = artifacts.Artifact("bench-file", type="dataset")
-            art.add_file(self.src)
+            self._add(art)
             t2 = time.perf_counter()
             store.log_artifact(art)
             t3 = time.perf_counter()
@@ -288,7 +353,7 @@ class Bench:
         res: dict[str, Any] = {
             "seconds": t3 - t0,
             "disk": disk_bytes(box),
-            "parts": {"open_store": t1 - t0, "Artifact+add_file": t2 - t1, "log_artifact": t3 - t2},
+            "parts": {"open_store": t1 - t0, "Artifact+add": t2 - t1, "log_artifact": t3 - t2},
         }
         if keep:
             res["files"] = big_files(box, MIB)
@@ -306,7 +371,7 @@ class Bench:
             store = artifacts.open_store(box / "store", user="bench")
             try:
                 art = artifacts.Artifact("bench-file", type="dataset")
-                art.add_file(self.src)
+                self._add(art)
                 store.log_artifact(art)
                 times.append(time.perf_counter() - t)
             finally:
@@ -315,9 +380,16 @@ class Bench:
 
     def cp(self) -> dict[str, Any]:
         box = fresh_dir(self.work / "cp")
+        if self.state_dict is not None:  # the floor of a checkpoint: torch.save to a new file
+            seconds = self._save(box / "model.pt")
+            res = {"seconds": seconds, "disk": disk_bytes(box)}
+            rm(box)
+            return res
         os.sync()
         t = time.perf_counter()
-        subprocess.run(["cp", str(self.src), str(box / "out")], check=True, timeout=self.timeout)
+        subprocess.run(
+            ["cp", "-r", str(self.src), str(box / "out")], check=True, timeout=self.timeout
+        )
         seconds = time.perf_counter() - t
         res = {"seconds": seconds, "disk": disk_bytes(box)}
         rm(box)
@@ -345,15 +417,18 @@ class Bench:
         repo = fresh_dir(box / "repo")
         check_call(["git", "init", "-q"], env, repo, self.timeout)
         check_call([self.python, "-m", "dvc", "init", "-q"], env, repo, self.timeout)
-        shutil.copy2(self.src, repo / self.src.name)  # keeps the backdated mtime
+        saved = 0.0
+        if self.state_dict is not None:
+            saved = self._save(repo / self.name)
+        elif self.src.is_dir():
+            shutil.copytree(self.src, repo / self.name)  # copy2: keeps the backdated mtimes
+        else:
+            shutil.copy2(self.src, repo / self.name)  # keeps the backdated mtime
         os.sync()
-        res, wall = run_snippet(
-            self.python, DVC, [str(repo), self.src.name], env, self.timeout, "dvc add"
-        )
+        res, wall = run_snippet(self.python, DVC, [str(repo), self.name], env, self.timeout, "dvc add")
+        self._with_save(res, saved)
         res["process"] = wall
-        workspace = repo / self.src.name
-        st = workspace.stat()
-        res["disk"] = disk_bytes(box, {(st.st_dev, st.st_ino)})  # the workspace copy is the input
+        res["disk"] = disk_bytes(box, inodes(repo / self.name))  # the workspace copy is the input
         if keep:
             res["files"] = big_files(box, MIB)
         else:
@@ -370,13 +445,24 @@ class Bench:
             res, _ = run_snippet(
                 self.python,
                 DVC,
-                [str(box / "repo"), self.src.name],
+                [str(box / "repo"), self.name],
                 env,
                 self.timeout,
                 "dvc add (re-add)",
             )
             times.append(res["seconds"])
         return times
+
+    @property
+    def name(self) -> str:
+        """The input's name in the tools' workspaces."""
+        return "model.pt" if self.state_dict is not None else self.src.name
+
+    def _with_save(self, res: dict[str, Any], saved: float) -> None:
+        """Count the `torch.save` that made a checkpoint's file as part of the tool's time."""
+        if self.state_dict is not None:
+            res["seconds"] += saved
+            res["parts"] = {"torch.save": saved, **res.get("parts", {})}
 
     def wandb(self, keep: bool = False) -> dict[str, Any]:
         return self._snippet_anchor("wandb", WANDB, "wandb", keep)
@@ -389,12 +475,17 @@ class Bench:
         assert self.python
         box = fresh_dir(self.work / name)
         env = anchor_env(box)
+        src, saved = self.src, 0.0
+        if self.state_dict is not None:
+            src = box / self.name
+            saved = self._save(src)
         os.sync()
         res, wall = run_snippet(
-            self.python, snippet, [str(box / data_dir), str(self.src)], env, self.timeout, name
+            self.python, snippet, [str(box / data_dir), str(src)], env, self.timeout, name
         )
+        self._with_save(res, saved)
         res["process"] = wall
-        res["disk"] = disk_bytes(box, {self.src_key})
+        res["disk"] = disk_bytes(box, self.src_keys or inodes(src))
         if keep:
             res["files"] = big_files(box, MIB)
         else:
@@ -406,6 +497,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--size", default="256M", help="file size, e.g. 256M, 1G (default 256M)")
     ap.add_argument("--file", help="use this file instead of a generated one (its mtime is kept)")
+    ap.add_argument(
+        "--workload",
+        choices=("file", "files", "checkpoint"),
+        default="file",
+        help="one large file (default); many small files (--files of 4 KiB in 100 dirs); or a "
+        "checkpoint (a state_dict of --size in --tensors float32 tensors)",
+    )
+    ap.add_argument("--files", type=int, default=20_000, help="small files (default 20000)")
+    ap.add_argument("--tensors", type=int, default=24, help="checkpoint tensors (default 24)")
     ap.add_argument("--repeat", type=int, default=3, help="fresh runs per tool (default 3)")
     ap.add_argument(
         "--anchors-python",
@@ -432,22 +532,37 @@ def main() -> None:
 
 
 def run(args: argparse.Namespace, work: Path) -> None:
+    state_dict = None
     if args.file:
         src = Path(args.file).resolve()
+    elif args.workload == "checkpoint":
+        state_dict = make_state_dict(parse_size(args.size), args.tensors)
+        src = work / "input" / "model.pt"  # each tool's run saves its own (timed) copy
     else:
-        src = work / "input" / f"bench-{parse_size(args.size)}.bin"
+        src = work / "input" / (
+            "tree" if args.workload == "files" else f"bench-{parse_size(args.size)}.bin"
+        )
         src.parent.mkdir()
-        make_random_file(src, parse_size(args.size))
+        if args.workload == "files":
+            make_tree(src, args.files, 100, 4096)
+        else:
+            make_random_file(src, parse_size(args.size))
         old = time.time() - 60  # not "racy": stat caches trust it at once
-        os.utime(src, (old, old))
-    size = src.stat().st_size
-    read_through(src)
+        for p in [src, *src.rglob("*")]:
+            os.utime(p, (old, old))
+    if state_dict is not None:
+        size = sum(t.numel() * t.element_size() for t in state_dict.values())
+    else:
+        inputs = [p for p in src.rglob("*") if p.is_file()] if src.is_dir() else [src]
+        size = sum(p.stat().st_size for p in inputs)
+        for p in inputs:
+            read_through(p)
 
     python = args.anchors_python
     if python and not (shutil.which(python) or Path(python).is_file()):
         print(f"--anchors-python {python} does not exist")
         python = None
-    bench = Bench(src, work, python, args.timeout)
+    bench = Bench(src, work, python, args.timeout, state_dict)
     versions = bench.probe()
     tools: list[str] = ["cp", "ours"]
     for anchor, ver in versions.items():
@@ -517,12 +632,15 @@ def report(
         for t in done:
             print(f"  {t}: " + " ".join(f"{r['seconds']:.3f}" for r in results[t]))
     med = {t: statistics.median(r["seconds"] for r in results[t]) for t in done}
+    ckpt = args.workload == "checkpoint" and not args.file
+    saved = " (torch.save + its ingest)" if ckpt else ""
+    add = "add_state_dict" if ckpt else "add_dir" if src.is_dir() else "add_file"
     labels = {
-        "cp": "cp",
-        "ours": "ours (open_store+add_file+log_artifact)",
-        "dvc": f"dvc add ({versions.get('dvc')})",
-        "wandb": f"W&B offline ({versions.get('wandb')})",
-        "mlflow": f"MLflow file store ({versions.get('mlflow')})",
+        "cp": "torch.save (new file)" if ckpt else "cp -r" if src.is_dir() else "cp",
+        "ours": f"ours (open_store+{add}+log_artifact)",
+        "dvc": f"dvc add ({versions.get('dvc')}){saved}",
+        "wandb": f"W&B offline ({versions.get('wandb')}){saved}",
+        "mlflow": f"MLflow file store ({versions.get('mlflow')}){saved}",
     }
 
     def opt(t: str, key: str) -> Any:
@@ -537,7 +655,7 @@ def report(
                 med[t],
                 min(r["seconds"] for r in results[t]),
                 f"{size / MIB / med[t]:.0f}",
-                f"{med[t] / med['cp']:.2f}x" if "cp" in med else "",
+                f"{med[t] / med['cp']:.2f}x" if "cp" in med else "",  # cp: torch.save for a checkpoint
                 f"{med[t] / med['ours']:.2f}x" if "ours" in med else "",
                 opt(t, "import"),
                 opt(t, "process"),
@@ -547,8 +665,15 @@ def report(
     print()
     print(load_line())
     print(
-        f"file: {size / MIB:.0f} MiB of random bytes, page-cached; {args.repeat} interleaved fresh runs "
-        f"per tool; anchors python: {python or '-'}"
+        (
+            f"checkpoint: {size / MIB:.0f} MiB state_dict of {args.tensors} float32 tensors"
+            if ckpt
+            else f"directory: {size / MIB:.0f} MiB in {args.files} files of random bytes"
+            if src.is_dir()
+            else f"file: {size / MIB:.0f} MiB of random bytes"
+        )
+        + f", page-cached; {args.repeat} interleaved fresh runs per tool; anchors python: "
+        + f"{python or '-'}"
     )
     print(
         table(
@@ -558,7 +683,7 @@ def report(
                 "median s",
                 "best s",
                 "MiB/s",
-                "/ cp",
+                "/ torch.save" if ckpt else "/ cp",
                 "/ ours",
                 "import s",
                 "process s",
