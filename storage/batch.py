@@ -97,10 +97,12 @@ def read_small(path: str, key: StatKey, attempts: int = 3) -> tuple[bytes, StatK
             if not _stat.S_ISREG(os.fstat(fd).st_mode):
                 raise InvalidPathError(f"cannot add {path}: it is no longer a regular file")
             parts = []
-            want = key[0] + 1
-            while chunk := os.read(fd, max(want, 65536)):
+            ask = max(key[0] + 1, 65536)
+            while chunk := os.read(fd, ask):
                 parts.append(chunk)
-                want = 65536
+                if len(chunk) < ask and len(parts) == 1 and len(chunk) == key[0]:
+                    break  # all of it, and short: the end (the fstat below says if it moved)
+                ask = 65536
             now = stat_key(os.fstat(fd))
         finally:
             os.close(fd)
