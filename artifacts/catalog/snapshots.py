@@ -346,8 +346,8 @@ def _hashed(pieces: Iterator[bytes], hasher: blake3.blake3) -> Iterator[bytes]:
 def _inflate(pieces: Iterator[bytes], length: int, path: Path, where: str) -> None:
     """Inflate the ``length`` compressed bytes ``pieces`` bring into the file ``path``, a piece at a
     time, refusing them (and removing the file) once past `bounds.max_snapshot_bytes` or when the
-    stream is damaged, cut short, or goes on past its end. The caller's digest check covers the rest
-    (bytes that came after the stream ended are read, counted in the digest, and refused)."""
+    stream is damaged, cut short, or followed by more bytes (refused at the first such piece, unread
+    beyond it). The caller checks the digest of what was read once this returns."""
     limit = bounds.max_snapshot_bytes(length)
     inflater, written = zlib.decompressobj(), 0
     source = iter(pieces)
