@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import fsspec
 
-from .backend import Root, backend_errors
+from .backend import Root, backend_errors, read_until_empty
 from .errors import BackendError, NotFoundError
 
 __all__ = ["RemoteRoot", "S3Root", "remote_root"]
@@ -82,17 +82,9 @@ class S3Root(RemoteRoot):
         with backend_errors(f"read {rel}", self.url):
             resp = sync(self.fs.loop, self.fs._call_s3, "get_object", Bucket=bucket, Key=key)
         body = resp["Body"]
-
-        def pieces() -> Iterator[bytes]:
-            while True:
-                with backend_errors(f"read {rel}", self.url):
-                    chunk = sync(self.fs.loop, body.read, piece)
-                if not chunk:
-                    return
-                yield bytes(chunk)
-
+        pieces = read_until_empty(lambda: sync(self.fs.loop, body.read, piece), f"read {rel}", self.url)
         try:
-            yield int(resp["ContentLength"]), pieces()
+            yield int(resp["ContentLength"]), pieces
         finally:
             body.close()
 

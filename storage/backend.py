@@ -15,7 +15,7 @@ import contextlib
 import errno
 import io
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 from .errors import ArtifactsError, BackendError, ConflictError, NotFoundError, disk_full_errors
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     import fsspec
     from fsspec.callbacks import Callback
 
-__all__ = ["Root", "backend_errors", "mtime_of", "open_root"]
+__all__ = ["Root", "backend_errors", "mtime_of", "open_root", "read_until_empty"]
 
 _KNOWN_PROTOCOLS = {"file", "local", "s3", "s3a", "memory"}
 
@@ -175,15 +175,7 @@ class Root:
             except (OSError, AttributeError, ValueError, io.UnsupportedOperation):
                 size = int(self.info(rel)["size"])
 
-            def pieces() -> Iterator[bytes]:
-                while True:
-                    with backend_errors(f"read {rel}", self.url):
-                        chunk = f.read(piece)
-                    if not chunk:
-                        return
-                    yield chunk
-
-            yield size, pieces()
+            yield size, read_until_empty(lambda: f.read(piece), f"read {rel}", self.url)
 
     def read_range(self, rel: str, start: int, end: int) -> bytes:
         """Bytes ``start`` to ``end`` (exclusive) of ``rel``."""
@@ -408,6 +400,16 @@ class Root:
         with backend_errors("open store", self.url):
             bucket = self.path.split("/", 1)[0]
             self.fs.ls(bucket, refresh=True)
+
+
+def read_until_empty(read: Callable[[], bytes], what: str, url: str) -> Iterator[bytes]:
+    """The pieces ``read()`` returns until it returns none, its errors translated (`read_pieces`)."""
+    while True:
+        with backend_errors(what, url):
+            chunk = read()
+        if not chunk:
+            return
+        yield bytes(chunk)
 
 
 def mtime_of(info: dict[str, Any]) -> float | None:
